@@ -1,0 +1,34 @@
+# Calib — every entry point. `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+# uv from PATH, else bootstrapped into .tools/ with the machine's Python 3.11
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_LINK_MODE := copy
+
+.PHONY: setup system-deps run test test-unit test-integration bench lint clean
+
+.tools/bin/uv:
+	python3 -m venv .tools && .tools/bin/pip install --quiet uv
+
+setup: | $(UV)
+	$(UV) sync --frozen --quiet
+
+run: setup
+	$(UV) run --frozen calib run
+
+test: setup system-deps
+	$(UV) run --frozen pytest -q -p no:cacheprovider tests
+
+test-unit: setup
+	$(UV) run --frozen pytest -q tests/unit
+
+system-deps:
+	deploy/install-system-deps.sh
+
+bench: setup
+	$(UV) run --frozen python bench/run.py
+
+lint: setup
+	$(UV) run --frozen ruff check libs services tools tests bench
+
+clean:
+	rm -rf .data .pytest_cache bench/results.json

@@ -1,0 +1,54 @@
+"""Who may do what (SPEC §8 permissions table), as pure decisions over a principal."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+
+class Capability(StrEnum):
+    VIEW = "view"          # library, summary, needs, capture plan, frames, downloads
+    MANAGE = "manage"      # upload/create masters, delete frames, settings, view/retry jobs
+    REGISTER = "register"  # register frames (plugins and managers)
+    SERVER = "server"      # cache, maintenance, health, delete failed jobs, user admin
+
+
+class Membership(msgspec.Struct, kw_only=True):
+    observatory_id: str
+    can_admin: bool = False
+
+
+class Principal(msgspec.Struct, kw_only=True):
+    """The authenticated caller: a user (maybe server admin) or an observatory's plugin."""
+
+    token_id: str
+    user_id: str | None = None
+    name: str = ""
+    server_admin: bool = False
+    memberships: list[Membership] = []
+    plugin_observatory: str | None = None
+
+    def visible_observatories(self) -> set[str] | None:
+        """Observatories this caller may see; None means all."""
+        if self.server_admin:
+            return None
+        if self.plugin_observatory:
+            return {self.plugin_observatory}
+        return {m.observatory_id for m in self.memberships}
+
+
+def allowed(principal: Principal, capability: Capability, observatory_id: str | None = None) -> bool:
+    if principal.server_admin:
+        return True
+    if capability == Capability.SERVER or observatory_id is None:
+        return False
+    if principal.plugin_observatory is not None:
+        # a plugin registers frames and reads what it should capture next, for its observatory only
+        return principal.plugin_observatory == observatory_id and capability in (
+            Capability.REGISTER, Capability.VIEW,
+        )
+    for membership in principal.memberships:
+        if membership.observatory_id == observatory_id:
+            return capability == Capability.VIEW or membership.can_admin
+    return False

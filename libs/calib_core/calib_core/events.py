@@ -1,0 +1,142 @@
+"""Event bodies and subjects of SPEC §10. Every subject ends with ``.<observatory_id>``."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import msgspec
+
+STREAM_NAME = "CALIBRATION"
+#: Subjects kept in the CALIBRATION stream (``stack.progress`` is core NATS only).
+STREAM_SUBJECTS = [
+    "frame.registered.*",
+    "frame.rejected.*",
+    "frame.deleted.*",
+    "stack.requested.*",
+    "stack.deferred.*",
+    "stack.failed.*",
+    "master.created.*",
+    "master.superseded.*",
+    "master.expired.*",
+    "cache.invalidated.*",
+    "maintenance.requested.*",
+]
+
+FRAME_REGISTERED = "frame.registered"
+FRAME_REJECTED = "frame.rejected"
+FRAME_DELETED = "frame.deleted"
+STACK_REQUESTED = "stack.requested"
+STACK_PROGRESS = "stack.progress"
+STACK_DEFERRED = "stack.deferred"
+STACK_FAILED = "stack.failed"
+MASTER_CREATED = "master.created"
+MASTER_SUPERSEDED = "master.superseded"
+MASTER_EXPIRED = "master.expired"
+CACHE_INVALIDATED = "cache.invalidated"
+MAINTENANCE_REQUESTED = "maintenance.requested"
+
+OBSERVATORY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def subject(kind: str, observatory_id: str) -> str:
+    """The subject of an event of ``kind`` for one observatory."""
+    if not OBSERVATORY_ID_PATTERN.match(observatory_id):
+        raise ValueError(f"invalid observatory id {observatory_id!r}")
+    return f"{kind}.{observatory_id}"
+
+
+def observatory_of(subject_name: str) -> str:
+    return subject_name.rsplit(".", 1)[-1]
+
+
+class FrameRegistered(msgspec.Struct, kw_only=True):
+    """Published by the capture plugin (or the gateway) once the object is in the bucket."""
+
+    event_id: str
+    observatory_id: str
+    storage_key: str
+    sha256: str | None = None
+    frame_type: str | None = None
+    camera_name: str | None = None
+    gain: float | None = None
+    offset: float | None = None
+    binning: str | None = None
+    readout_mode: str | None = None
+    filter: str | None = None
+    exposure_s: float | None = None
+    temperature_c: float | None = None
+    set_temperature_c: float | None = None
+    rotation_deg: float | None = None
+    captured_at: datetime | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class FrameRejected(msgspec.Struct, kw_only=True):
+    event_id: str
+    observatory_id: str
+    reason: str
+    storage_key: str | None = None
+
+
+class FrameDeleted(msgspec.Struct, kw_only=True):
+    frame_id: str
+    observatory_id: str
+    is_master: bool
+
+
+class StackRequested(msgspec.Struct, kw_only=True):
+    job_id: str
+    observatory_id: str
+    attempt: int = 1
+
+
+class StackProgress(msgspec.Struct, kw_only=True):
+    job_id: str
+    observatory_id: str
+    progress: float
+    status: str
+
+
+class StackDeferred(msgspec.Struct, kw_only=True):
+    job_id: str
+    observatory_id: str
+    reason: str
+
+
+class StackFailed(msgspec.Struct, kw_only=True):
+    job_id: str
+    observatory_id: str
+    reason: str
+
+
+class MasterCreated(msgspec.Struct, kw_only=True):
+    master_id: str
+    observatory_id: str
+    job_id: str | None = None
+
+
+class MasterSuperseded(msgspec.Struct, kw_only=True):
+    master_id: str
+    observatory_id: str
+    superseded_by: str
+
+
+class MasterExpired(msgspec.Struct, kw_only=True):
+    master_id: str
+    observatory_id: str
+
+
+class CacheInvalidated(msgspec.Struct, kw_only=True):
+    observatory_id: str
+    master_ids: list[str]
+    entries: int
+
+
+class MaintenanceRequested(msgspec.Struct, kw_only=True):
+    """A daily or on-demand maintenance task for the lifecycle service."""
+
+    request_id: str
+    task: str  # "expiry-check" | "retention-cleanup"
+    observatory_id: str

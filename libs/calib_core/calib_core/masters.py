@@ -1,0 +1,144 @@
+"""What a master is made of: its record and its FITS provenance header (SPEC §5)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from statistics import fmean
+from typing import Any
+
+from calib_core import __version__
+from calib_core.models import Frame, FrameType, MasterStatus, StackJob
+from calib_core.settings import CalibrationSettings
+
+
+def master_id_for_job(job_id: str) -> str:
+    """Masters of jobs get an id derived from the job, so a repeated job makes one master."""
+    return f"m{job_id}"
+
+
+def master_storage_key(observatory_id: str, master_id: str) -> str:
+    return f"masters/{observatory_id}/{master_id}.fits"
+
+
+def preview_storage_key(observatory_id: str, frame_id: str) -> str:
+    return f"previews/{observatory_id}/{frame_id}.png"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return fmean(present) if present else None
+
+
+def components_digest(frame_ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(frame_ids)).encode()).hexdigest()
+
+
+def build_master(
+    job: StackJob,
+    components: Sequence[Frame],
+    *,
+    width: int,
+    height: int,
+    size_bytes: int,
+    sha256: str,
+    stats: dict[str, Any],
+    now: datetime,
+) -> Frame:
+    """The master record for a finished job, before it becomes active."""
+    settings = CalibrationSettings(**job.settings)
+    first = components[0]
+    temperatures = [f.temperature_c for f in components if f.temperature_c is not None]
+    master_id = master_id_for_job(job.id)
+    params = settings.method_params()
+    if job.frame_type == FrameType.DARK and settings.camera_type == "CCD":
+        params["unit"] = "adu/s"
+    return Frame(
+        id=master_id,
+        observatory_id=job.observatory_id,
+        frame_type=job.frame_type,
+        camera_name=first.camera_name,
+        gain=first.gain,
+        offset=first.offset,
+        binning=first.binning,
+        readout_mode=first.readout_mode,
+        filter=first.filter if job.frame_type == FrameType.FLAT else None,
+        exposure_s=float(job.configuration.get("exposure_s") or fmean(f.exposure_s for f in components)),
+        temperature_c=_mean(temperatures),
+        temperature_min_c=min(temperatures) if temperatures else None,
+        temperature_max_c=max(temperatures) if temperatures else None,
+        set_temperature_c=_mean([f.set_temperature_c for f in components]),
+        rotation_deg=_mean([f.rotation_deg for f in components]),
+        captured_at=max((f.captured_at for f in components if f.captured_at), default=None),
+        width=width,
+        height=height,
+        storage_key=master_storage_key(job.observatory_id, master_id),
+        preview_key=preview_storage_key(job.observatory_id, master_id),
+        size_bytes=size_bytes,
+        sha256=sha256,
+        registered_at=now,
+        created_at=now,
+        is_master=True,
+        config_key=job.config_key,
+        status=MasterStatus.ACTIVE,
+        n_frames=len(components),
+        method=settings.stacking_method,
+        method_params=params,
+        job_id=job.id,
+        stats=stats,
+        components=[f.id for f in components],
+    )
+
+
+def provenance_cards(
+    job: StackJob, components: Sequence[Frame], created_at: datetime
+) -> list[tuple[str, Any, str]]:
+    """FITS header cards of a master: configuration, method, temperatures, sources."""
+    settings = CalibrationSettings(**job.settings)
+    first = components[0]
+    temperatures = [f.temperature_c for f in components if f.temperature_c is not None]
+    binning = (first.binning or "1x1").split("x")
+    cards: list[tuple[str, Any, str]] = [
+        ("IMAGETYP", f"MASTER {job.frame_type.value.upper()}", "master calibration frame"),
+        ("INSTRUME", first.camera_name, "camera"),
+        ("XBINNING", int(binning[0]), "binning"),
+        ("YBINNING", int(binning[-1]), "binning"),
+    ]
+    if first.gain is not None:
+        cards.append(("GAIN", first.gain, "camera gain"))
+    if first.offset is not None:
+        cards.append(("OFFSET", first.offset, "camera offset"))
+    if first.readout_mode:
+        cards.append(("READOUTM", first.readout_mode, "readout mode"))
+    if job.frame_type == FrameType.FLAT and first.filter:
+        cards.append(("FILTER", first.filter, "filter"))
+    exposure = job.configuration.get("exposure_s") or fmean(f.exposure_s for f in components)
+    cards.append(("EXPTIME", float(exposure), "[s] exposure of the sources"))
+    if temperatures:
+        cards += [
+            ("CCD-TEMP", round(fmean(temperatures), 3), "[C] mean sensor temperature of sources"),
+            ("TEMPMIN", min(temperatures), "[C] lowest source temperature"),
+            ("TEMPMAX", max(temperatures), "[C] highest source temperature"),
+        ]
+    cards += [
+        ("NCOMBINE", len(components), "number of frames combined"),
+        ("CALMETH", settings.stacking_method, "combination method"),
+    ]
+    if settings.stacking_method == "sigma_clip":
+        cards += [
+            ("CLIPSIG", settings.sigma_clip_value, "sigma clipping threshold"),
+            ("CLIPITER", settings.sigma_clip_iterations, "maximum clipping iterations"),
+        ]
+    if job.frame_type == FrameType.DARK and settings.camera_type == "CCD":
+        cards.append(("BUNIT", "adu/s", "dark current rate (bias subtracted)"))
+    cards += [
+        ("CALOBS", job.observatory_id, "observatory"),
+        ("CALMSTR", master_id_for_job(job.id), "master id"),
+        ("CALJOB", job.id, "stacking job id"),
+        ("SRCDIGST", components_digest([f.id for f in components]), "sha256 of sorted source ids"),
+        ("DATE", created_at.strftime("%Y-%m-%dT%H:%M:%S"), "[UTC] creation time"),
+        ("SWCREATE", f"calib {__version__}", "software"),
+    ]
+    cards += [(f"SRC{i:04d}", f.id, "source frame id") for i, f in enumerate(components[:999], start=1)]
+    return cards

@@ -1,0 +1,94 @@
+"""Which master calibrates what (SPEC §5 preprocessing, §7 calibration of lights)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
+from calib_core.settings import CalibrationSettings
+
+#: The hardware a master must share with what it calibrates.
+SHARED_HARDWARE = ("camera_name", "gain", "offset", "binning", "readout_mode")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(float(a) - float(b)) < 1e-9
+    return a == b
+
+
+def _temperature_ok(master: Frame, temperature_c: float | None, tolerance: float) -> bool:
+    if temperature_c is None or master.temperature_c is None:
+        return temperature_c is None and master.temperature_c is None
+    return abs(master.temperature_c - temperature_c) <= tolerance + 1e-9
+
+
+def _rotation_distance(master: Frame, rotation_deg: float | None) -> float | None:
+    if master.rotation_deg is None or rotation_deg is None:
+        return None
+    difference = abs(master.rotation_deg - rotation_deg) % 360.0
+    return min(difference, 360.0 - difference)
+
+
+def find_master(
+    masters: Sequence[Frame],
+    *,
+    frame_type: FrameType,
+    target: Any,
+    settings: CalibrationSettings,
+) -> Frame | None:
+    """The best current master of ``frame_type`` for ``target`` (a frame or its metadata).
+
+    Hardware must match; darks and flats also need the temperature within tolerance
+    (bias is temperature-independent); CMOS darks need the target's exposure (rounded
+    to the second); flats need the filter and, per ``rotation_matching``, the rotation.
+    Among candidates the newest wins (``preferred`` rotation: the closest rotation first).
+    """
+    candidates = []
+    for master in masters:
+        if not master.is_master or master.status not in CURRENT_MASTER_STATUSES:
+            continue
+        if master.frame_type != frame_type:
+            continue
+        if not all(_same(getattr(master, k), getattr(target, k)) for k in SHARED_HARDWARE):
+            continue
+        if frame_type != FrameType.BIAS and not _temperature_ok(
+            master, target.temperature_c, settings.temperature_tolerance_c
+        ):
+            continue
+        if (
+            frame_type == FrameType.DARK
+            and settings.camera_type == "CMOS"
+            and round(master.exposure_s) != round(target.exposure_s)
+        ):
+            continue
+        if frame_type == FrameType.FLAT and master.filter != target.filter:
+            continue
+        candidates.append(master)
+
+    def newest(m: Frame) -> float:
+        return (m.created_at or m.registered_at).timestamp()
+
+    if frame_type == FrameType.FLAT and settings.rotation_matching != "ignore":
+        within = [
+            m for m in candidates
+            if (d := _rotation_distance(m, target.rotation_deg)) is not None
+            and d <= settings.rotation_tolerance_deg + 1e-9
+        ]
+        if settings.rotation_matching == "required":
+            candidates = within
+        elif within:
+            within.sort(key=lambda m: (_rotation_distance(m, target.rotation_deg), -newest(m)))
+            return within[0]
+    candidates.sort(key=newest, reverse=True)
+    return candidates[0] if candidates else None
+
+
+def prerequisite_type(frame_type: FrameType, settings: CalibrationSettings) -> FrameType | None:
+    """The master a group of this type must be preprocessed with, if any."""
+    if frame_type == FrameType.FLAT:
+        return FrameType.DARK
+    if frame_type == FrameType.DARK and settings.camera_type == "CCD":
+        return FrameType.BIAS
+    return None

@@ -1,0 +1,38 @@
+"""Which current masters a new master replaces (SPEC §5 supersession)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
+from calib_core.settings import CalibrationSettings
+
+
+def _close(a: float | None, b: float | None, tolerance: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= tolerance + 1e-9
+
+
+def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSettings) -> list[Frame]:
+    """Current masters of ``new``'s configuration, older than it, at a temperature within
+    tolerance (and for rotation-matched flats, a rotation within tolerance). Masters at
+    other temperatures coexist."""
+    replaced = []
+    for old in masters:
+        if old.id == new.id or old.status not in CURRENT_MASTER_STATUSES:
+            continue
+        if old.config_key != new.config_key or old.observatory_id != new.observatory_id:
+            continue
+        if (old.created_at, old.id) > (new.created_at, new.id):
+            continue
+        if not _close(old.temperature_c, new.temperature_c, settings.temperature_tolerance_c):
+            continue
+        if (
+            new.frame_type == FrameType.FLAT
+            and settings.rotation_matching != "ignore"
+            and not _close(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
+        ):
+            continue
+        replaced.append(old)
+    return replaced

@@ -1,0 +1,108 @@
+"""When and what to stack (SPEC §5): pure decisions over a frame group."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from calib_core.grouping import FrameGroup
+from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
+from calib_core.settings import CalibrationSettings
+
+MAX_FRAMES_PER_MASTER = 200
+FLAT_DEFERRED_REASON = "Flat auto-stacking deferred: no matching master dark available"
+CCD_DARK_DEFERRED_REASON = "Dark auto-stacking deferred: no matching master bias available"
+
+
+def frame_time(frame: Frame) -> datetime:
+    return frame.captured_at or frame.registered_at
+
+
+def retained_frames(group: FrameGroup, settings: CalibrationSettings, now: datetime) -> list[Frame]:
+    """The group's frames within the type's max age, newest first, at most 200."""
+    oldest = now - timedelta(days=settings.max_age_days(group.frame_type))
+    fresh = [f for f in group.frames if frame_time(f) >= oldest]
+    fresh.sort(key=lambda f: (frame_time(f), f.id), reverse=True)
+    return fresh[:MAX_FRAMES_PER_MASTER]
+
+
+def unclaimed_count(group: FrameGroup, settings: CalibrationSettings, now: datetime) -> int:
+    return sum(1 for f in retained_frames(group, settings, now) if f.master_id is None)
+
+
+def needs_master(group: FrameGroup, settings: CalibrationSettings, now: datetime) -> bool:
+    """The automatic rule: enough unclaimed (new since the last master) retained frames."""
+    return unclaimed_count(group, settings, now) >= settings.min_frames_for_master
+
+
+def minimum_frames(settings: CalibrationSettings, force: bool) -> int:
+    """Frames a manual creation needs: the threshold, or with ``force`` 1 (3 for sigma clip)."""
+    if not force:
+        return settings.min_frames_for_master
+    return 3 if settings.stacking_method == "sigma_clip" else 1
+
+
+def plan_job(
+    group: FrameGroup,
+    settings: CalibrationSettings,
+    *,
+    observatory_id: str,
+    trigger: JobTrigger,
+    now: datetime,
+) -> StackJob:
+    frames = retained_frames(group, settings, now)
+    return StackJob(
+        id=uuid.uuid4().hex,
+        observatory_id=observatory_id,
+        frame_type=group.frame_type,
+        config_key=group.config_key,
+        group_key=group.group_key,
+        configuration=group.config,
+        temperature_c=group.temperature_c,
+        trigger=trigger,
+        status=JobStatus.QUEUED,
+        frame_ids=[f.id for f in frames],
+        settings=msgspec.structs.asdict(settings),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def find_group(groups: Sequence[FrameGroup], frame_id: str) -> FrameGroup | None:
+    for group in groups:
+        if any(f.id == frame_id for f in group.frames):
+            return group
+    return None
+
+
+def group_matching(
+    groups: Sequence[FrameGroup], request: dict[str, Any], settings: CalibrationSettings
+) -> FrameGroup | None:
+    """The group a manual request names: every configuration field given, and the
+    temperature cluster nearest ``temperature_c`` (within tolerance) when one is given."""
+    candidates = [
+        g for g in groups
+        if all(request.get(k) is None or _same(request[k], v) for k, v in g.config.items())
+        and (request.get("frame_type") is None or g.frame_type == FrameType(request["frame_type"]))
+    ]
+    temperature = request.get("temperature_c")
+    if temperature is not None:
+        candidates = [
+            g for g in candidates
+            if g.temperature_c is not None
+            and abs(g.temperature_c - temperature) <= settings.temperature_tolerance_c
+        ]
+        candidates.sort(key=lambda g: abs((g.temperature_c or 0.0) - temperature))
+    else:
+        candidates.sort(key=lambda g: -len(g.frames))
+    return candidates[0] if candidates else None
+
+
+def _same(wanted: Any, actual: Any) -> bool:
+    if isinstance(wanted, int | float) and isinstance(actual, int | float):
+        return abs(float(wanted) - float(actual)) < 1e-9
+    return wanted == actual

@@ -1,0 +1,109 @@
+"""The NATS JetStream bus (FastStream): the CALIBRATION stream, publishing with
+``Nats-Msg-Id`` de-duplication, and durable consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import contextlib
+from typing import Any
+
+import msgspec
+from calib_core import events
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from faststream.nats.schemas import PullSub
+from nats.js.api import DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from calib_infra.config import Config
+
+DUPLICATE_WINDOW_S = 24 * 3600.0
+
+
+def calibration_stream() -> JStream:
+    return JStream(
+        name=events.STREAM_NAME,
+        subjects=events.STREAM_SUBJECTS,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        declare=True,
+    )
+
+
+#: FastStream logs every message at INFO; only its warnings are worth keeping.
+_faststream_log = logging.getLogger("calib.faststream")
+_faststream_log.setLevel(logging.WARNING)
+
+
+def make_broker(config: Config) -> NatsBroker:
+    return NatsBroker(
+        config.nats_url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=2,
+        logger=_faststream_log,
+    )
+
+
+def durable_consumer(name: str, ack_wait_s: float = 30.0, max_deliver: int = -1) -> dict[str, Any]:
+    """Keyword arguments for a durable pull subscriber shared by every replica of a service."""
+    return {
+        "stream": calibration_stream(),
+        "durable": name,
+        "pull_sub": PullSub(batch_size=1, timeout=1.0),
+        "ack_policy": AckPolicy.MANUAL,
+        "config": ConsumerConfig(
+            ack_wait=ack_wait_s, max_deliver=max_deliver, deliver_policy=DeliverPolicy.ALL
+        ),
+    }
+
+
+async def publish(
+    broker: NatsBroker, kind: str, body: msgspec.Struct, *, observatory_id: str, msg_id: str | None
+) -> None:
+    """Publish an event to the stream (``msg_id`` makes a repeat publish a no-op)."""
+    headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+    await broker.publish(
+        msgspec.json.encode(body),
+        events.subject(kind, observatory_id),
+        headers=headers,
+        stream=events.STREAM_NAME,
+    )
+
+
+async def publish_transient(broker: NatsBroker, kind: str, body: msgspec.Struct, *, observatory_id: str) -> None:
+    """Core NATS publish, not persisted (live progress)."""
+    await broker.publish(
+        msgspec.json.encode(body), events.subject(kind, observatory_id)
+    )
+
+
+async def ensure_stream(broker: NatsBroker) -> None:
+    """Create (or update) the CALIBRATION stream: file storage, a day of de-duplication."""
+    stream = StreamConfig(
+        name=events.STREAM_NAME,
+        subjects=events.STREAM_SUBJECTS,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+    js = broker.connection.jetstream()
+    try:
+        await js.add_stream(stream)
+    except BadRequestError:
+        await js.update_stream(stream)
+
+
+async def start_with_retry(broker: NatsBroker, log: Any, delay_s: float = 1.0) -> None:
+    """Start the broker, waiting for NATS to come up instead of crashing."""
+    while True:
+        try:
+            await broker.start()
+            await ensure_stream(broker)
+            return
+        except Exception as error:  # noqa: BLE001 - any connect failure means "not yet"
+            log.warning("nats not ready, retrying", error=str(error))
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 1.5, 5.0)

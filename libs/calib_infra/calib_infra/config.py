@@ -1,0 +1,55 @@
+"""Configuration from ``CALIB_*`` environment variables, parsed once at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+PREFIX = "CALIB_"
+
+
+class Config(msgspec.Struct, kw_only=True, frozen=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
+    mongodb_db: str = "calib"
+    s3_endpoint: str = "127.0.0.1:8333"
+    s3_access_key: str = "calib"
+    s3_secret_key: str = "calib-dev-secret"
+    s3_bucket: str = "calib"
+    s3_secure: bool = False
+    bootstrap_admin_token: str = ""
+    sweep_interval_s: float = 300.0
+    expiry_check_interval_s: float = 86400.0
+    retention_interval_s: float = 86400.0
+    stacker_memory_limit_mb: int = 1024
+    stacker_ack_wait_s: float = 30.0
+    max_upload_mb: int = 512
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    nats_port: int = 4222
+    s3_port: int = 8333
+    mongodb_port: int = 27017
+    data_dir: str = ".data"
+    stacker_replicas: int = 2
+    simulate: bool = True
+    service_instance: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_config(environ: dict[str, str] | None = None) -> Config:
+    """Read every ``CALIB_<FIELD>`` variable; unknown or malformed values fail loudly."""
+    env = os.environ if environ is None else environ
+    raw = {
+        name: env[PREFIX + name.upper()]
+        for name in Config.__struct_fields__
+        if PREFIX + name.upper() in env
+    }
+    return msgspec.convert(raw, Config, strict=False)

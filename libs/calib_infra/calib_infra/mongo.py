@@ -1,0 +1,80 @@
+"""MongoDB access: the client, collections and their indexes, document conversion."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from calib_infra.config import Config
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def to_document(record: msgspec.Struct) -> dict[str, Any]:
+    """A struct as a MongoDB document: ``id`` becomes ``_id``, datetimes stay datetimes."""
+    document = msgspec.to_builtins(record, builtin_types=(datetime,))
+    if "id" in document:
+        document["_id"] = document.pop("id")
+    return document
+
+
+def from_document(document: dict[str, Any], kind: type[S]) -> S:
+    values = dict(document)
+    if "_id" in values:
+        values["id"] = values.pop("_id")
+    values.pop("open_key", None)
+    return msgspec.convert(values, kind, strict=False)
+
+
+def mongo_client(config: Config) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        config.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+    )
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "frames": [
+        IndexModel([("observatory_id", ASCENDING), ("sha256", ASCENDING)], unique=True, name="unique_file"),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("is_master", ASCENDING), ("registered_at", DESCENDING)],
+            name="library",
+        ),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("frame_type", ASCENDING), ("camera_name", ASCENDING),
+             ("registered_at", DESCENDING)],
+            name="by_hardware",
+        ),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("is_master", ASCENDING), ("config_key", ASCENDING),
+             ("status", ASCENDING)],
+            name="masters_by_config",
+        ),
+        IndexModel([("master_id", ASCENDING)], name="claimed_by", sparse=True),
+        IndexModel([("components", ASCENDING)], name="components", sparse=True),
+        IndexModel([("storage_key", ASCENDING)], name="storage_key"),
+    ],
+    "jobs": [
+        IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="one_open_job_per_group"),
+        IndexModel([("observatory_id", ASCENDING), ("created_at", DESCENDING)], name="by_observatory"),
+        IndexModel([("status", ASCENDING), ("observatory_id", ASCENDING)], name="by_status"),
+    ],
+    "rejections": [
+        IndexModel([("event_id", ASCENDING)], unique=True, name="unique_event"),
+        IndexModel([("observatory_id", ASCENDING), ("rejected_at", DESCENDING)], name="by_observatory"),
+    ],
+    "tokens": [IndexModel([("hash", ASCENDING)], unique=True, name="unique_hash")],
+    "processed_events": [IndexModel([("at", ASCENDING)], name="by_time")],
+    "heartbeats": [IndexModel([("service", ASCENDING)], name="by_service")],
+}
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    for collection, indexes in INDEXES.items():
+        await db[collection].create_indexes(indexes)

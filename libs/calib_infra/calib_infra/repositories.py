@@ -1,0 +1,290 @@
+"""Repositories: every MongoDB query the services make, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from calib_core.models import (
+    CURRENT_MASTER_STATUSES,
+    OPEN_JOB_STATUSES,
+    Frame,
+    FrameType,
+    JobStatus,
+    Observatory,
+    Rejection,
+    StackJob,
+)
+from calib_core.settings import CalibrationSettings, settings_from_document
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from calib_infra.mongo import from_document, to_document
+
+
+class FrameRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["frames"]
+
+    async def insert(self, frame: Frame) -> bool:
+        """Store a frame; False when the same file (observatory + sha256) is already stored."""
+        try:
+            await self.collection.insert_one(to_document(frame))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, frame_id: str) -> Frame | None:
+        document = await self.collection.find_one({"_id": frame_id})
+        return from_document(document, Frame) if document else None
+
+    async def by_file(self, observatory_id: str, sha256: str) -> Frame | None:
+        document = await self.collection.find_one({"observatory_id": observatory_id, "sha256": sha256})
+        return from_document(document, Frame) if document else None
+
+    async def many(self, frame_ids: Sequence[str]) -> list[Frame]:
+        found = {
+            d["_id"]: from_document(d, Frame)
+            async for d in self.collection.find({"_id": {"$in": list(frame_ids)}})
+        }
+        return [found[i] for i in frame_ids if i in found]
+
+    async def same_hardware(self, frame: Frame) -> list[Frame]:
+        """Individual frames that can share a group with ``frame`` (settings-independent)."""
+        query: dict[str, Any] = {
+            "observatory_id": frame.observatory_id,
+            "is_master": False,
+            "frame_type": frame.frame_type.value,
+            "camera_name": frame.camera_name,
+            "gain": frame.gain,
+            "offset": frame.offset,
+            "binning": frame.binning,
+            "readout_mode": frame.readout_mode,
+        }
+        if frame.frame_type == FrameType.FLAT:
+            query["filter"] = frame.filter
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def unclaimed_calibration_frames(self, observatory_id: str) -> list[Frame]:
+        query = {
+            "observatory_id": observatory_id,
+            "is_master": False,
+            "master_id": None,
+            "frame_type": {"$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]},
+        }
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def calibration_frames(self, observatory_id: str, **filters: Any) -> list[Frame]:
+        query = {
+            "observatory_id": observatory_id,
+            "is_master": False,
+            "frame_type": {"$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]},
+            **filters,
+        }
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def current_masters(self, observatory_id: str, frame_type: FrameType | None = None) -> list[Frame]:
+        query: dict[str, Any] = {
+            "observatory_id": observatory_id,
+            "is_master": True,
+            "status": {"$in": [s.value for s in CURRENT_MASTER_STATUSES]},
+        }
+        if frame_type is not None:
+            query["frame_type"] = frame_type.value
+        cursor = self.collection.find(query).sort("created_at", DESCENDING)
+        return [from_document(d, Frame) async for d in cursor]
+
+    async def claim(self, frame_ids: Sequence[str], master_id: str) -> None:
+        await self.collection.update_many(
+            {"_id": {"$in": list(frame_ids)}, "is_master": False}, {"$set": {"master_id": master_id}}
+        )
+
+    async def release(self, master_id: str) -> None:
+        """Frames claimed by ``master_id`` become unclaimed again."""
+        await self.collection.update_many({"master_id": master_id}, {"$set": {"master_id": None}})
+
+    async def update(self, frame_id: str, changes: dict[str, Any]) -> None:
+        await self.collection.update_one({"_id": frame_id}, {"$set": changes})
+
+    async def components(self, master: Frame) -> list[Frame]:
+        return await self.many(master.components or [])
+
+    async def delete(self, frame_id: str) -> None:
+        await self.collection.delete_one({"_id": frame_id})
+
+
+class JobRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["jobs"]
+
+    async def create(self, job: StackJob) -> StackJob | None:
+        """Insert an open job; None when the group already has one (unique ``open_key``)."""
+        document = to_document(job)
+        document["open_key"] = f"{job.observatory_id}:{job.group_key}"
+        try:
+            await self.collection.insert_one(document)
+        except DuplicateKeyError:
+            return None
+        return job
+
+    async def get(self, job_id: str) -> StackJob | None:
+        document = await self.collection.find_one({"_id": job_id})
+        return from_document(document, StackJob) if document else None
+
+    async def open_job_for_group(self, observatory_id: str, group_key: str) -> StackJob | None:
+        document = await self.collection.find_one({"open_key": f"{observatory_id}:{group_key}"})
+        return from_document(document, StackJob) if document else None
+
+    async def claim(self, job_id: str, worker: str, now: datetime) -> StackJob | None:
+        """Take a queued job, or a running one whose holder died (its message came back)."""
+        document = await self.collection.find_one_and_update(
+            {"_id": job_id, "status": {"$in": [JobStatus.QUEUED.value, JobStatus.RUNNING.value]}},
+            {
+                "$set": {"status": JobStatus.RUNNING.value, "worker": worker, "started_at": now,
+                         "updated_at": now, "progress": 0.0},
+                "$inc": {"attempts": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return from_document(document, StackJob) if document else None
+
+    async def set_progress(self, job_id: str, progress: float, now: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": job_id, "status": JobStatus.RUNNING.value},
+            {"$set": {"progress": progress, "updated_at": now}},
+        )
+
+    async def finish(
+        self, job_id: str, status: JobStatus, now: datetime, *, master_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close a job (succeeded or failed): the group may get a new open job again."""
+        changes: dict[str, Any] = {"status": status.value, "updated_at": now, "finished_at": now}
+        if status == JobStatus.SUCCEEDED:
+            changes["progress"] = 1.0
+        if master_id is not None:
+            changes["master_id"] = master_id
+        if error is not None:
+            changes["error"] = error
+        await self.collection.update_one({"_id": job_id}, {"$set": changes, "$unset": {"open_key": ""}})
+
+    async def defer(self, job_id: str, reason: str, now: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": job_id},
+            {"$set": {"status": JobStatus.DEFERRED.value, "deferred_reason": reason, "updated_at": now}},
+        )
+
+    async def requeue(self, job_id: str, now: datetime, *, from_statuses: Sequence[JobStatus],
+                      frame_ids: Sequence[str] | None = None, trigger: str | None = None) -> StackJob | None:
+        """Put a deferred or failed job back in the queue (reopening its group slot)."""
+        job = await self.get(job_id)
+        if job is None or job.status not in from_statuses:
+            return None
+        changes: dict[str, Any] = {
+            "status": JobStatus.QUEUED.value, "updated_at": now, "error": None,
+            "deferred_reason": None, "progress": 0.0,
+            "open_key": f"{job.observatory_id}:{job.group_key}",
+        }
+        if frame_ids is not None:
+            changes["frame_ids"] = list(frame_ids)
+        if trigger is not None:
+            changes["trigger"] = trigger
+        try:
+            document = await self.collection.find_one_and_update(
+                {"_id": job_id, "status": {"$in": [s.value for s in from_statuses]}},
+                {"$set": changes},
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return None
+        return from_document(document, StackJob) if document else None
+
+    async def list(self, observatory_id: str, status: str | None = None, limit: int = 200) -> list[StackJob]:
+        query: dict[str, Any] = {"observatory_id": observatory_id}
+        if status is not None:
+            query["status"] = status
+        cursor = self.collection.find(query).sort("created_at", DESCENDING).limit(limit)
+        return [from_document(d, StackJob) async for d in cursor]
+
+    async def deferred(self, observatory_id: str | None = None) -> list[StackJob]:
+        query: dict[str, Any] = {"status": JobStatus.DEFERRED.value}
+        if observatory_id is not None:
+            query["observatory_id"] = observatory_id
+        return [from_document(d, StackJob) async for d in self.collection.find(query)]
+
+    async def open_jobs(self, observatory_id: str) -> list[StackJob]:
+        query = {"observatory_id": observatory_id, "status": {"$in": [s.value for s in OPEN_JOB_STATUSES]}}
+        return [from_document(d, StackJob) async for d in self.collection.find(query)]
+
+    async def delete(self, job_id: str) -> None:
+        await self.collection.delete_one({"_id": job_id})
+
+
+class SettingsRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["settings"]
+
+    async def get(self, observatory_id: str) -> CalibrationSettings:
+        document = await self.collection.find_one({"_id": observatory_id}, {"_id": 0})
+        return settings_from_document(document)
+
+    async def put(self, observatory_id: str, settings: CalibrationSettings) -> None:
+        document = to_document(settings)
+        await self.collection.replace_one({"_id": observatory_id}, document, upsert=True)
+
+
+class ObservatoryRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["observatories"]
+
+    async def create(self, observatory: Observatory) -> bool:
+        try:
+            await self.collection.insert_one(to_document(observatory))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, observatory_id: str) -> Observatory | None:
+        document = await self.collection.find_one({"_id": observatory_id})
+        return from_document(document, Observatory) if document else None
+
+    async def all(self) -> list[Observatory]:
+        return [from_document(d, Observatory) async for d in self.collection.find().sort("_id")]
+
+
+class RejectionRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["rejections"]
+
+    async def record(self, rejection: Rejection) -> bool:
+        """Store a rejection once per event id; False when it was already stored."""
+        try:
+            await self.collection.insert_one(to_document(rejection))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def list(self, observatory_id: str, limit: int = 200) -> list[Rejection]:
+        cursor = (
+            self.collection.find({"observatory_id": observatory_id}, {"_id": 0})
+            .sort("rejected_at", DESCENDING)
+            .limit(limit)
+        )
+        return [from_document(d, Rejection) async for d in cursor]
+
+
+class HeartbeatRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["heartbeats"]
+
+    async def beat(self, service: str, instance: str, now: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": f"{service}:{instance}"},
+            {"$set": {"service": service, "instance": instance, "at": now}},
+            upsert=True,
+        )
+
+    async def all(self) -> list[dict[str, Any]]:
+        return [d async for d in self.collection.find({}, {"_id": 0}).sort("service")]

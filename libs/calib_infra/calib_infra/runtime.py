@@ -1,0 +1,163 @@
+"""The composition root every service shares: config, logging, MongoDB, S3, NATS,
+heartbeats, and a start-up that waits for its dependencies instead of crashing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+
+from calib_infra.bus import durable_consumer, make_broker, start_with_retry
+from calib_infra.config import Config, load_config
+from calib_infra.logs import configure_logging
+from calib_infra.mongo import ensure_indexes, mongo_client
+from calib_infra.repositories import (
+    FrameRepository,
+    HeartbeatRepository,
+    JobRepository,
+    ObservatoryRepository,
+    RejectionRepository,
+    SettingsRepository,
+)
+from calib_infra.store import ObjectStore
+
+HEARTBEAT_INTERVAL_S = 5.0
+
+
+class Runtime:
+    def __init__(self, service: str, config: Config | None = None):
+        self.service = service
+        self.config = config or load_config()
+        self.instance = self.config.service_instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.log = configure_logging(self.config, service).bind(instance=self.instance)
+        self.mongo = mongo_client(self.config)
+        self.db = self.mongo[self.config.mongodb_db]
+        self.frames = FrameRepository(self.db)
+        self.jobs = JobRepository(self.db)
+        self.settings = SettingsRepository(self.db)
+        self.observatories = ObservatoryRepository(self.db)
+        self.rejections = RejectionRepository(self.db)
+        self.heartbeats = HeartbeatRepository(self.db)
+        self.store = ObjectStore(self.config)
+        self.broker: NatsBroker = make_broker(self.config)
+        self.datastores_ready = asyncio.Event()
+        self.bus_ready = asyncio.Event()
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    async def connect_datastores(self) -> None:
+        """Wait until MongoDB (indexes created) and S3 (bucket created) answer."""
+        await _retry(self.log, "mongodb", lambda: ensure_indexes(self.db))
+        await _retry(self.log, "s3", self.store.ensure_bucket)
+        self.datastores_ready.set()
+
+    async def connect(self) -> None:
+        await self.connect_datastores()
+        await start_with_retry(self.broker, self.log)
+        self.bus_ready.set()
+        self.log.info("connected", nats=self.config.nats_url, mongodb_db=self.config.mongodb_db)
+
+    async def heartbeat_forever(self) -> None:
+        while True:
+            try:
+                await self.heartbeats.beat(self.service, self.instance, self.now())
+            except Exception as error:  # noqa: BLE001 - a missed beat is reported, not fatal
+                self.log.warning("heartbeat failed", error=str(error))
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    def consume(
+        self,
+        subject: str,
+        durable: str,
+        handler: Callable[[bytes, str], Awaitable[None]],
+        *,
+        ack_wait_s: float = 30.0,
+        retry_delay_s: float = 2.0,
+    ) -> None:
+        """Bind ``handler(body, subject)`` to a durable consumer shared by all replicas.
+
+        The message is acknowledged only after the handler returns (its work is durable);
+        while it runs, in-progress acks keep it ours, so only a dead process lets the
+        message go to another replica. An exception (a dependency down, say) hands it
+        back for redelivery after a delay.
+        """
+
+        @self.broker.subscriber(subject, **durable_consumer(durable, ack_wait_s=ack_wait_s))
+        async def on_message(msg: NatsMessage) -> None:
+            keepalive = asyncio.create_task(_keep_in_progress(msg, ack_wait_s / 3))
+            try:
+                await handler(msg.body, msg.raw_message.subject)
+            except Exception as error:  # noqa: BLE001 - redelivered, never lost
+                self.log.exception("message handling failed, will retry", subject=msg.raw_message.subject,
+                                   error=str(error))
+                await msg.nack(delay=retry_delay_s)
+                return
+            finally:
+                keepalive.cancel()
+            await msg.ack()
+
+    async def close(self) -> None:
+        await self.broker.stop()
+        await self.mongo.close()
+
+
+async def _keep_in_progress(msg: NatsMessage, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await msg.in_progress()
+
+
+async def _retry(log, dependency: str, attempt: Callable[[], Awaitable[object]]) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as error:  # noqa: BLE001 - transient until proven otherwise
+            log.warning("dependency not ready, retrying", dependency=dependency, error=str(error))
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+
+def run_service(
+    service: str,
+    setup: Callable[[Runtime], None],
+    background: Callable[[Runtime], list[Awaitable[None]]] | None = None,
+) -> None:
+    """Run a message-driven service until SIGTERM/SIGINT.
+
+    ``setup`` registers the subscribers on ``runtime.broker``; ``background`` returns
+    extra coroutines (timers) started once everything is connected.
+    """
+
+    async def main() -> None:
+        runtime = Runtime(service)
+        setup(runtime)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.create_task(runtime.connect())
+        tasks = [asyncio.create_task(runtime.heartbeat_forever())]
+
+        async def after_connect() -> None:
+            await starting
+            for coroutine in background(runtime) if background else []:
+                tasks.append(asyncio.create_task(coroutine))
+
+        tasks.append(asyncio.create_task(after_connect()))
+        await stop.wait()
+        runtime.log.info("stopping")
+        for task in [starting, *tasks]:
+            task.cancel()
+        await runtime.close()
+
+    asyncio.run(main())

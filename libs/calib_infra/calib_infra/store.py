@@ -1,0 +1,176 @@
+"""The S3 object store (minio SDK; works with MinIO, SeaweedFS and AWS S3).
+
+The SDK is synchronous: async callers go through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from calib_infra.config import Config
+
+CHUNK = 1024 * 1024
+
+
+class ObjectMissingError(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime | None
+
+
+@dataclass(frozen=True)
+class ScannedObject:
+    """What one streamed read of an object tells: its size, digest and first bytes."""
+
+    size: int
+    sha256: str
+    head: bytes
+
+
+class ObjectStore:
+    def __init__(self, config: Config):
+        self.bucket = config.s3_bucket
+        self.client = Minio(
+            config.s3_endpoint,
+            access_key=config.s3_access_key,
+            secret_key=config.s3_secret_key,
+            secure=config.s3_secure,
+            http_client=urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=3.0, read=60.0),
+                retries=urllib3.Retry(total=2, backoff_factor=0.2),
+                maxsize=16,
+            ),
+        )
+
+    # -- set-up -----------------------------------------------------------------
+    def ensure_bucket_sync(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            try:
+                self.client.make_bucket(self.bucket)
+            except S3Error as error:
+                if error.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def ensure_bucket(self) -> None:
+        await asyncio.to_thread(self.ensure_bucket_sync)
+
+    # -- writes ------------------------------------------------------------------
+    def put_file_sync(self, key: str, path: str | Path, content_type: str = "application/fits") -> None:
+        self.client.fput_object(self.bucket, key, str(path), content_type=content_type)
+
+    async def put_file(self, key: str, path: str | Path, content_type: str = "application/fits") -> None:
+        await asyncio.to_thread(self.put_file_sync, key, path, content_type)
+
+    def put_bytes_sync(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await asyncio.to_thread(self.put_bytes_sync, key, data, content_type)
+
+    def put_stream_sync(self, key: str, stream: BinaryIO, content_type: str = "application/fits") -> None:
+        """Upload a stream of unknown length in multipart chunks (constant memory)."""
+        self.client.put_object(self.bucket, key, stream, -1, part_size=8 * CHUNK, content_type=content_type)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+
+    # -- reads -------------------------------------------------------------------
+    def _get(self, key: str, offset: int = 0, length: int = 0):
+        try:
+            return self.client.get_object(self.bucket, key, offset=offset, length=length)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                raise ObjectMissingError(key) from error
+            raise
+
+    def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
+        response = self._get(key, offset, length)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self.read_range_sync, key, offset, length)
+
+    def scan_sync(self, key: str, head_bytes: int) -> ScannedObject:
+        """Stream the object once: hash it and keep only its first ``head_bytes``."""
+        digest = hashlib.sha256()
+        head = bytearray()
+        size = 0
+        response = self._get(key)
+        try:
+            for chunk in response.stream(CHUNK):
+                digest.update(chunk)
+                if len(head) < head_bytes:
+                    head.extend(chunk[: head_bytes - len(head)])
+                size += len(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return ScannedObject(size=size, sha256=digest.hexdigest(), head=bytes(head))
+
+    async def scan(self, key: str, head_bytes: int) -> ScannedObject:
+        return await asyncio.to_thread(self.scan_sync, key, head_bytes)
+
+    def download_sync(self, key: str, path: str | Path) -> None:
+        try:
+            self.client.fget_object(self.bucket, key, str(path))
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                raise ObjectMissingError(key) from error
+            raise
+
+    async def download(self, key: str, path: str | Path) -> None:
+        await asyncio.to_thread(self.download_sync, key, path)
+
+    def iter_chunks(self, key: str) -> Iterator[bytes]:
+        """Chunks of an object, for streaming responses (sync iterator)."""
+        response = self._get(key)
+        try:
+            yield from response.stream(CHUNK)
+        finally:
+            response.close()
+            response.release_conn()
+
+    def stat_sync(self, key: str) -> ObjectInfo | None:
+        try:
+            stat = self.client.stat_object(self.bucket, key)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key=key, size=stat.size or 0, modified=stat.last_modified)
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        return await asyncio.to_thread(self.stat_sync, key)
+
+    def list_sync(self, prefix: str = "") -> list[ObjectInfo]:
+        return [
+            ObjectInfo(key=o.object_name, size=o.size or 0, modified=o.last_modified)
+            for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            if o.object_name
+        ]
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return await asyncio.to_thread(self.list_sync, prefix)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self.client.bucket_exists, self.bucket)

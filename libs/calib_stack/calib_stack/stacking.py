@@ -1,0 +1,221 @@
+"""Memory-bounded stacking of FITS frames into a master, band of rows by band.
+
+Only one band of every frame is in memory at a time (plus the output image),
+so the memory use depends on ``memory_limit_mb``, not on the number of frames.
+Each output pixel depends only on the same pixel of the inputs, so the result
+is bit-identical whatever the band height or thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+
+from calib_stack.fitsio import FitsImage, InvalidFitsError
+from calib_stack.kernels import METHODS, combine_into
+
+_MIB = 1024 * 1024
+
+
+class ShapeMismatchError(InvalidFitsError):
+    """Frames of one stack differ in size; ``paths`` are the odd ones out."""
+
+    def __init__(self, message: str, paths: Sequence[str]):
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+@dataclass(frozen=True)
+class StackResult:
+    image: np.ndarray
+    """float32 master image (height, width)."""
+    rejected_fraction: float
+    """Fraction of the input pixel values rejected by sigma clipping."""
+    n_frames: int
+    shape: tuple[int, int]
+    """(height, width)."""
+
+
+def stack_files(
+    paths: Sequence[str | os.PathLike],
+    *,
+    method: str,
+    sigma: float = 3.0,
+    maxiters: int = 5,
+    memory_limit_mb: int = 1024,
+    subtract: str | os.PathLike | None = None,
+    exposures: Sequence[float] | None = None,
+    normalise: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> StackResult:
+    """Stack FITS frames into a master image.
+
+    Each frame is preprocessed as ``(frame - subtract) / exposure`` (CCD dark:
+    a rate per second) or ``(frame - subtract) / median(frame - subtract)``
+    (``normalise``, flats; the master is then scaled to median 1.0), and the
+    frames are combined per pixel with ``method`` (see :mod:`calib_stack.kernels`).
+    All files are opened and their sizes compared before any stacking.
+    """
+    if not paths:
+        raise ValueError("no frames to stack")
+    if method not in METHODS:
+        raise ValueError(f"unknown stacking method {method!r}; expected one of {METHODS}")
+    if exposures is not None:
+        if len(exposures) != len(paths):
+            raise ValueError(f"{len(exposures)} exposures given for {len(paths)} frames")
+        if not all(math.isfinite(e) and e > 0 for e in exposures):
+            raise ValueError(f"exposures must be positive numbers, got {list(exposures)}")
+    if exposures is not None and normalise:
+        raise ValueError("exposures and normalise are mutually exclusive")
+
+    with ExitStack() as files:
+        frames = [files.enter_context(FitsImage.open(path)) for path in paths]
+        shape = _common_shape(frames)
+        master = files.enter_context(FitsImage.open(subtract)) if subtract is not None else None
+        if master is not None and master.shape != shape:
+            raise ShapeMismatchError(
+                f"master {master.path} is {_size(master.shape)}, frames are {_size(shape)}",
+                [str(master.path)],
+            )
+
+        height, width = shape
+        band_rows = _band_rows(len(frames), height, width, memory_limit_mb)
+        bands = [(y0, min(height, y0 + band_rows)) for y0 in range(0, height, band_rows)]
+        report = _Progress(len(bands) + (len(frames) if normalise else 0), progress)
+        output = np.empty(shape, dtype=np.float32)
+
+        divisors: list[float] | None = list(exposures) if exposures is not None else None
+        if normalise:
+            # ``output`` is free until the band pass, so it holds each frame in turn.
+            divisors = []
+            for frame in frames:
+                _preprocess_whole(frame, master, bands, output)
+                median = _finite_median(output)
+                if not median > 0:
+                    raise InvalidFitsError(
+                        f"flat frame has median {median} after subtraction; cannot normalise",
+                        frame.path,
+                    )
+                divisors.append(median)
+                report.step()
+
+        rejected = 0
+        cube_buffer = np.empty(len(frames) * band_rows * width, dtype=np.float32)
+        for y0, y1 in bands:
+            cube = cube_buffer[: len(frames) * (y1 - y0) * width].reshape(
+                len(frames), y1 - y0, width
+            )
+            master_band = master.read_rows(y0, y1) if master is not None else None
+            for i, frame in enumerate(frames):
+                _preprocess(frame, y0, y1, master_band, divisors[i] if divisors else None, cube[i])
+            rejected += combine_into(cube, output[y0:y1], method, sigma, maxiters)
+            report.step()
+        del cube, cube_buffer
+
+    if normalise:
+        median = _finite_median(output.copy())
+        if not median > 0:
+            raise ValueError(f"stacked flat has median {median}; cannot normalise to 1.0")
+        output /= median
+    return StackResult(
+        image=output,
+        rejected_fraction=rejected / (len(frames) * height * width),
+        n_frames=len(frames),
+        shape=shape,
+    )
+
+
+def _common_shape(frames: Sequence[FitsImage]) -> tuple[int, int]:
+    """The shape shared by all frames; ShapeMismatchError naming the odd ones."""
+    counts = Counter(frame.shape for frame in frames)
+    shape = counts.most_common(1)[0][0]
+    odd = [frame for frame in frames if frame.shape != shape]
+    if odd:
+        listing = ", ".join(f"{frame.path} ({_size(frame.shape)})" for frame in odd)
+        raise ShapeMismatchError(
+            f"frames differ in size: {counts[shape]} of {len(frames)} are {_size(shape)};"
+            f" odd frames: {listing}",
+            [str(frame.path) for frame in odd],
+        )
+    return shape
+
+
+def _size(shape: tuple[int, int]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def _band_rows(n_frames: int, height: int, width: int, memory_limit_mb: int) -> int:
+    """Rows per band so the band cube plus working copies fit beside the output."""
+    budget = memory_limit_mb * _MIB - height * width * 4
+    per_row = width * (
+        4 * n_frames  # the float32 cube
+        + 4  # the master band
+        + 2 * 8  # one frame band being read: raw + float64 scaling (worst case)
+    )
+    return int(min(height, max(1, budget // per_row)))
+
+
+def _preprocess(
+    frame: FitsImage,
+    y0: int,
+    y1: int,
+    master_band: np.ndarray | None,
+    divisor: float | None,
+    out: np.ndarray,
+) -> None:
+    """``out = (frame rows - master_band) / divisor`` in float32."""
+    band = frame.read_rows(y0, y1)
+    if master_band is not None:
+        np.subtract(band, master_band, out=out)
+    else:
+        out[...] = band
+    if divisor is not None:
+        np.divide(out, np.float32(divisor), out=out)
+
+
+def _preprocess_whole(
+    frame: FitsImage,
+    master: FitsImage | None,
+    bands: Sequence[tuple[int, int]],
+    out: np.ndarray,
+) -> None:
+    for y0, y1 in bands:
+        master_band = master.read_rows(y0, y1) if master is not None else None
+        _preprocess(frame, y0, y1, master_band, None, out[y0:y1])
+
+
+def _finite_median(values: np.ndarray) -> float:
+    """Median of the finite values (mean of the middle two for an even count).
+
+    Partitions ``values`` in place (no copy): non-finite values become NaN,
+    which numpy's partition puts last.
+    """
+    flat = values.reshape(-1)
+    flat[~np.isfinite(flat)] = np.nan
+    count = int(np.count_nonzero(~np.isnan(flat)))
+    if count == 0:
+        return math.nan
+    middle = count // 2
+    if count % 2:
+        flat.partition(middle)
+        return float(flat[middle])
+    flat.partition((middle - 1, middle))
+    return (float(flat[middle - 1]) + float(flat[middle])) / 2
+
+
+class _Progress:
+    def __init__(self, total: int, callback: Callable[[float], None] | None):
+        self._total = total
+        self._done = 0
+        self._callback = callback
+
+    def step(self) -> None:
+        self._done += 1
+        if self._callback is not None:
+            self._callback(self._done / self._total)

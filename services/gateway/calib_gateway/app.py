@@ -1,0 +1,81 @@
+"""The gateway's Litestar application."""
+
+from __future__ import annotations
+
+import asyncio
+
+from calib_infra.bus import start_with_retry
+from calib_infra.runtime import Runtime
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from calib_gateway.admin import AdminController
+from calib_gateway.auth import BearerTokenMiddleware, TokenStore
+from calib_gateway.errors import EXCEPTION_HANDLERS
+from calib_gateway.library import LibraryController
+
+PUBLIC_PATHS = ["^/healthz$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz(request: Request) -> Response:
+    """Liveness and readiness: 200 once MongoDB, S3 and NATS are connected."""
+    runtime: Runtime = request.app.state.runtime
+    checks = {
+        "mongodb": runtime.datastores_ready.is_set(),
+        "s3": runtime.datastores_ready.is_set(),
+        "nats": runtime.bus_ready.is_set() and runtime.broker.connection.is_connected,
+    }
+    ready = all(checks.values())
+    return Response({"status": "ready" if ready else "starting", "checks": checks},
+                    status_code=200 if ready else 503)
+
+
+def create_app(runtime: Runtime) -> Litestar:
+    tokens = TokenStore(runtime.db)
+    background: list[asyncio.Task] = []
+
+    async def start() -> None:
+        async def connect() -> None:
+            await runtime.connect_datastores()
+            if runtime.config.bootstrap_admin_token:
+                await tokens.bootstrap(runtime.config.bootstrap_admin_token, runtime.now())
+            await start_with_retry(runtime.broker, runtime.log)
+            runtime.bus_ready.set()
+            runtime.log.info("gateway ready")
+
+        background.append(asyncio.create_task(connect()))
+        background.append(asyncio.create_task(runtime.heartbeat_forever()))
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        await runtime.close()
+
+    app = Litestar(
+        route_handlers=[healthz, LibraryController, AdminController],
+        middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[start],
+        on_shutdown=[stop],
+        openapi_config=OpenAPIConfig(
+            title="Calib API",
+            version="1.0.0",
+            path="/api",
+            render_plugins=[SwaggerRenderPlugin(path="/docs")],
+            components=Components(security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer"),
+            }),
+            security=[{"BearerToken": []}],
+        ),
+        request_max_body_size=None,
+        cors_config=CORSConfig(allow_origins=[]),
+        debug=False,
+    )
+    app.state.runtime = runtime
+    app.state.tokens = tokens
+    return app

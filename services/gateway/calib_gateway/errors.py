@@ -1,0 +1,62 @@
+"""Every error as JSON ``{"error": <code>, "detail": <message>}`` (SPEC §8); a dependency
+that is down is a 503 naming it, never a 500."""
+
+from __future__ import annotations
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from minio.error import S3Error
+from nats.errors import Error as NatsError
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from calib_gateway.uploads import UploadError, UploadTooLargeError
+
+CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "unprocessable",
+    429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+}
+
+
+def error_response(status: int, detail: str, code: str | None = None, **extra: object) -> Response:
+    body = {"error": code or CODES.get(status, "error"), "detail": detail, **extra}
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def http_exception(_: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    detail = exc.detail
+    if isinstance(exc, ValidationException) and exc.extra:
+        problems = exc.extra if isinstance(exc.extra, list) else [exc.extra]
+        parts = [f"{p.get('key') or p.get('source', '')}: {p.get('message')}" for p in problems
+                 if isinstance(p, dict)]
+        detail = f"{detail}: {'; '.join(parts)}" if parts else detail
+    return error_response(status, str(detail))
+
+
+def unavailable(dependency: str):
+    def handler(_: Request, exc: Exception) -> Response:
+        return error_response(503, f"{dependency} is unavailable: {type(exc).__name__}",
+                              dependency=dependency)
+    return handler
+
+
+def upload_error(_: Request, exc: UploadError) -> Response:
+    return error_response(400, str(exc))
+
+
+def upload_too_large(_: Request, exc: UploadTooLargeError) -> Response:
+    return error_response(413, str(exc))
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: http_exception,
+    ServerSelectionTimeoutError: unavailable("mongodb"),
+    ConnectionFailure: unavailable("mongodb"),
+    S3Error: unavailable("s3"),
+    Urllib3Error: unavailable("s3"),
+    NatsError: unavailable("nats"),
+    UploadError: upload_error,
+    UploadTooLargeError: upload_too_large,
+}

@@ -1,0 +1,267 @@
+"""Library, frames, jobs, rejections and settings of one observatory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+import msgspec
+from calib_core import events
+from calib_core.access import Capability
+from calib_core.grouping import group_frames
+from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, MasterStatus
+from calib_core.settings import CalibrationSettings, SettingsError, apply_changes
+from calib_core.triggers import group_matching, minimum_frames
+from calib_infra.bus import publish
+from calib_infra.jobqueue import publish_stack_request, queue_group
+from calib_infra.mongo import from_document
+from calib_infra.runtime import Runtime
+from calib_infra.store import ObjectMissingError
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.params import Parameter
+from litestar.response import Stream
+from pymongo import DESCENDING
+
+from calib_gateway.guards import can_manage, can_view, ensure
+from calib_gateway.schemas import (
+    Accepted,
+    Components,
+    CreateMasterIn,
+    JobList,
+    LibraryPage,
+    RejectionList,
+)
+from calib_gateway.uploads import UploadError, parse_multipart
+
+FRAME_TYPES = [t.value for t in FrameType]
+STATUSES = [s.value for s in MasterStatus]
+FORM_NUMBERS = {"gain", "offset", "exposure_s", "temperature_c", "set_temperature_c", "rotation_deg"}
+FORM_INTEGERS = {"width", "height"}
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def frame_for(request: Request, frame_id: str, capability: Capability) -> Frame:
+    frame = await runtime_of(request).frames.get(frame_id)
+    if frame is None:
+        raise NotFoundException(f"frame '{frame_id}' not found")
+    ensure(request.user, capability, frame.observatory_id)
+    return frame
+
+
+async def _chunks(runtime: Runtime, key: str) -> AsyncIterator[bytes]:
+    iterator = runtime.store.iter_chunks(key)
+    while True:
+        chunk = await anyio.to_thread.run_sync(next, iterator, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
+def stream_object(runtime: Runtime, key: str, media_type: str, filename: str | None) -> Stream:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
+    return Stream(_chunks(runtime, key), media_type=media_type, headers=headers)
+
+
+class LibraryController(Controller):
+    path = "/api/v1/calibration"
+
+    @get("/library/{observatory_id:str}", guards=[can_view])
+    async def library(
+        self,
+        request: Request,
+        observatory_id: str,
+        page: Annotated[int, Parameter(ge=1, le=1_000_000)] = 1,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        is_master: bool | None = None,
+        exclude_mastered: bool = False,
+        frame_type: Annotated[str | None, Parameter(pattern="^(dark|flat|bias|light)$")] = None,
+        camera_name: Annotated[str | None, Parameter(max_length=200)] = None,
+        filter_name: Annotated[str | None, Parameter(query="filter", max_length=100)] = None,
+        status: Annotated[str | None, Parameter(pattern="^(active|expired|superseded)$")] = None,
+    ) -> LibraryPage:
+        """Frames and masters of an observatory, newest first."""
+        query: dict[str, Any] = {"observatory_id": observatory_id}
+        if is_master is not None:
+            query["is_master"] = is_master
+        if exclude_mastered:
+            query["master_id"] = None
+        for field, value in (("frame_type", frame_type), ("camera_name", camera_name),
+                             ("filter", filter_name), ("status", status)):
+            if value is not None:
+                query[field] = value
+        collection = runtime_of(request).frames.collection
+        total = await collection.count_documents(query)
+        cursor = collection.find(query).sort([("registered_at", DESCENDING), ("_id", DESCENDING)])
+        cursor = cursor.skip((page - 1) * limit).limit(limit)
+        items = [from_document(d, Frame) async for d in cursor]
+        return LibraryPage(items=items, page=page, limit=limit, total=total)
+
+    @get("/frames/{frame_id:str}")
+    async def frame(self, request: Request, frame_id: str) -> Frame:
+        return await frame_for(request, frame_id, Capability.VIEW)
+
+    @get("/frames/{frame_id:str}/components")
+    async def components(self, request: Request, frame_id: str) -> Components:
+        master = await frame_for(request, frame_id, Capability.VIEW)
+        if not master.is_master:
+            raise NotFoundException(f"frame '{frame_id}' is not a master")
+        return Components(master_id=master.id, items=await runtime_of(request).frames.components(master))
+
+    @get("/frames/{frame_id:str}/download")
+    async def download(self, request: Request, frame_id: str) -> Stream:
+        frame = await frame_for(request, frame_id, Capability.VIEW)
+        runtime = runtime_of(request)
+        if await runtime.store.stat(frame.storage_key) is None:
+            raise NotFoundException(f"the file of frame '{frame_id}' is missing from storage")
+        return stream_object(runtime, frame.storage_key, "application/fits", f"{frame.id}.fits")
+
+    @get("/frames/{frame_id:str}/preview.png")
+    async def preview(self, request: Request, frame_id: str) -> Response:
+        frame = await frame_for(request, frame_id, Capability.VIEW)
+        runtime = runtime_of(request)
+        if not frame.preview_key:
+            raise NotFoundException(f"frame '{frame_id}' has no preview")
+        try:
+            data = await runtime.store.read_range(frame.preview_key, 0, 0)
+        except ObjectMissingError as error:
+            raise NotFoundException(f"the preview of frame '{frame_id}' is missing") from error
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @post("/frames", status_code=202)
+    async def upload_frame(self, request: Request) -> Accepted:
+        """Upload one frame (multipart field ``file`` plus optional §2 fields) and register it."""
+        runtime = runtime_of(request)
+        limit = runtime.config.max_upload_mb * 1024 * 1024
+        upload = await parse_multipart(request.headers.get("content-type", ""), request.stream(), limit)
+        fields = dict(upload.fields)
+        observatory_id = fields.pop("observatory_id", None) or request.user.plugin_observatory
+        if not observatory_id:
+            raise ValidationException("form field 'observatory_id' is required")
+        ensure(request.user, Capability.REGISTER, observatory_id)
+        if await runtime.observatories.get(observatory_id) is None:
+            raise NotFoundException(f"observatory '{observatory_id}' not found")
+        if upload.file is None:
+            raise UploadError("multipart field 'file' is required")
+        event_id = uuid.uuid4().hex
+        storage_key = f"frames/{observatory_id}/{event_id}.fits"
+        try:
+            event = msgspec.convert(
+                {**_form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
+                 "storage_key": storage_key},
+                events.FrameRegistered, strict=False)
+        except msgspec.ValidationError as error:
+            raise ValidationException(f"invalid form field: {error}") from error
+        with upload.file:
+            await anyio.to_thread.run_sync(runtime.store.put_stream_sync, storage_key, upload.file)
+        await publish(runtime.broker, events.FRAME_REGISTERED, event, observatory_id=observatory_id,
+                      msg_id=event_id)
+        return Accepted(event_id=event_id, storage_key=storage_key)
+
+    @get("/jobs/{observatory_id:str}", guards=[can_manage])
+    async def jobs(
+        self, request: Request, observatory_id: str,
+        status: Annotated[str | None, Parameter(pattern="^(queued|running|succeeded|failed|deferred)$")] = None,
+    ) -> JobList:
+        return JobList(items=await runtime_of(request).jobs.list(observatory_id, status))
+
+    @post("/jobs/{job_id:str}/retry", status_code=202)
+    async def retry(self, request: Request, job_id: str) -> Any:
+        runtime = runtime_of(request)
+        job = await runtime.jobs.get(job_id)
+        if job is None:
+            raise NotFoundException(f"job '{job_id}' not found")
+        ensure(request.user, Capability.MANAGE, job.observatory_id)
+        requeued = await runtime.jobs.requeue(job_id, runtime.now(), from_statuses=[JobStatus.FAILED],
+                                              trigger=JobTrigger.RETRY.value)
+        if requeued is None:
+            raise ClientException(f"job '{job_id}' is {job.status.value}: only failed jobs can be retried "
+                                  "(or the group already has an open job)", status_code=409)
+        await publish_stack_request(runtime, requeued)
+        return requeued
+
+    @get("/rejections/{observatory_id:str}", guards=[can_manage])
+    async def rejections(self, request: Request, observatory_id: str) -> RejectionList:
+        return RejectionList(items=await runtime_of(request).rejections.list(observatory_id))
+
+    @get("/settings/{observatory_id:str}", guards=[can_view])
+    async def get_settings(self, request: Request, observatory_id: str) -> CalibrationSettings:
+        return await runtime_of(request).settings.get(observatory_id)
+
+    @put("/settings/{observatory_id:str}", guards=[can_manage])
+    async def put_settings(self, request: Request, observatory_id: str) -> Any:
+        """Change some or all settings; a refused value leaves the stored settings as they were."""
+        runtime = runtime_of(request)
+        try:
+            changes = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as error:
+            raise ClientException(f"invalid JSON: {error}") from error
+        if not isinstance(changes, dict):
+            raise ClientException("expected a JSON object of settings")
+        try:
+            updated = apply_changes(await runtime.settings.get(observatory_id), changes)
+        except SettingsError as error:
+            return Response({"error": "invalid_setting", "detail": str(error), "field": error.field},
+                            status_code=422)
+        await runtime.settings.put(observatory_id, updated)
+        return updated
+
+    @post("/masters/create", status_code=202)
+    async def create_master(self, request: Request, data: CreateMasterIn) -> Any:
+        """Stack a group now; ``force`` allows fewer frames than the threshold."""
+        runtime = runtime_of(request)
+        ensure(request.user, Capability.MANAGE, data.observatory_id)
+        if await runtime.observatories.get(data.observatory_id) is None:
+            raise NotFoundException(f"observatory '{data.observatory_id}' not found")
+        if data.frame_type not in ("dark", "flat", "bias"):
+            raise ValidationException("frame_type must be one of dark, flat, bias")
+        settings = await runtime.settings.get(data.observatory_id)
+        frames = await runtime.frames.calibration_frames(data.observatory_id, frame_type=data.frame_type)
+        group = group_matching(group_frames(frames, settings), data.group_request(), settings)
+        if group is None:
+            raise NotFoundException("no frames match that configuration")
+        needed = minimum_frames(settings, data.force)
+        if len(group.frames) < needed:
+            raise ClientException(
+                f"the group has {len(group.frames)} frames; {needed} needed"
+                + ("" if data.force else " (use force to stack fewer)"), status_code=422)
+        job, _ = await queue_group(runtime, group, settings, observatory_id=data.observatory_id,
+                                   trigger=JobTrigger.MANUAL)
+        return job
+
+    @delete("/jobs/{job_id:str}", status_code=204)
+    async def delete_job(self, request: Request, job_id: str) -> None:
+        runtime = runtime_of(request)
+        ensure(request.user, Capability.SERVER)
+        job = await runtime.jobs.get(job_id)
+        if job is None:
+            raise NotFoundException(f"job '{job_id}' not found")
+        if job.status != JobStatus.FAILED:
+            raise ClientException(f"only failed jobs can be deleted (job is {job.status.value})",
+                                  status_code=409)
+        await runtime.jobs.delete(job_id)
+
+
+def _form_metadata(fields: dict[str, str]) -> dict[str, Any]:
+    known = set(events.FrameRegistered.__struct_fields__) - {"event_id", "observatory_id", "storage_key"}
+    metadata: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in known:
+            raise ValidationException(f"unknown form field '{name}'")
+        if value == "":
+            continue
+        try:
+            if name in FORM_NUMBERS:
+                metadata[name] = float(value)
+            elif name in FORM_INTEGERS:
+                metadata[name] = int(value)
+            else:
+                metadata[name] = value
+        except ValueError as error:
+            raise ValidationException(f"form field '{name}' must be a number") from error
+    return metadata

@@ -1,0 +1,22 @@
+"""The scheduler service: the sweep timer and resumption of deferred jobs."""
+
+from __future__ import annotations
+
+from calib_infra.runtime import Runtime, run_service
+
+from calib_scheduler.sweep import handle_master_created, sweep_forever
+
+
+def setup(runtime: Runtime) -> None:
+    runtime.consume(
+        "master.created.*", "scheduler-master-created",
+        lambda body, subject: handle_master_created(runtime, body, subject),
+    )
+
+
+def main() -> None:
+    run_service("scheduler", setup, background=lambda runtime: [sweep_forever(runtime)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The periodic sweep and the resumption of deferred jobs (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from calib_core import events
+from calib_core.grouping import group_frames
+from calib_core.models import JobStatus, JobTrigger
+from calib_core.triggers import find_group, needs_master, retained_frames
+from calib_infra.jobqueue import groups_with, publish_stack_request, queue_group
+from calib_infra.runtime import Runtime
+
+
+async def sweep_observatory(runtime: Runtime, observatory_id: str) -> int:
+    """Queue a job for every group that has reached the threshold; returns jobs queued."""
+    settings = await runtime.settings.get(observatory_id)
+    now = runtime.now()
+    queued = 0
+    seen: set[str] = set()
+    for candidate in group_frames(await runtime.frames.unclaimed_calibration_frames(observatory_id), settings):
+        if not needs_master(candidate, settings, now):
+            continue
+        # regroup with the claimed frames too: a master uses the full retained frame set
+        full = find_group(await groups_with(runtime, candidate.frames[0], settings), candidate.frames[0].id)
+        if full is None or full.group_key in seen or not needs_master(full, settings, now):
+            continue
+        seen.add(full.group_key)
+        _, created = await queue_group(runtime, full, settings, observatory_id=observatory_id,
+                                       trigger=JobTrigger.SWEEP)
+        queued += created
+    for job in await runtime.jobs.open_jobs(observatory_id):
+        if job.status == JobStatus.QUEUED:
+            # a request lost between the job insert and its publish; a repeat is dropped by the stream
+            await publish_stack_request(runtime, job)
+    return queued
+
+
+async def resume_deferred(runtime: Runtime, observatory_id: str) -> int:
+    """Re-queue deferred jobs (their missing master may now exist; the stacker re-checks)."""
+    resumed = 0
+    settings = await runtime.settings.get(observatory_id)
+    for job in await runtime.jobs.deferred(observatory_id):
+        frames = await runtime.frames.many(job.frame_ids)
+        frame_ids = job.frame_ids
+        if frames:
+            group = find_group(await groups_with(runtime, frames[0], settings), frames[0].id)
+            if group is not None:
+                frame_ids = [f.id for f in retained_frames(group, settings, runtime.now())] or frame_ids
+        requeued = await runtime.jobs.requeue(job.id, runtime.now(), from_statuses=[JobStatus.DEFERRED],
+                                              frame_ids=frame_ids)
+        if requeued is not None:
+            runtime.log.info("deferred job resumed", job_id=job.id, observatory_id=observatory_id)
+            await publish_stack_request(runtime, requeued)
+            resumed += 1
+    return resumed
+
+
+async def sweep_all(runtime: Runtime) -> None:
+    for observatory in await runtime.observatories.all():
+        await resume_deferred(runtime, observatory.id)
+        await sweep_observatory(runtime, observatory.id)
+
+
+async def sweep_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            await sweep_all(runtime)
+        except Exception as error:  # noqa: BLE001 - the next sweep tries again
+            runtime.log.exception("sweep failed", error=str(error))
+        await asyncio.sleep(runtime.config.sweep_interval_s)
+
+
+async def handle_master_created(runtime: Runtime, body: bytes, subject: str) -> None:
+    """A new master may be the dark (or bias) a deferred job was waiting for."""
+    try:
+        event = msgspec.json.decode(body, type=events.MasterCreated)
+    except msgspec.DecodeError as error:
+        runtime.log.error("invalid master.created ignored", subject=subject, error=str(error))
+        return
+    await resume_deferred(runtime, event.observatory_id)

@@ -1,0 +1,44 @@
+"""Shared fixtures: one set of real servers per test session (started lazily), the
+services as real processes, an API client with the bootstrap admin token."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.system import ADMIN_TOKEN, Services, free_port, service_config, start_servers, unique
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    servers = start_servers(tmp_path_factory.mktemp("servers"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def system(servers, tmp_path_factory):
+    """The five services (two stacker replicas) against the session's servers."""
+    config = service_config(servers, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
+                            sweep_interval_s=3.0)
+    services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
+    services.start_all(stackers=2)
+    services.wait_ready()
+    yield services
+    services.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(system):
+    with httpx.Client(base_url=system.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                      timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def observatory(admin):
+    """A new observatory for one test (tests share the services, not their data)."""
+    observatory_id = unique("obs")
+    response = admin.post("/api/v1/admin/observatories", json={"id": observatory_id, "name": "Test"})
+    assert response.status_code == 201, response.text
+    return observatory_id

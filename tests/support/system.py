@@ -1,0 +1,115 @@
+"""Test support: real servers and the services as real processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from calib_infra.config import Config
+from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, free_port, spawn
+
+S3_ACCESS_KEY = "calib-test"
+S3_SECRET_KEY = "calib-test-secret"
+ADMIN_TOKEN = "calib_test_admin_token"
+
+
+def start_servers(data_dir: Path) -> EmbeddedServers:
+    servers = EmbeddedServers(
+        data_dir=data_dir,
+        ports=ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
+        s3_access_key=S3_ACCESS_KEY, s3_secret_key=S3_SECRET_KEY,
+    )
+    servers.start()
+    return servers
+
+
+def service_config(servers: EmbeddedServers, database: str, **overrides) -> Config:
+    values = dict(
+        nats_url=f"nats://127.0.0.1:{servers.ports.nats}",
+        mongodb_uri=f"mongodb://127.0.0.1:{servers.ports.mongodb}/?retryWrites=false",
+        mongodb_db=database,
+        s3_endpoint=f"127.0.0.1:{servers.ports.s3}",
+        s3_access_key=S3_ACCESS_KEY,
+        s3_secret_key=S3_SECRET_KEY,
+        s3_bucket=database.replace("_", "-"),
+        bootstrap_admin_token=ADMIN_TOKEN,
+        log_format="json",
+        log_level="INFO",
+        stacker_ack_wait_s=4.0,
+    )
+    values.update(overrides)
+    return Config(**values)
+
+
+def environment(config: Config, instance: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALIB_")}
+    for name in config.__struct_fields__:
+        value = getattr(config, name)
+        env[f"CALIB_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["CALIB_SERVICE_INSTANCE"] = instance
+    return env
+
+
+@dataclass
+class Services:
+    """Every service as its own process, against one set of servers and one database."""
+
+    config: Config
+    log_dir: Path
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.gateway_port}"
+
+    def start(self, name: str) -> ManagedProcess:
+        module = "calib_stacker.main" if name.startswith("stacker") else f"calib_{name}.main"
+        process = spawn(name, [sys.executable, "-m", module], self.log_dir,
+                        env=environment(self.config, name))
+        self.processes[name] = process
+        return process
+
+    def start_all(self, stackers: int = 2) -> None:
+        for name in ("gateway", "registry", "scheduler", "lifecycle",
+                     *(f"stacker-{i + 1}" for i in range(stackers))):
+            self.start(name)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in self.processes.values():
+                if process.process.poll() is not None:
+                    raise RuntimeError(f"{process.name} exited:\n{process.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("gateway not ready")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str = "condition"):
+    """Poll ``check`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

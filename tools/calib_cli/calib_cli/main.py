@@ -1,0 +1,116 @@
+"""The ``calib`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import httpx
+from calib_infra.config import load_config
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from calib_stack.synthetic import Camera
+
+    from calib_cli.simulate import SimulationPlan, run_simulation
+
+    plan = SimulationPlan(
+        observatory_id=args.observatory,
+        camera=Camera(name=args.camera, width=args.width, height=args.height, gain=args.gain,
+                      offset=args.offset),
+        bias=args.bias, darks=args.darks, flats=args.flats, lights=args.lights,
+        dark_exposure_s=args.dark_exposure, flat_exposure_s=args.flat_exposure,
+        light_exposure_s=args.light_exposure, temperature_c=args.temperature,
+        filters=args.filters.split(","), seed=args.seed,
+    )
+    ids = run_simulation(load_config(), plan, progress=not args.quiet)
+    print(f"published {len(ids)} frame.registered events for {args.observatory}")
+
+
+def _admin(args: argparse.Namespace) -> None:
+    base = args.url.rstrip("/")
+    token = args.token or os.environ.get("CALIB_TOKEN") or load_config().bootstrap_admin_token
+    if not token:
+        sys.exit("an admin token is needed: --token or CALIB_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"}
+    if args.admin_command == "create-observatory":
+        response = httpx.post(f"{base}/api/v1/admin/observatories", headers=headers,
+                              json={"id": args.id, "name": args.name or args.id})
+    elif args.admin_command == "list-observatories":
+        response = httpx.get(f"{base}/api/v1/admin/observatories", headers=headers)
+    elif args.admin_command == "create-user":
+        memberships = [{"observatory_id": o, "can_admin": True} for o in args.admin_of] + [
+            {"observatory_id": o, "can_admin": False} for o in args.member_of]
+        response = httpx.post(f"{base}/api/v1/admin/users", headers=headers, json={
+            "name": args.name, "server_admin": args.server_admin, "memberships": memberships})
+    elif args.admin_command == "plugin-token":
+        response = httpx.post(f"{base}/api/v1/admin/observatories/{args.observatory}/plugin-tokens",
+                              headers=headers)
+    else:
+        response = httpx.delete(f"{base}/api/v1/admin/tokens/{args.token_id}", headers=headers)
+    if response.status_code >= 400:
+        sys.exit(f"error {response.status_code}: {response.text}")
+    print(json.dumps(response.json(), indent=2) if response.content else "done")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="calib", description="Calib calibration library")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("run", help="start the whole system with embedded servers")
+
+    sim = commands.add_parser("simulate", help="act as a capture plugin: upload and announce frames")
+    sim.add_argument("--observatory", default="demo")
+    sim.add_argument("--camera", default="ZWO ASI2600MM Pro")
+    sim.add_argument("--width", type=int, default=640)
+    sim.add_argument("--height", type=int, default=480)
+    sim.add_argument("--gain", type=float, default=100)
+    sim.add_argument("--offset", type=float, default=50)
+    sim.add_argument("--bias", type=int, default=0)
+    sim.add_argument("--darks", type=int, default=12)
+    sim.add_argument("--flats", type=int, default=0)
+    sim.add_argument("--lights", type=int, default=0)
+    sim.add_argument("--dark-exposure", type=float, default=60.0)
+    sim.add_argument("--flat-exposure", type=float, default=2.0)
+    sim.add_argument("--light-exposure", type=float, default=60.0)
+    sim.add_argument("--temperature", type=float, default=-10.0)
+    sim.add_argument("--filters", default="L", help="comma-separated filter names")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--quiet", action="store_true")
+
+    admin = commands.add_parser("admin", help="server administration over the HTTP API")
+    admin.add_argument("--url", default=f"http://127.0.0.1:{load_config().gateway_port}")
+    admin.add_argument("--token")
+    sub = admin.add_subparsers(dest="admin_command", required=True)
+    obs = sub.add_parser("create-observatory")
+    obs.add_argument("id")
+    obs.add_argument("--name")
+    sub.add_parser("list-observatories")
+    user = sub.add_parser("create-user")
+    user.add_argument("name")
+    user.add_argument("--server-admin", action="store_true")
+    user.add_argument("--admin-of", action="append", default=[], metavar="OBSERVATORY")
+    user.add_argument("--member-of", action="append", default=[], metavar="OBSERVATORY")
+    plugin = sub.add_parser("plugin-token")
+    plugin.add_argument("observatory")
+    revoke = sub.add_parser("revoke-token")
+    revoke.add_argument("token_id")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "run":
+        from calib_cli.stack import run
+
+        run()
+    elif args.command == "simulate":
+        _simulate(args)
+    else:
+        _admin(args)
+
+
+if __name__ == "__main__":
+    main()
