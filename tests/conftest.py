@@ -6,7 +6,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.system import ADMIN_TOKEN, Services, free_port, service_config, start_servers, unique
+from tests.support.system import (
+    ADMIN_TOKEN,
+    Services,
+    free_port,
+    service_config,
+    start_servers,
+    unique,
+)
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +26,7 @@ def servers(tmp_path_factory):
 @pytest.fixture(scope="session")
 def system(servers, tmp_path_factory):
     """The five services (two stacker replicas) against the session's servers."""
-    config = service_config(servers, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
+    config = service_config(servers.ports, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
                             sweep_interval_s=3.0)
     services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
     services.start_all(stackers=2)

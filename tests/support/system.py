@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 from calib_infra.config import Config
 from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, free_port, spawn
 
@@ -29,12 +28,13 @@ def start_servers(data_dir: Path) -> EmbeddedServers:
     return servers
 
 
-def service_config(servers: EmbeddedServers, database: str, **overrides) -> Config:
+def service_config(ports: ServerPorts, database: str, **overrides) -> Config:
+    """Service settings for servers on ``ports`` (running or not yet)."""
     values = dict(
-        nats_url=f"nats://127.0.0.1:{servers.ports.nats}",
-        mongodb_uri=f"mongodb://127.0.0.1:{servers.ports.mongodb}/?retryWrites=false",
+        nats_url=f"nats://127.0.0.1:{ports.nats}",
+        mongodb_uri=f"mongodb://127.0.0.1:{ports.mongodb}/?retryWrites=false",
         mongodb_db=database,
-        s3_endpoint=f"127.0.0.1:{servers.ports.s3}",
+        s3_endpoint=f"127.0.0.1:{ports.s3}",
         s3_access_key=S3_ACCESS_KEY,
         s3_secret_key=S3_SECRET_KEY,
         s3_bucket=database.replace("_", "-"),
@@ -113,3 +113,20 @@ def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def consumer_drained(config: Config, durable: str) -> bool:
+    """True when the durable consumer has nothing pending and nothing unacknowledged."""
+    import asyncio
+
+    import nats
+
+    async def check() -> bool:
+        connection = await nats.connect(config.nats_url)
+        try:
+            info = await connection.jetstream().consumer_info("CALIBRATION", durable)
+            return info.num_pending == 0 and info.num_ack_pending == 0
+        finally:
+            await connection.close()
+
+    return asyncio.run(check())

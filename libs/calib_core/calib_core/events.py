@@ -36,12 +36,13 @@ MASTER_EXPIRED = "master.expired"
 CACHE_INVALIDATED = "cache.invalidated"
 MAINTENANCE_REQUESTED = "maintenance.requested"
 
-OBSERVATORY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: ``\Z`` rather than ``$``: ``$`` would also accept a trailing newline ("obs\n").
+OBSERVATORY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 def subject(kind: str, observatory_id: str) -> str:
     """The subject of an event of ``kind`` for one observatory."""
-    if not OBSERVATORY_ID_PATTERN.match(observatory_id):
+    if not isinstance(observatory_id, str) or not OBSERVATORY_ID_PATTERN.match(observatory_id):
         raise ValueError(f"invalid observatory id {observatory_id!r}")
     return f"{kind}.{observatory_id}"
 

@@ -108,6 +108,12 @@ def resolve_metadata(event_fields: Mapping[str, Any], header_fields: Mapping[str
     """
     merged = {k: v for k, v in header_fields.items() if v is not None}
     merged.update({k: v for k, v in event_fields.items() if v is not None})
+    # Times are UTC (§2): a naive event time (e.g. "2024-05-01T22:00:00") would otherwise
+    # stay naive and not compare with the aware times used everywhere else.
+    captured = [_timestamp(source.get("captured_at")) for source in (event_fields, header_fields)]
+    merged.pop("captured_at", None)
+    if any(captured):
+        merged["captured_at"] = next(c for c in captured if c is not None)
     if "frame_type" in merged:
         merged["frame_type"] = parse_frame_type(merged["frame_type"])
     missing = [name for name in REQUIRED_FIELDS if merged.get(name) is None]

@@ -9,6 +9,7 @@ from statistics import fmean
 from typing import Any
 
 from calib_core import __version__
+from calib_core.grouping import mean_angle
 from calib_core.models import Frame, FrameType, MasterStatus, StackJob
 from calib_core.settings import CalibrationSettings
 
@@ -69,7 +70,7 @@ def build_master(
         temperature_min_c=min(temperatures) if temperatures else None,
         temperature_max_c=max(temperatures) if temperatures else None,
         set_temperature_c=_mean([f.set_temperature_c for f in components]),
-        rotation_deg=_mean([f.rotation_deg for f in components]),
+        rotation_deg=mean_angle(f.rotation_deg for f in components),
         captured_at=max((f.captured_at for f in components if f.captured_at), default=None),
         width=width,
         height=height,

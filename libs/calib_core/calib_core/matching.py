@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from calib_core.grouping import exposure_second
 from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
 from calib_core.settings import CalibrationSettings
 
@@ -25,8 +26,10 @@ def _temperature_ok(master: Frame, temperature_c: float | None, tolerance: float
 
 
 def _rotation_distance(master: Frame, rotation_deg: float | None) -> float | None:
+    """Degrees between the two rotations around the circle; 0 when neither has one (like
+    temperatures, and like grouping, where frames without rotation form their own group)."""
     if master.rotation_deg is None or rotation_deg is None:
-        return None
+        return 0.0 if master.rotation_deg is None and rotation_deg is None else None
     difference = abs(master.rotation_deg - rotation_deg) % 360.0
     return min(difference, 360.0 - difference)
 
@@ -60,7 +63,7 @@ def find_master(
         if (
             frame_type == FrameType.DARK
             and settings.camera_type == "CMOS"
-            and round(master.exposure_s) != round(target.exposure_s)
+            and exposure_second(master.exposure_s) != exposure_second(target.exposure_s)
         ):
             continue
         if frame_type == FrameType.FLAT and master.filter != target.filter:

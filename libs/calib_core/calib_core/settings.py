@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,7 +94,7 @@ def _check(field: str, value: Any) -> Any:
         if not isinstance(value, str) or value not in rule.options:
             raise refused
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise refused
     if rule.kind is int and float(value) != int(value):
         raise refused

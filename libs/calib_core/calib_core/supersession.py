@@ -14,6 +14,19 @@ def _close(a: float | None, b: float | None, tolerance: float) -> bool:
     return abs(a - b) <= tolerance + 1e-9
 
 
+def _angle_close(a: float | None, b: float | None, tolerance: float) -> bool:
+    """Rotations compared around the circle (359.8° is 0.4° from 0.2°)."""
+    if a is None or b is None:
+        return a is None and b is None
+    difference = abs(a - b) % 360.0
+    return min(difference, 360.0 - difference) <= tolerance + 1e-9
+
+
+def _created(master: Frame) -> tuple[float, str]:
+    """Order of creation (uploaded or old records may lack ``created_at``)."""
+    return ((master.created_at or master.registered_at).timestamp(), master.id)
+
+
 def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSettings) -> list[Frame]:
     """Current masters of ``new``'s configuration, older than it, at a temperature within
     tolerance (and for rotation-matched flats, a rotation within tolerance). Masters at
@@ -24,14 +37,14 @@ def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSet
             continue
         if old.config_key != new.config_key or old.observatory_id != new.observatory_id:
             continue
-        if (old.created_at, old.id) > (new.created_at, new.id):
+        if _created(old) > _created(new):
             continue
         if not _close(old.temperature_c, new.temperature_c, settings.temperature_tolerance_c):
             continue
         if (
             new.frame_type == FrameType.FLAT
             and settings.rotation_matching != "ignore"
-            and not _close(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
+            and not _angle_close(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
         ):
             continue
         replaced.append(old)

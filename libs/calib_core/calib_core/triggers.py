@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from calib_core.grouping import FrameGroup
+from calib_core.grouping import FrameGroup, exposure_second
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 
@@ -84,9 +84,13 @@ def group_matching(
 ) -> FrameGroup | None:
     """The group a manual request names: every configuration field given, and the
     temperature cluster nearest ``temperature_c`` (within tolerance) when one is given."""
+    wanted = dict(request)
+    if wanted.get("exposure_s") is not None and isinstance(wanted["exposure_s"], int | float):
+        # CMOS dark configurations hold the exposure rounded to the second (§4)
+        wanted["exposure_s"] = exposure_second(wanted["exposure_s"])
     candidates = [
         g for g in groups
-        if all(request.get(k) is None or _same(request[k], v) for k, v in g.config.items())
+        if all(wanted.get(k) is None or _same(wanted[k], v) for k, v in g.config.items())
         and (request.get("frame_type") is None or g.frame_type == FrameType(request["frame_type"]))
     ]
     temperature = request.get("temperature_c")

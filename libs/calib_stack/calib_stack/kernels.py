@@ -151,13 +151,12 @@ def _chunk_sums(frames, p0, p1, total, count):
 
     Non-finite values add 0.0, exactly as numpy's nanmean / masked mean do.
     """
-    n = frames.shape[0]
-    for j in range(p1 - p0):
-        total[j] = 0.0
-        count[j] = 0
-    for i in range(n):
+    total[:] = 0.0
+    count[:] = 0
+    for i in range(frames.shape[0]):
+        row = frames[i, p0:p1]  # a contiguous view lets LLVM vectorise over pixels
         for j in range(p1 - p0):
-            v = frames[i, p0 + j]
+            v = row[j]
             finite = v - v == 0.0
             total[j] += v if finite else np.float32(0.0)
             count[j] += 1 if finite else 0
@@ -170,7 +169,7 @@ def _mean_kernel(frames, out):
         p0 = c * _CHUNK
         p1 = min(npix, p0 + _CHUNK)
         total = np.empty(p1 - p0, np.float32)
-        count = np.empty(p1 - p0, np.int64)
+        count = np.empty(p1 - p0, np.int32)
         _chunk_sums(frames, p0, p1, total, count)
         for j in range(p1 - p0):
             out[p0 + j] = np.float64(total[j]) / count[j] if count[j] > 0 else np.nan
@@ -216,30 +215,32 @@ def _sigma_clip_kernel(frames, out, sigma, maxiters):
         p1 = min(npix, p0 + _CHUNK)
         m = p1 - p0
         total = np.empty(m, np.float32)
-        count = np.empty(m, np.int64)
+        count = np.empty(m, np.int32)
         mean = np.zeros(m, np.float64)
         var = np.zeros(m, np.float64)
         vmin = np.full(m, np.inf)
         vmax = np.full(m, -np.inf)
         lower = np.empty(m, np.float64)
         upper = np.empty(m, np.float64)
-        n_below = np.zeros(m, np.int64)
-        n_above = np.zeros(m, np.int64)
+        n_below = np.zeros(m, np.int32)
+        n_above = np.zeros(m, np.int32)
         buf = np.empty(n, np.float64)
 
         _chunk_sums(frames, p0, p1, total, count)
         for i in range(n):
+            row = frames[i, p0:p1]
             for j in range(m):
-                v = np.float64(frames[i, p0 + j])
-                if v - v == 0.0:
-                    mean[j] += v
-                    vmin[j] = v if v < vmin[j] else vmin[j]
-                    vmax[j] = v if v > vmax[j] else vmax[j]
+                v = np.float64(row[j])
+                finite = v - v == 0.0
+                mean[j] += v if finite else 0.0
+                vmin[j] = v if finite and v < vmin[j] else vmin[j]
+                vmax[j] = v if finite and v > vmax[j] else vmax[j]
         for j in range(m):
             mean[j] = mean[j] / count[j] if count[j] > 0 else 0.0
         for i in range(n):
+            row = frames[i, p0:p1]
             for j in range(m):
-                v = np.float64(frames[i, p0 + j])
+                v = np.float64(row[j])
                 d = v - mean[j]
                 var[j] += d * d if v - v == 0.0 else 0.0
         for j in range(m):
@@ -250,8 +251,9 @@ def _sigma_clip_kernel(frames, out, sigma, maxiters):
             lower[j] = vmax[j] - sigma * std + tol  # median must be >= this
             upper[j] = vmin[j] + sigma * std - tol  # median must be <= this
         for i in range(n):
+            row = frames[i, p0:p1]
             for j in range(m):
-                v = np.float64(frames[i, p0 + j])
+                v = np.float64(row[j])
                 finite = v - v == 0.0
                 n_below[j] += 1 if finite and v < lower[j] else 0
                 n_above[j] += 1 if finite and v > upper[j] else 0

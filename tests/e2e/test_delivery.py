@@ -1,0 +1,128 @@
+"""At-least-once delivery made exactly-once in effect: duplicates, crashes, start-up order."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from astropy.io import fits
+from calib_core import events
+from calib_infra.devstack import EmbeddedServers, ServerPorts
+from calib_stack import synthetic
+
+from tests.e2e.test_skeleton import dark_bytes, masters
+from tests.support.plugin import Plugin
+from tests.support.system import (
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    Services,
+    consumer_drained,
+    free_port,
+    service_config,
+    unique,
+    wait_for,
+)
+
+
+@pytest.fixture
+def plugin(system):
+    return Plugin(system.config)
+
+
+def library(admin, observatory_id: str, **params) -> dict:
+    response = admin.get(f"/api/v1/calibration/library/{observatory_id}", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_repeated_event_and_a_repeated_file_store_one_frame(admin, plugin, system, observatory):
+    data = dark_bytes(np.random.default_rng(3), 0)
+    event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
+                                   storage_key=plugin.upload(observatory, data))
+    plugin.announce([(event, event.event_id), (event, event.event_id)])  # same Nats-Msg-Id
+    same_file = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
+                                       storage_key=plugin.upload(observatory, data))
+    plugin.announce([(same_file, same_file.event_id)])  # same bytes under a new event and key
+
+    wait_for(lambda: library(admin, observatory)["total"] >= 1, what="the frame")
+    wait_for(lambda: consumer_drained(system.config, "registry"), what="registry to drain")
+    page = library(admin, observatory)
+    assert page["total"] == 1
+    assert page["items"][0]["storage_key"] == event.storage_key
+
+
+def big_dark(rng: np.random.Generator, index: int, shape=(1400, 2000)) -> bytes:
+    data = rng.normal(1000, 20, size=shape).astype(np.uint16)
+    header = fits.Header()
+    header["IMAGETYP"] = "DARK"
+    header["INSTRUME"] = "Big CMOS"
+    header["EXPTIME"] = 120.0
+    header["CCD-TEMP"] = -5.0
+    header["GAIN"] = 0
+    header["DATE-OBS"] = (datetime.now(UTC) - timedelta(minutes=30 - index)).isoformat()
+    return synthetic.fits_bytes(data, header)
+
+
+def test_a_stacker_killed_mid_job_leaves_the_job_to_the_other_replica(admin, plugin, system, observatory):
+    rng = np.random.default_rng(5)
+    for index in range(12):
+        plugin.register(observatory, big_dark(rng, index))
+
+    def running_job():
+        jobs = admin.get(f"/api/v1/calibration/jobs/{observatory}").json()["items"]
+        return next((j for j in jobs if j["status"] == "running" and j["worker"]), None)
+
+    job = wait_for(running_job, timeout_s=60, interval_s=0.05, what="a running job")
+    victim = job["worker"]
+    system.processes[victim].kill()
+    try:
+        def finished():
+            current = admin.get(f"/api/v1/calibration/jobs/{observatory}").json()["items"]
+            done = [j for j in current if j["id"] == job["id"] and j["status"] == "succeeded"]
+            return done[0] if done else None
+
+        done = wait_for(finished, timeout_s=120, what="the job to finish elsewhere")
+        assert done["worker"] != victim
+        assert done["attempts"] >= 2
+        found = masters(admin, observatory)
+        assert len(found) == 1
+        assert found[0]["job_id"] == job["id"]
+        assert found[0]["n_frames"] == 10  # queued when the 10th frame arrived
+    finally:
+        system.start(victim)
+
+
+def test_services_started_before_their_servers_wait_and_connect(tmp_path):
+    """Services pointed at servers that are not up yet report not-ready, then connect."""
+    ports = ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port())
+    config = service_config(ports, unique("calib_late").replace("-", "_"), gateway_port=free_port())
+    services = Services(config=config, log_dir=tmp_path / "logs")
+    services.start("gateway")
+    services.start("registry")
+    late = EmbeddedServers(tmp_path / "late", ports, S3_ACCESS_KEY, S3_SECRET_KEY)
+
+    def health():
+        try:
+            return httpx.get(f"{services.base_url}/healthz", timeout=1)
+        except httpx.HTTPError:
+            return None
+
+    try:
+        response = wait_for(health, timeout_s=30, what="the gateway to answer")
+        assert response.status_code == 503
+        assert response.json()["status"] == "starting"
+        time.sleep(2)
+        assert all(p.process.poll() is None for p in services.processes.values()), "a service crashed"
+
+        late.start()
+        wait_for(lambda: (r := health()) is not None and r.status_code == 200, timeout_s=60,
+                 what="the gateway to become ready")
+        wait_for(lambda: '"connected"' in (services.log_dir / "registry.log").read_text(), timeout_s=60,
+                 what="the registry to connect")
+    finally:
+        services.stop()
+        late.stop()
