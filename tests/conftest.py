@@ -19,8 +19,10 @@ from tests.support.system import (
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     servers = start_servers(tmp_path_factory.mktemp("servers"))
-    yield servers
-    servers.stop()
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +31,12 @@ def system(servers, tmp_path_factory):
     config = service_config(servers.ports, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
                             sweep_interval_s=3.0)
     services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
-    services.start_all(stackers=2)
-    services.wait_ready()
-    yield services
-    services.stop()
+    try:
+        services.start_all(stackers=2)
+        services.wait_ready()
+        yield services
+    finally:
+        services.stop()
 
 
 @pytest.fixture(scope="session")

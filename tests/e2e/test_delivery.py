@@ -10,10 +10,10 @@ import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from calib_core import events
 from calib_infra.devstack import EmbeddedServers, ServerPorts
 from calib_stack import synthetic
-
 from tests.e2e.test_skeleton import dark_bytes, masters
 from tests.support.plugin import Plugin
 from tests.support.system import (

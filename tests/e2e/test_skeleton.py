@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clip
-from calib_stack import synthetic
 
+from calib_stack import synthetic
 from tests.support.plugin import Plugin
 from tests.support.system import wait_for
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from calib_infra.config import Config
 from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, free_port, spawn
 

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 from typing import Any
 
 import msgspec
-from calib_core import events
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker
 from faststream.nats.schemas import PullSub
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from calib_core import events
 from calib_infra.config import Config
 
 DUPLICATE_WINDOW_S = 24 * 3600.0

@@ -152,12 +152,17 @@ class EmbeddedServers:
         wait_until(lambda: port_open(self.ports.mongodb), 60, "secantusdb")
 
     def start(self, nats: bool = True, s3: bool = True, mongodb: bool = True) -> None:
-        if nats:
-            self.start_nats()
-        if s3:
-            self.start_s3()
-        if mongodb:
-            self.start_mongodb()
+        """Start the servers asked for; if one fails, stop those already started."""
+        try:
+            if nats:
+                self.start_nats()
+            if s3:
+                self.start_s3()
+            if mongodb:
+                self.start_mongodb()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

@@ -8,7 +8,6 @@ from calib_core.grouping import FrameGroup, group_frames
 from calib_core.models import Frame, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_core.triggers import find_group, needs_master, plan_job
-
 from calib_infra.bus import publish
 from calib_infra.runtime import Runtime
 

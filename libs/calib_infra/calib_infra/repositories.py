@@ -6,6 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
     OPEN_JOB_STATUSES,
@@ -17,10 +21,6 @@ from calib_core.models import (
     StackJob,
 )
 from calib_core.settings import CalibrationSettings, settings_from_document
-from pymongo import DESCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
-
 from calib_infra.mongo import from_document, to_document
 
 

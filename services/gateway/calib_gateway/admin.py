@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from calib_core.events import OBSERVATORY_ID_PATTERN
-from calib_core.models import Observatory
 from litestar import Controller, Request, delete, get, post
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 
+from calib_core.events import OBSERVATORY_ID_PATTERN
+from calib_core.models import Observatory
 from calib_gateway.guards import server_admin
 from calib_gateway.schemas import ObservatoryIn, PluginTokenOut, TokenOut, UserIn
 

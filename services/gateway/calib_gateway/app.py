@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from calib_infra.bus import start_with_retry
-from calib_infra.runtime import Runtime
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.middleware.base import DefineMiddleware
@@ -17,6 +15,8 @@ from calib_gateway.admin import AdminController
 from calib_gateway.auth import BearerTokenMiddleware, TokenStore
 from calib_gateway.errors import EXCEPTION_HANDLERS
 from calib_gateway.library import LibraryController
+from calib_infra.bus import start_with_retry
+from calib_infra.runtime import Runtime
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
 

@@ -8,11 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from calib_core.access import Membership, Principal
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from pymongo.asynchronous.database import AsyncDatabase
+
+from calib_core.access import Membership, Principal
 
 BOOTSTRAP_USER_ID = "bootstrap-admin"
 

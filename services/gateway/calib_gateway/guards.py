@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from calib_core.access import Capability, Principal, allowed
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+
+from calib_core.access import Capability, Principal, allowed
 
 
 def ensure(principal: Principal, capability: Capability, observatory_id: str | None = None) -> None:

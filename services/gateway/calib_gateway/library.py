@@ -8,23 +8,18 @@ from typing import Annotated, Any
 
 import anyio
 import msgspec
-from calib_core import events
-from calib_core.access import Capability
-from calib_core.grouping import group_frames
-from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, MasterStatus
-from calib_core.settings import CalibrationSettings, SettingsError, apply_changes
-from calib_core.triggers import group_matching, minimum_frames
-from calib_infra.bus import publish
-from calib_infra.jobqueue import publish_stack_request, queue_group
-from calib_infra.mongo import from_document
-from calib_infra.runtime import Runtime
-from calib_infra.store import ObjectMissingError
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Stream
 from pymongo import DESCENDING
 
+from calib_core import events
+from calib_core.access import Capability
+from calib_core.grouping import group_frames
+from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, MasterStatus
+from calib_core.settings import CalibrationSettings, SettingsError, apply_changes
+from calib_core.triggers import group_matching, minimum_frames
 from calib_gateway.guards import can_manage, can_view, ensure
 from calib_gateway.schemas import (
     Accepted,
@@ -35,6 +30,11 @@ from calib_gateway.schemas import (
     RejectionList,
 )
 from calib_gateway.uploads import UploadError, parse_multipart
+from calib_infra.bus import publish
+from calib_infra.jobqueue import publish_stack_request, queue_group
+from calib_infra.mongo import from_document
+from calib_infra.runtime import Runtime
+from calib_infra.store import ObjectMissingError
 
 FRAME_TYPES = [t.value for t in FrameType]
 STATUSES = [s.value for s in MasterStatus]

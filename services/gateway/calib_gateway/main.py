@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uvicorn
-from calib_infra.runtime import Runtime
 
 from calib_gateway.app import create_app
+from calib_infra.runtime import Runtime
 
 
 def main() -> None:

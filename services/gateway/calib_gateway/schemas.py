@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
 from calib_core.access import Membership
 from calib_core.models import Frame, Rejection, StackJob
 

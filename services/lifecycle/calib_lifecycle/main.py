@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from calib_infra.runtime import Runtime, run_service
-
 from calib_lifecycle.supersede import handle_master_created
 
 

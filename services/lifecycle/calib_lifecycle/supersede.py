@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+
 from calib_core import events
 from calib_core.models import MasterStatus
 from calib_core.supersession import superseded_by

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import msgspec
+
 from calib_core import events
 from calib_core.headers import MissingFieldsError, fields_from_header, resolve_metadata
 from calib_core.models import Frame, FrameType, JobTrigger, Rejection

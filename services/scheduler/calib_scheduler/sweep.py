@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
+
 from calib_core import events
 from calib_core.grouping import group_frames
 from calib_core.models import JobStatus, JobTrigger

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import msgspec
+
 from calib_core import events
 from calib_core.masters import (
     build_master,
@@ -17,7 +18,7 @@ from calib_core.masters import (
     provenance_cards,
 )
 from calib_core.matching import find_master, prerequisite_type
-from calib_core.models import Frame, FrameType, JobStatus, StackJob
+from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_core.triggers import CCD_DARK_DEFERRED_REASON, FLAT_DEFERRED_REASON
 from calib_infra.bus import publish, publish_transient
@@ -174,6 +175,13 @@ async def run_job(runtime: Runtime, job_id: str) -> None:
     frames = await runtime.frames.many(job.frame_ids)
     if not frames:
         await _fail(runtime, job, "none of the job's frames exist any more")
+        return
+    if job.trigger in (JobTrigger.REGISTRATION, JobTrigger.SWEEP) and sum(
+        f.master_id is None for f in frames
+    ) < settings.min_frames_for_master:
+        # queued by a trigger that counted frames a master claimed meanwhile: nothing new
+        log.info("redundant automatic job dropped")
+        await runtime.jobs.delete(job.id)
         return
     calibration = await _prerequisite(runtime, job, settings, frames[0])
     if isinstance(calibration, str):

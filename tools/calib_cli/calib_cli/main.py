@@ -8,13 +8,13 @@ import os
 import sys
 
 import httpx
+
 from calib_infra.config import load_config
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from calib_stack.synthetic import Camera
-
     from calib_cli.simulate import SimulationPlan, run_simulation
+    from calib_stack.synthetic import Camera
 
     plan = SimulationPlan(
         observatory_id=args.observatory,

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from tqdm import tqdm
+
 from calib_core import events
 from calib_infra.bus import ensure_stream, make_broker, publish
 from calib_infra.config import Config
 from calib_infra.store import ObjectStore
 from calib_stack import synthetic
-from tqdm import tqdm
 
 
 @dataclass

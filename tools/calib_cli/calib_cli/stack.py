@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+
 from calib_infra.config import Config, load_config
 from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, spawn, wait_until
 
@@ -107,7 +108,7 @@ def run(demo_observatory: str = "demo") -> None:
     config = load_config()
     token = admin_token(config)
     system = System(config=config, token=token)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print(f"calib: data in {config.data_path.resolve()}", flush=True)
         system.start_servers()
@@ -140,8 +141,11 @@ def run(demo_observatory: str = "demo") -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # a terminal's Ctrl-C reaches us twice (directly and forwarded by `uv run`): finish stopping
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\ncalib: stopping", flush=True)
         system.stop()
+        print("calib: stopped", flush=True)
 
 
 def _as_dict(config: Config) -> dict:
