@@ -176,11 +176,12 @@ def group_frames(frames: Sequence[F], settings: CalibrationSettings) -> list[Fra
     for key in sorted(by_config):
         config, members = by_config[key]
         by_rotation = [members]
+        unwrapped: dict[float, float] = {}
         if config["frame_type"] == FrameType.FLAT and settings.rotation_matching != "ignore":
             by_rotation = cluster_angles(
                 members, lambda f: f.rotation_deg, settings.rotation_tolerance_deg
             )
-        unwrapped = _unwrap_angles([f.rotation_deg for f in members if f.rotation_deg is not None])
+            unwrapped = _unwrap_angles([f.rotation_deg for f in members if f.rotation_deg is not None])
         for rotation_cluster in by_rotation:
             rotation_part = ""
             if rotation_cluster is not members:

@@ -14,6 +14,7 @@ REQUIRED_FIELDS = ("frame_type", "camera_name", "exposure_s", "width", "height")
 
 _FRAME_TYPE_WORDS = {
     "dark": FrameType.DARK,
+    "darkflat": FrameType.DARK,  # N.I.N.A.'s DARKFLAT: a dark at a flat's exposure
     "flat": FrameType.FLAT,
     "bias": FrameType.BIAS,
     "offset": FrameType.BIAS,
@@ -34,7 +35,7 @@ def parse_frame_type(value: Any) -> FrameType | None:
     """Map IMAGETYP spellings (``DARK``, ``Dark Frame``, ``OFFSET``, ``Light``...) to a type."""
     if value is None:
         return None
-    words = str(value).strip().lower().replace("_", " ").split()
+    words = str(value).strip().lower().replace("_", " ").replace("'", " ").replace('"', " ").split()
     for word in words:
         if word in _FRAME_TYPE_WORDS:
             return _FRAME_TYPE_WORDS[word]

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from calib_core.grouping import FrameGroup, configuration, config_key
+
+from calib_core.grouping import FrameGroup, config_key, configuration
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, MasterStatus, StackJob
 from calib_core.settings import CalibrationSettings
 

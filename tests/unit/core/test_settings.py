@@ -6,6 +6,7 @@ import copy
 import math
 
 import pytest
+
 from calib_core.models import FrameType
 from calib_core.settings import (
     RULES,
