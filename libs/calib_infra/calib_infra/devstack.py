@@ -78,14 +78,26 @@ class ManagedProcess:
         self.process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the parent dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def spawn(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
-    """Start a process in its own process group, its output in ``log_dir/name.log``."""
+    """Start a process in its own process group, its output in ``log_dir/name.log``.
+
+    The child is stopped with its parent even if the parent is killed outright, so a
+    ``make run`` or a test session never leaves servers behind."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=env, start_new_session=True,
+        env=env, start_new_session=True, preexec_fn=_die_with_parent,
     )
     log.close()
     return ManagedProcess(name, process, log_path)

@@ -32,11 +32,11 @@ async def queue_group(
     """Queue a job for ``group`` unless it has an open one. Returns (job, created)."""
     job = plan_job(group, settings, observatory_id=observatory_id, trigger=trigger, now=runtime.now())
     if await runtime.jobs.create(job) is None:
-        existing = await runtime.jobs.open_job_for_group(observatory_id, group.group_key)
+        existing = await runtime.jobs.open_job_for(observatory_id, group.config_key)
         if existing is not None:
             return existing, False
         if await runtime.jobs.create(job) is None:  # the open job closed in between
-            existing = await runtime.jobs.open_job_for_group(observatory_id, group.group_key)
+            existing = await runtime.jobs.open_job_for(observatory_id, group.config_key)
             assert existing is not None
             return existing, False
     runtime.log.info("stacking job queued", job_id=job.id, observatory_id=observatory_id,

@@ -120,9 +120,13 @@ class JobRepository:
         self.collection = db["jobs"]
 
     async def create(self, job: StackJob) -> StackJob | None:
-        """Insert an open job; None when the group already has one (unique ``open_key``)."""
+        """Insert an open job; None when its configuration already has one (unique ``open_key``).
+
+        One open job per configuration, not per temperature cluster: a cluster's identity
+        shifts as frames arrive, a configuration's does not. Other clusters of the same
+        configuration are queued by the sweep that follows each new master."""
         document = to_document(job)
-        document["open_key"] = f"{job.observatory_id}:{job.group_key}"
+        document["open_key"] = _open_key(job)
         try:
             await self.collection.insert_one(document)
         except DuplicateKeyError:
@@ -133,8 +137,8 @@ class JobRepository:
         document = await self.collection.find_one({"_id": job_id})
         return from_document(document, StackJob) if document else None
 
-    async def open_job_for_group(self, observatory_id: str, group_key: str) -> StackJob | None:
-        document = await self.collection.find_one({"open_key": f"{observatory_id}:{group_key}"})
+    async def open_job_for(self, observatory_id: str, config_key: str) -> StackJob | None:
+        document = await self.collection.find_one({"open_key": f"{observatory_id}:{config_key}"})
         return from_document(document, StackJob) if document else None
 
     async def claim(self, job_id: str, worker: str, now: datetime) -> StackJob | None:
@@ -185,7 +189,7 @@ class JobRepository:
         changes: dict[str, Any] = {
             "status": JobStatus.QUEUED.value, "updated_at": now, "error": None,
             "deferred_reason": None, "progress": 0.0,
-            "open_key": f"{job.observatory_id}:{job.group_key}",
+            "open_key": _open_key(job),
         }
         if frame_ids is not None:
             changes["frame_ids"] = list(frame_ids)
@@ -220,6 +224,10 @@ class JobRepository:
 
     async def delete(self, job_id: str) -> None:
         await self.collection.delete_one({"_id": job_id})
+
+
+def _open_key(job: StackJob) -> str:
+    return f"{job.observatory_id}:{job.config_key}"
 
 
 class SettingsRepository:

@@ -74,10 +74,12 @@ async def sweep_forever(runtime: Runtime) -> None:
 
 
 async def handle_master_created(runtime: Runtime, body: bytes, subject: str) -> None:
-    """A new master may be the dark (or bias) a deferred job was waiting for."""
+    """A new master may be the dark (or bias) a deferred job was waiting for, and it
+    frees its configuration for the next group that has enough frames."""
     try:
         event = msgspec.json.decode(body, type=events.MasterCreated)
     except msgspec.DecodeError as error:
         runtime.log.error("invalid master.created ignored", subject=subject, error=str(error))
         return
     await resume_deferred(runtime, event.observatory_id)
+    await sweep_observatory(runtime, event.observatory_id)

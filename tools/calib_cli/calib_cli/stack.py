@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -143,9 +144,9 @@ def run(demo_observatory: str = "demo") -> None:
     finally:
         # a terminal's Ctrl-C reaches us twice (directly and forwarded by `uv run`): finish stopping
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("\ncalib: stopping", flush=True)
+        with contextlib.suppress(OSError):  # the terminal may be gone already
+            print("\ncalib: stopping", flush=True)
         system.stop()
-        print("calib: stopped", flush=True)
 
 
 def _as_dict(config: Config) -> dict:
