@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from calib_gateway.admin import AdminController
 from calib_gateway.auth import BearerTokenMiddleware, TokenStore
 from calib_gateway.errors import EXCEPTION_HANDLERS
+from calib_gateway.jobs import JobsController
 from calib_gateway.library import LibraryController
 from calib_infra.bus import start_with_retry
 from calib_infra.runtime import Runtime
@@ -57,7 +58,7 @@ def create_app(runtime: Runtime) -> Litestar:
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[healthz, LibraryController, AdminController],
+        route_handlers=[healthz, LibraryController, JobsController, AdminController],
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],
