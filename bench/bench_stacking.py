@@ -19,7 +19,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import ccdproc
 import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.stats import sigma_clip
+
+from calib_stack.kernels import combine
 
 FULL_SHAPE = (6248, 4176)  # (height, width) of a 26 MP sensor
 QUICK_SHAPE = (1024, 1024)
@@ -79,9 +85,6 @@ def synthetic_frames(n: int, shape: tuple[int, int], seed: int) -> np.ndarray:
 
 
 def bench_vs_astropy(cube: np.ndarray, repeats: int) -> dict:
-    from astropy.stats import sigma_clip
-    from calib_stack.kernels import combine
-
     def reference():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -105,10 +108,6 @@ def bench_vs_astropy(cube: np.ndarray, repeats: int) -> dict:
 
 
 def bench_vs_ccdproc(cube: np.ndarray, rows: int) -> dict:
-    import ccdproc
-    from astropy.nddata import CCDData
-    from calib_stack.kernels import combine
-
     subset = np.ascontiguousarray(cube[:, :rows])
     ccds = [CCDData(frame, unit="adu") for frame in subset]
 
@@ -144,8 +143,6 @@ def bench_vs_ccdproc(cube: np.ndarray, rows: int) -> dict:
 
 
 def bench_peak_rss(shape: tuple[int, int]) -> dict:
-    from astropy.io import fits
-
     with tempfile.TemporaryDirectory(prefix="calib-bench-") as tmp:
         paths = []
         for index in range(RSS_FRAMES):

@@ -7,14 +7,16 @@ order (exactly like numpy's ``sum(axis=0)``) while the compiler vectorises over
 pixels. Every pixel is independent, so results do not depend on the thread
 count or on how the image is cut into bands.
 
-Reference semantics (checked by the unit tests):
+Reference semantics on the finite values (checked by the unit tests):
 
-- ``mean``       == ``np.nanmean(cube, axis=0)``
-- ``median``     == ``np.nanmedian(cube, axis=0)``
+- ``mean``       == ``np.nanmean(cube, axis=0)`` (float32 frame-order sum, so bit-identical)
+- ``median``     == ``np.nanmedian(cube, axis=0)`` (middle pair averaged in float64)
 - ``sigma_clip`` == ``astropy.stats.sigma_clip(cube, sigma, maxiters, axis=0,
-  cenfunc="median", stdfunc="std").mean(axis=0)``
+  cenfunc="median", stdfunc="std").mean(axis=0)``, same bounds bit for bit
 
-Non-finite values are ignored; a pixel without any finite value becomes NaN.
+Non-finite values (NaN, +-inf) are ignored; a pixel without any finite value
+becomes NaN. (For a single-pixel cube numpy sums pairwise rather than in frame
+order, so there the means agree to float32 rounding rather than bit for bit.)
 """
 
 from __future__ import annotations

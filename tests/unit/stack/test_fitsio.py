@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from calib_stack.fitsio import (
     FitsImage,
     HeaderIncompleteError,

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from calib_stack.master import master_stats, write_master_fits
 
 

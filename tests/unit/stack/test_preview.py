@@ -2,8 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from calib_stack.preview import histogram_png, preview_png
 from PIL import Image
+
+from calib_stack.preview import histogram_png, preview_png
 
 
 def decode(png: bytes) -> Image.Image:

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy.stats import sigma_clip
+
 from calib_stack import stacking
 from calib_stack.fitsio import InvalidFitsError, read_image
 from calib_stack.stacking import ShapeMismatchError, stack_files

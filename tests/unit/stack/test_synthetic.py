@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from calib_stack import synthetic as syn
 
 CAM = syn.Camera()
