@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.support.clock import MovableClock
 from tests.support.system import (
     ADMIN_TOKEN,
     Services,
@@ -14,6 +15,8 @@ from tests.support.system import (
     start_servers,
     unique,
 )
+
+TEN_YEARS_S = 10 * 365 * 86400.0
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +31,11 @@ def servers(tmp_path_factory):
 @pytest.fixture(scope="session")
 def system(servers, tmp_path_factory):
     """The five services (two stacker replicas) against the session's servers."""
+    # The clock is movable (tests.support.clock); the daily maintenance runs once at start-up
+    # only, so a test that moves the clock runs expiry and retention itself, for its observatory.
     config = service_config(servers.ports, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
-                            sweep_interval_s=3.0)
+                            sweep_interval_s=3.0, clock_offset_file=str(tmp_path_factory.mktemp("clock") / "offset"),
+                            expiry_check_interval_s=TEN_YEARS_S, retention_interval_s=TEN_YEARS_S)
     services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
     try:
         services.start_all(stackers=2)
@@ -44,6 +50,16 @@ def admin(system):
     with httpx.Client(base_url=system.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                       timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def clock(system):
+    """The services' clock, for a test that moves it; back to real time afterwards."""
+    movable = MovableClock(system.config.clock_offset_file)
+    try:
+        yield movable
+    finally:
+        movable.reset()
 
 
 @pytest.fixture

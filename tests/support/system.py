@@ -70,7 +70,7 @@ class Services:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
     def start(self, name: str) -> ManagedProcess:
-        module = "calib_stacker.main" if name.startswith("stacker") else f"calib_{name}.main"
+        module = f"calib_{name.split('-')[0]}.main"  # "stacker-2" and "registry-2" are replicas
         process = spawn(name, [sys.executable, "-m", module], self.log_dir,
                         env=environment(self.config, name))
         self.processes[name] = process
@@ -127,6 +127,27 @@ def consumer_drained(config: Config, durable: str) -> bool:
         try:
             info = await connection.jetstream().consumer_info("CALIBRATION", durable)
             return info.num_pending == 0 and info.num_ack_pending == 0
+        finally:
+            await connection.close()
+
+    return asyncio.run(check())
+
+
+def consumers_waiting(config: Config, durable: str) -> int:
+    """How many pull requests wait on the durable consumer: its idle replicas (0 if none
+    has connected yet)."""
+    import asyncio
+
+    import nats
+    from nats.js.errors import NotFoundError
+
+    async def check() -> int:
+        connection = await nats.connect(config.nats_url)
+        try:
+            info = await connection.jetstream().consumer_info("CALIBRATION", durable)
+            return info.num_waiting or 0
+        except NotFoundError:
+            return 0
         finally:
             await connection.close()
 

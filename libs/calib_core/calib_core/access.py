@@ -11,6 +11,7 @@ class Capability(StrEnum):
     VIEW = "view"          # library, summary, needs, capture plan, frames, downloads
     MANAGE = "manage"      # upload/create masters, delete frames, settings, view/retry jobs
     REGISTER = "register"  # register frames (plugins and managers)
+    CAPTURE_PLAN = "read the capture plan of"  # members, and the observatory's plugin
     SERVER = "server"      # cache, maintenance, health, delete failed jobs, user admin
 
 
@@ -44,11 +45,12 @@ def allowed(principal: Principal, capability: Capability, observatory_id: str | 
     if capability == Capability.SERVER or observatory_id is None:
         return False
     if principal.plugin_observatory is not None:
-        # a plugin registers frames and reads what it should capture next, for its observatory only
+        # a plugin registers frames and reads what it should capture next, for its
+        # observatory only: it may not browse or download the library (SPEC §8)
         return principal.plugin_observatory == observatory_id and capability in (
-            Capability.REGISTER, Capability.VIEW,
+            Capability.REGISTER, Capability.CAPTURE_PLAN,
         )
     for membership in principal.memberships:
         if membership.observatory_id == observatory_id:
-            return capability == Capability.VIEW or membership.can_admin
+            return capability in (Capability.VIEW, Capability.CAPTURE_PLAN) or membership.can_admin
     return False

@@ -20,7 +20,6 @@ STREAM_SUBJECTS = [
     "master.superseded.*",
     "master.expired.*",
     "cache.invalidated.*",
-    "maintenance.requested.*",
 ]
 
 FRAME_REGISTERED = "frame.registered"
@@ -34,7 +33,6 @@ MASTER_CREATED = "master.created"
 MASTER_SUPERSEDED = "master.superseded"
 MASTER_EXPIRED = "master.expired"
 CACHE_INVALIDATED = "cache.invalidated"
-MAINTENANCE_REQUESTED = "maintenance.requested"
 
 #: ``\Z`` rather than ``$``: ``$`` would also accept a trailing newline ("obs\n").
 OBSERVATORY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
@@ -135,9 +133,27 @@ class CacheInvalidated(msgspec.Struct, kw_only=True):
     entries: int
 
 
-class MaintenanceRequested(msgspec.Struct, kw_only=True):
-    """A daily or on-demand maintenance task for the lifecycle service."""
+#: Request/reply subjects of the lifecycle service: core NATS, outside the stream (a
+#: request on a stream subject would be answered by the stream's publish acknowledgement).
+LIFECYCLE_CALIBRATE = "lifecycle.calibrate"
+LIFECYCLE_MAINTENANCE = "lifecycle.maintenance"
 
-    request_id: str
+
+class CalibrateRequest(msgspec.Struct, kw_only=True):
+    """Make (or find) the calibrated file of a light in the S3 cache."""
+
+    frame_id: str
+
+
+class CalibrateReply(msgspec.Struct, kw_only=True):
+    status: str  # "ready" | "failed" | "no_masters" | "not_found"
+    storage_key: str | None = None
+    error: str | None = None
+    computed: bool = False  # False: served from the cache
+
+
+class MaintenanceCommand(msgspec.Struct, kw_only=True):
+    """Run a maintenance task now, for one observatory or (None) server-wide."""
+
     task: str  # "expiry-check" | "retention-cleanup"
-    observatory_id: str
+    observatory_id: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +80,81 @@ def _first(header: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+_CARD = 80
+_BLOCK = 2880
+_BITPIX = frozenset({8, 16, 32, 64, -32, -64})
+_UNPARSED = object()
+_BINNING = re.compile(r"[1-9][0-9]*x[1-9][0-9]*\Z")
+
+
+def _card_value(field: str) -> Any:
+    """The value of a card's value field (columns 11-80), or ``_UNPARSED``."""
+    text = field.lstrip()
+    if text.startswith("'"):
+        # a string: quotes inside are doubled; trailing blanks are not significant
+        chars, i = [], 1
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1:i + 2] != "'":
+                    return "".join(chars).rstrip()
+                i += 1
+            chars.append(text[i])
+            i += 1
+        return _UNPARSED  # no closing quote
+    text = text.split("/", 1)[0].strip()
+    if text in ("T", "F"):
+        return text == "T"
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        return _UNPARSED
+
+
+def plain_image_header(prefix: bytes) -> dict[str, Any] | None:
+    """The keywords of a FITS file whose primary HDU is a 2-D image (the way N.I.N.A.
+    writes frames), read straight from its 80-character cards: a fast path for the
+    registry, which reads thousands of headers.
+
+    Returns None for anything else (no END within ``prefix``, extensions or compressed
+    images, long-string or unparsable cards, a structure that is not a plain 2-D
+    image): the full FITS reader then decides.
+    """
+    end = prefix.find(b"END" + b" " * 77)
+    while end != -1 and end % _CARD:
+        end = prefix.find(b"END" + b" " * 77, end + 1)
+    if end == -1 or not prefix.startswith(b"SIMPLE  ="):
+        return None
+    try:
+        text = prefix[:end].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    cards: dict[str, Any] = {}
+    for start in range(0, len(text), _CARD):
+        card = text[start:start + _CARD]
+        keyword = card[:8].rstrip()
+        if keyword == "CONTINUE" or keyword == "HIERARCH":
+            return None
+        if card[8:10] != "= " or keyword in cards:
+            continue  # commentary cards; the first of repeated keywords counts
+        value = _card_value(card[10:])
+        if value is _UNPARSED:
+            return None
+        cards[keyword] = value
+    structure = [cards.get(k) for k in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2")]
+    simple, bitpix, naxis, width, height = structure
+    if simple is not True or bitpix not in _BITPIX or naxis != 2:
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (width, height)):
+        return None
+    return cards
+
+
 def fields_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
     """The §2 fields a FITS header provides (absent keywords are simply left out)."""
     xbin, ybin = _number(header.get("XBINNING")), _number(header.get("YBINNING"))
@@ -123,4 +199,17 @@ def resolve_metadata(event_fields: Mapping[str, Any], header_fields: Mapping[str
     if merged["frame_type"] in (FrameType.DARK, FrameType.BIAS):
         merged.pop("filter", None)
     known = {k: v for k, v in merged.items() if k in FrameMetadata.__struct_fields__}
-    return msgspec.convert(known, FrameMetadata, strict=False)
+    metadata = msgspec.convert(known, FrameMetadata, strict=False)
+    _check_values(metadata)
+    return metadata
+
+
+def _check_values(metadata: FrameMetadata) -> None:
+    """Values no camera produces (msgspec.ValidationError, like a wrong type)."""
+    for name in ("width", "height"):
+        if getattr(metadata, name) <= 0:
+            raise msgspec.ValidationError(f"{name} must be a positive integer (got {getattr(metadata, name)})")
+    if not 0 <= metadata.exposure_s < float("inf"):
+        raise msgspec.ValidationError(f"exposure_s must be zero or more seconds (got {metadata.exposure_s})")
+    if not _BINNING.match(metadata.binning):
+        raise msgspec.ValidationError(f"binning must look like '1x1' (got {metadata.binning!r})")

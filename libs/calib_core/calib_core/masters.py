@@ -32,6 +32,16 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return fmean(present) if present else None
 
 
+def temperature_stats(components: Sequence[Frame]) -> dict[str, float | None]:
+    """Lowest, mean and highest sensor temperature of a master's sources (None if unknown)."""
+    temperatures = [f.temperature_c for f in components if f.temperature_c is not None]
+    return {
+        "temperature_min_c": min(temperatures, default=None),
+        "temperature_mean_c": _mean(temperatures),
+        "temperature_max_c": max(temperatures, default=None),
+    }
+
+
 def components_digest(frame_ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(frame_ids)).encode()).hexdigest()
 
@@ -137,7 +147,9 @@ def provenance_cards(
         ("CALOBS", job.observatory_id, "observatory"),
         ("CALMSTR", master_id_for_job(job.id), "master id"),
         ("CALJOB", job.id, "stacking job id"),
-        ("SRCDIGST", components_digest([f.id for f in components]), "sha256 of sorted source ids"),
+        # a 64-character value leaves no room for a comment on its card
+        ("SRCDIGST", components_digest([f.id for f in components]), ""),
+        ("COMMENT", "SRCDIGST: sha256 of the sorted source frame ids, one per line", ""),
         ("DATE", created_at.strftime("%Y-%m-%dT%H:%M:%S"), "[UTC] creation time"),
         ("SWCREATE", f"calib {__version__}", "software"),
     ]

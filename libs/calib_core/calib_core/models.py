@@ -104,6 +104,9 @@ class Frame(FrameMetadata, kw_only=True):
     # light fields
     calibration_status: CalibrationStatus | None = None
     calibration_error: str | None = None
+    # computed for GET /frames/{id} of a light, never stored: master ids by type, warnings
+    calibration_masters: dict[str, str] | None = None
+    calibration_warnings: list[str] | None = None
 
 
 class GroupRef(msgspec.Struct, kw_only=True):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,17 @@ def unclaimed_count(group: FrameGroup, settings: CalibrationSettings, now: datet
 def needs_master(group: FrameGroup, settings: CalibrationSettings, now: datetime) -> bool:
     """The automatic rule: enough unclaimed (new since the last master) retained frames."""
     return unclaimed_count(group, settings, now) >= settings.min_frames_for_master
+
+
+def triggered_groups(
+    groups: Sequence[FrameGroup], frame_ids: Collection[str], settings: CalibrationSettings, now: datetime
+) -> list[FrameGroup]:
+    """The registration trigger: the groups holding any of the just-stored ``frame_ids``
+    that now need a master (however many of their frames arrived together)."""
+    return [
+        g for g in groups
+        if any(f.id in frame_ids for f in g.frames) and needs_master(g, settings, now)
+    ]
 
 
 def minimum_frames(settings: CalibrationSettings, force: bool) -> int:

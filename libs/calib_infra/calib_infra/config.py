@@ -24,6 +24,8 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     sweep_interval_s: float = 300.0
     expiry_check_interval_s: float = 86400.0
     retention_interval_s: float = 86400.0
+    maintenance_poll_s: float = 60.0
+    clock_offset_file: str = ""  # tests only: see calib_infra.clock
     stacker_memory_limit_mb: int = 1024
     stacker_ack_wait_s: float = 30.0
     max_upload_mb: int = 512

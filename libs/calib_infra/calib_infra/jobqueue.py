@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from calib_core import events
-from calib_core.grouping import FrameGroup, group_frames
-from calib_core.models import Frame, JobTrigger, StackJob
+from calib_core.grouping import FrameGroup, config_key, configuration, group_frames
+from calib_core.models import Frame, FrameType, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
-from calib_core.triggers import find_group, needs_master, plan_job
+from calib_core.triggers import plan_job, triggered_groups
 from calib_infra.bus import publish
 from calib_infra.runtime import Runtime
 
@@ -49,11 +51,31 @@ async def groups_with(runtime: Runtime, frame: Frame, settings: CalibrationSetti
     return group_frames(await runtime.frames.same_hardware(frame), settings)
 
 
-async def check_trigger(runtime: Runtime, frame: Frame, trigger: JobTrigger) -> StackJob | None:
-    """Queue a master for ``frame``'s group if it now holds enough unclaimed frames."""
-    settings = await runtime.settings.get(frame.observatory_id)
-    group = find_group(await groups_with(runtime, frame, settings), frame.id)
-    if group is None or not needs_master(group, settings, runtime.now()):
-        return None
-    job, _ = await queue_group(runtime, group, settings, observatory_id=frame.observatory_id, trigger=trigger)
-    return job
+async def check_triggers(runtime: Runtime, frames: Sequence[Frame], trigger: JobTrigger) -> list[StackJob]:
+    """Queue a master for every group of the just-stored ``frames`` that now holds enough
+    unclaimed frames; returns the jobs created.
+
+    One look per configuration however many of its frames arrived together. A
+    configuration with an open job is skipped without loading its frames: it cannot get
+    a second one, and the sweep that follows its master queues whatever is left.
+    """
+    created: list[StackJob] = []
+    by_observatory: dict[str, list[Frame]] = {}
+    for frame in frames:
+        if frame.frame_type != FrameType.LIGHT and not frame.is_master:
+            by_observatory.setdefault(frame.observatory_id, []).append(frame)
+    for observatory_id, members in by_observatory.items():
+        settings = await runtime.settings.get(observatory_id)
+        by_config: dict[str, list[Frame]] = {}
+        for frame in members:
+            by_config.setdefault(config_key(configuration(frame, settings)), []).append(frame)
+        busy = await runtime.jobs.configurations_with_open_jobs(observatory_id, list(by_config))
+        for key in sorted(by_config.keys() - busy):
+            new_ids = {f.id for f in by_config[key]}
+            groups = await groups_with(runtime, by_config[key][0], settings)
+            for group in triggered_groups(groups, new_ids, settings, runtime.now()):
+                job, is_new = await queue_group(runtime, group, settings, observatory_id=observatory_id,
+                                                trigger=trigger)
+                if is_new:
+                    created.append(job)
+    return created

@@ -56,9 +56,28 @@ INDEXES: dict[str, list[IndexModel]] = {
              ("status", ASCENDING)],
             name="masters_by_config",
         ),
+        # the admin page's library views, equality fields first, then the newest-first sort:
+        # frames per type/camera/filter, frames not yet in a master, masters by status
+        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("frame_type", ASCENDING),
+                    ("camera_name", ASCENDING), ("filter", ASCENDING), ("registered_at", DESCENDING)],
+                   name="library_by_hardware"),
+        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("master_id", ASCENDING),
+                    ("frame_type", ASCENDING), ("camera_name", ASCENDING), ("filter", ASCENDING),
+                    ("registered_at", DESCENDING)], name="library_unclaimed"),
+        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("status", ASCENDING),
+                    ("frame_type", ASCENDING), ("camera_name", ASCENDING), ("registered_at", DESCENDING)],
+                   name="library_masters_by_status"),
         IndexModel([("master_id", ASCENDING)], name="claimed_by", sparse=True),
         IndexModel([("components", ASCENDING)], name="components", sparse=True),
         IndexModel([("storage_key", ASCENDING)], name="storage_key"),
+        IndexModel([("preview_key", ASCENDING)], name="preview_key", sparse=True),
+        IndexModel([("superseded_by", ASCENDING)], name="superseded_by", sparse=True),
+        IndexModel([("deleting", ASCENDING)], name="deleting", sparse=True),
+    ],
+    "calibrated": [
+        IndexModel([("observatory_id", ASCENDING)], name="by_observatory"),
+        IndexModel([("storage_key", ASCENDING)], name="storage_key"),
+        IndexModel([("deleting", ASCENDING)], name="deleting", sparse=True),
     ],
     "jobs": [
         IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="one_open_job_per_group"),

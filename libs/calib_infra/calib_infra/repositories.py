@@ -8,20 +8,24 @@ from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from calib_core.calibration import CacheEntry
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
     OPEN_JOB_STATUSES,
     Frame,
     FrameType,
     JobStatus,
+    MasterStatus,
     Observatory,
     Rejection,
     StackJob,
 )
 from calib_core.settings import CalibrationSettings, settings_from_document
 from calib_infra.mongo import from_document, to_document
+
+DUPLICATE_KEY = 11000
 
 
 class FrameRepository:
@@ -35,6 +39,20 @@ class FrameRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    async def insert_many(self, frames: Sequence[Frame]) -> list[bool]:
+        """Store frames in one round trip; per frame, False when its file was already stored."""
+        if not frames:
+            return []
+        try:
+            await self.collection.insert_many([to_document(f) for f in frames], ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            duplicates = {e["index"] for e in errors}
+            return [i not in duplicates for i in range(len(frames))]
+        return [True] * len(frames)
 
     async def get(self, frame_id: str) -> Frame | None:
         document = await self.collection.find_one({"_id": frame_id})
@@ -90,6 +108,7 @@ class FrameRepository:
             "observatory_id": observatory_id,
             "is_master": True,
             "status": {"$in": [s.value for s in CURRENT_MASTER_STATUSES]},
+            "deleting": {"$ne": True},
         }
         if frame_type is not None:
             query["frame_type"] = frame_type.value
@@ -111,8 +130,90 @@ class FrameRepository:
     async def components(self, master: Frame) -> list[Frame]:
         return await self.many(master.components or [])
 
+    async def library_page(self, observatory_id: str, filters: dict[str, Any], *, skip: int,
+                           limit: int) -> tuple[list[Frame], int]:
+        """One page of an observatory's library, newest first, and the total. ``filters``
+        are equality conditions on plain values (the API never passes operators)."""
+        query = {"observatory_id": observatory_id, **filters}
+        total = await self.collection.count_documents(query)
+        cursor = self.collection.find(query).sort([("registered_at", DESCENDING), ("_id", DESCENDING)])
+        return [from_document(d, Frame) async for d in cursor.skip(skip).limit(limit)], total
+
+    async def recent_lights(self, observatory_id: str, since: datetime) -> list[Frame]:
+        """Light frames captured (or, without a capture time, registered) since ``since``."""
+        query = {"observatory_id": observatory_id, "frame_type": FrameType.LIGHT.value, "is_master": False,
+                 "$or": [{"captured_at": {"$gte": since}},
+                         {"captured_at": None, "registered_at": {"$gte": since}}]}
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def tally(self, observatory_id: str) -> list[dict[str, Any]]:
+        """Frame counts by camera, type, master flag, status and claimed (in a master) or not."""
+        pipeline = [
+            {"$match": {"observatory_id": observatory_id}},
+            {"$group": {
+                "_id": {"camera_name": "$camera_name", "frame_type": "$frame_type", "is_master": "$is_master",
+                        "status": "$status",
+                        "claimed": {"$cond": [{"$ifNull": ["$master_id", False]}, True, False]}},
+                "count": {"$sum": 1},
+            }},
+        ]
+        cursor = await self.collection.aggregate(pipeline)
+        return [{**d["_id"], "count": d["count"]} async for d in cursor]
+
     async def delete(self, frame_id: str) -> None:
         await self.collection.delete_one({"_id": frame_id})
+
+    # -- lifecycle: supersession, expiry, deletion -------------------------------------
+    async def masters(self, observatory_id: str) -> list[Frame]:
+        """Every master of an observatory, whatever its status."""
+        query = {"observatory_id": observatory_id, "is_master": True}
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def supersede(self, master_id: str, by: str, at: datetime) -> bool:
+        """Mark a current master superseded; False if it no longer was current."""
+        result = await self.collection.update_one(
+            {"_id": master_id, "status": {"$in": [s.value for s in CURRENT_MASTER_STATUSES]}},
+            {"$set": {"status": MasterStatus.SUPERSEDED.value, "superseded_by": by, "superseded_at": at}},
+        )
+        return result.modified_count == 1
+
+    async def superseded_by(self, master_id: str) -> list[Frame]:
+        cursor = self.collection.find({"superseded_by": master_id, "is_master": True})
+        return [from_document(d, Frame) async for d in cursor]
+
+    async def expire(self, master_id: str) -> bool:
+        """Mark an active master expired; False if it no longer was active."""
+        result = await self.collection.update_one(
+            {"_id": master_id, "status": MasterStatus.ACTIVE.value},
+            {"$set": {"status": MasterStatus.EXPIRED.value}},
+        )
+        return result.modified_count == 1
+
+    async def mark_deleting(self, frame_id: str) -> None:
+        """First step of a deletion: a record so marked is finished by the next cleanup."""
+        await self.collection.update_one({"_id": frame_id}, {"$set": {"deleting": True}})
+
+    async def pending_deletions(self, observatory_id: str | None = None) -> list[Frame]:
+        query: dict[str, Any] = {"deleting": True}
+        if observatory_id is not None:
+            query["observatory_id"] = observatory_id
+        return [from_document(d, Frame) async for d in self.collection.find(query)]
+
+    async def remove_component(self, frame_id: str) -> None:
+        """A deleted source frame leaves the masters it was stacked into."""
+        await self.collection.update_many({"components": frame_id}, {"$pull": {"components": frame_id}})
+
+    async def referenced_keys(self, keys: Sequence[str], *, except_id: str | None = None) -> set[str]:
+        """Which of ``keys`` a frame record (other than ``except_id``) names as its file or preview."""
+        query: dict[str, Any] = {"$or": [{"storage_key": {"$in": list(keys)}},
+                                         {"preview_key": {"$in": list(keys)}}]}
+        if except_id is not None:
+            query["_id"] = {"$ne": except_id}
+        wanted = set(keys)
+        found: set[str] = set()
+        async for d in self.collection.find(query, {"storage_key": 1, "preview_key": 1}):
+            found |= {d.get("storage_key"), d.get("preview_key")} & wanted
+        return found
 
 
 class JobRepository:
@@ -141,10 +242,24 @@ class JobRepository:
         document = await self.collection.find_one({"open_key": f"{observatory_id}:{config_key}"})
         return from_document(document, StackJob) if document else None
 
-    async def claim(self, job_id: str, worker: str, now: datetime) -> StackJob | None:
-        """Take a queued job, or a running one whose holder died (its message came back)."""
+    async def configurations_with_open_jobs(self, observatory_id: str, config_keys: Sequence[str]) -> set[str]:
+        """Which of ``config_keys`` have an open job (one query for a batch of frames)."""
+        wanted = {f"{observatory_id}:{key}": key for key in config_keys}
+        cursor = self.collection.find({"open_key": {"$in": list(wanted)}}, {"open_key": 1})
+        return {wanted[d["open_key"]] async for d in cursor}
+
+    async def claim(self, job_id: str, worker: str, now: datetime, *,
+                    stale_before: datetime | None = None) -> StackJob | None:
+        """Take a queued job, or a running one whose holder died (its message came back).
+
+        With ``stale_before``, a running job is taken only if its holder has not touched
+        it since (a live holder keeps ``updated_at`` fresh with :meth:`touch`), so a
+        duplicate request never starts a second stacking of a job that is being stacked."""
+        running: dict[str, Any] = {"status": JobStatus.RUNNING.value}
+        if stale_before is not None:
+            running["updated_at"] = {"$lt": stale_before}
         document = await self.collection.find_one_and_update(
-            {"_id": job_id, "status": {"$in": [JobStatus.QUEUED.value, JobStatus.RUNNING.value]}},
+            {"_id": job_id, "$or": [{"status": JobStatus.QUEUED.value}, running]},
             {
                 "$set": {"status": JobStatus.RUNNING.value, "worker": worker, "started_at": now,
                          "updated_at": now, "progress": 0.0},
@@ -153,6 +268,14 @@ class JobRepository:
             return_document=ReturnDocument.AFTER,
         )
         return from_document(document, StackJob) if document else None
+
+    async def touch(self, job_id: str, worker: str, now: datetime) -> bool:
+        """The holder of a running job renews its claim; False when the job is no longer its."""
+        result = await self.collection.update_one(
+            {"_id": job_id, "status": JobStatus.RUNNING.value, "worker": worker},
+            {"$set": {"updated_at": now}},
+        )
+        return result.matched_count == 1
 
     async def set_progress(self, job_id: str, progress: float, now: datetime) -> None:
         await self.collection.update_one(
@@ -258,6 +381,11 @@ class ObservatoryRepository:
         document = await self.collection.find_one({"_id": observatory_id})
         return from_document(document, Observatory) if document else None
 
+    async def existing(self, observatory_ids: Sequence[str]) -> set[str]:
+        """Which of ``observatory_ids`` exist (one query for a batch of events)."""
+        cursor = self.collection.find({"_id": {"$in": list(set(observatory_ids))}}, {"_id": 1})
+        return {d["_id"] async for d in cursor}
+
     async def all(self) -> list[Observatory]:
         return [from_document(d, Observatory) async for d in self.collection.find().sort("_id")]
 
@@ -296,3 +424,53 @@ class HeartbeatRepository:
 
     async def all(self) -> list[dict[str, Any]]:
         return [d async for d in self.collection.find({}, {"_id": 0}).sort("service")]
+
+
+class CalibrationCacheRepository:
+    """Calibrated lights in the S3 cache (``calibrated``): one entry per light."""
+
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["calibrated"]
+
+    async def get(self, light_id: str) -> CacheEntry | None:
+        document = await self.collection.find_one({"_id": light_id})
+        return from_document(document, CacheEntry) if document else None
+
+    async def put(self, entry: CacheEntry) -> None:
+        await self.collection.replace_one({"_id": entry.id}, to_document(entry), upsert=True)
+
+    async def entries(self, observatory_id: str | None = None) -> list[CacheEntry]:
+        query = {} if observatory_id is None else {"observatory_id": observatory_id}
+        return [from_document(d, CacheEntry) async for d in self.collection.find(query)]
+
+    async def mark_deleting(self, light_id: str) -> None:
+        await self.collection.update_one({"_id": light_id}, {"$set": {"deleting": True}})
+
+    async def pending_deletions(self, observatory_id: str | None = None) -> list[CacheEntry]:
+        query: dict[str, Any] = {"deleting": True}
+        if observatory_id is not None:
+            query["observatory_id"] = observatory_id
+        return [from_document(d, CacheEntry) async for d in self.collection.find(query)]
+
+    async def delete(self, light_id: str, storage_key: str | None) -> None:
+        """Remove the entry, unless it was replaced meanwhile (a new plan, a new key)."""
+        await self.collection.delete_one({"_id": light_id, "storage_key": storage_key})
+
+    async def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        cursor = self.collection.find({"storage_key": {"$in": list(keys)}}, {"storage_key": 1})
+        return {d["storage_key"] async for d in cursor}
+
+
+class MaintenanceRunRepository:
+    """When each daily maintenance task last ran server-wide (``maintenance_runs``)."""
+
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["maintenance_runs"]
+
+    async def last_run(self, task: str) -> datetime | None:
+        document = await self.collection.find_one({"_id": task})
+        return document["finished_at"] if document else None
+
+    async def record(self, task: str, finished_at: datetime, report: dict[str, Any]) -> None:
+        await self.collection.replace_one(
+            {"_id": task}, {"finished_at": finished_at, "report": report}, upsert=True)

@@ -8,19 +8,22 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from calib_infra.bus import durable_consumer, make_broker, start_with_retry
+from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
 from calib_infra.logs import configure_logging
 from calib_infra.mongo import ensure_indexes, mongo_client
 from calib_infra.repositories import (
+    CalibrationCacheRepository,
     FrameRepository,
     HeartbeatRepository,
     JobRepository,
+    MaintenanceRunRepository,
     ObservatoryRepository,
     RejectionRepository,
     SettingsRepository,
@@ -28,6 +31,16 @@ from calib_infra.repositories import (
 from calib_infra.store import ObjectStore
 
 HEARTBEAT_INTERVAL_S = 5.0
+SHUTDOWN_GRACE_S = 5.0
+
+
+class RetryLater(Exception):
+    """Raised by a handler that cannot act on its message yet (not a failure): the
+    message goes back to the stream and is redelivered after ``delay_s``."""
+
+    def __init__(self, reason: str, delay_s: float):
+        super().__init__(reason)
+        self.delay_s = delay_s
 
 
 class Runtime:
@@ -44,14 +57,17 @@ class Runtime:
         self.observatories = ObservatoryRepository(self.db)
         self.rejections = RejectionRepository(self.db)
         self.heartbeats = HeartbeatRepository(self.db)
+        self.cache = CalibrationCacheRepository(self.db)
+        self.maintenance_runs = MaintenanceRunRepository(self.db)
+        self.clock = Clock(self.config.clock_offset_file)
         self.store = ObjectStore(self.config)
         self.broker: NatsBroker = make_broker(self.config)
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()
 
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
+    def now(self) -> datetime:
+        """UTC now (moved by the test clock when ``CALIB_CLOCK_OFFSET_FILE`` is set)."""
+        return self.clock.now()
 
     async def connect_datastores(self) -> None:
         """Wait until MongoDB (indexes created) and S3 (bucket created) answer."""
@@ -87,7 +103,7 @@ class Runtime:
         The message is acknowledged only after the handler returns (its work is durable);
         while it runs, in-progress acks keep it ours, so only a dead process lets the
         message go to another replica. An exception (a dependency down, say) hands it
-        back for redelivery after a delay.
+        back for redelivery after a delay; so does :class:`RetryLater`, without an error.
         """
 
         @self.broker.subscriber(subject, **durable_consumer(durable, ack_wait_s=ack_wait_s))
@@ -95,6 +111,11 @@ class Runtime:
             keepalive = asyncio.create_task(_keep_in_progress(msg, ack_wait_s / 3))
             try:
                 await handler(msg.body, msg.raw_message.subject)
+            except RetryLater as later:
+                self.log.info("message handed back", subject=msg.raw_message.subject, reason=str(later),
+                              retry_in_s=later.delay_s)
+                await msg.nack(delay=later.delay_s)
+                return
             except Exception as error:  # noqa: BLE001 - redelivered, never lost
                 self.log.exception("message handling failed, will retry", subject=msg.raw_message.subject,
                                    error=str(error))
@@ -158,6 +179,8 @@ def run_service(
         runtime.log.info("stopping")
         for task in [starting, *tasks]:
             task.cancel()
+        # let cancelled work hand its messages back before the connections close
+        await asyncio.wait([starting, *tasks], timeout=SHUTDOWN_GRACE_S)
         await runtime.close()
 
     asyncio.run(main())

@@ -10,16 +10,30 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.response import Redirect
 
-from calib_gateway.admin import AdminController
+from calib_gateway.admin import AdminController, me
 from calib_gateway.auth import BearerTokenMiddleware, TokenStore
 from calib_gateway.errors import EXCEPTION_HANDLERS
+from calib_gateway.events_stream import job_events
+from calib_gateway.guards import refuse_operator_parameters
+from calib_gateway.health import health
 from calib_gateway.jobs import JobsController
 from calib_gateway.library import LibraryController
+from calib_gateway.lifecycle_routes import LIFECYCLE_ROUTES
+from calib_gateway.master_upload import MasterUploadController
+from calib_gateway.needs import NeedsController
+from calib_gateway.openapi import document_errors
+from calib_gateway.page import admin_page
 from calib_infra.bus import start_with_retry
 from calib_infra.runtime import Runtime
 
 PUBLIC_PATHS = ["^/healthz$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    return Redirect("/admin/")
 
 
 @get("/healthz", include_in_schema=False)
@@ -58,7 +72,9 @@ def create_app(runtime: Runtime) -> Litestar:
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[healthz, LibraryController, JobsController, AdminController],
+        route_handlers=[healthz, root, me, LibraryController, JobsController, AdminController, admin_page,
+                        NeedsController, MasterUploadController, health, job_events, *LIFECYCLE_ROUTES],
+        guards=[refuse_operator_parameters],
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],
@@ -79,4 +95,5 @@ def create_app(runtime: Runtime) -> Litestar:
     )
     app.state.runtime = runtime
     app.state.tokens = tokens
+    document_errors(app)
     return app

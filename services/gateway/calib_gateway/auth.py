@@ -60,6 +60,17 @@ class TokenStore:
         )
         return user_id
 
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"_id": user_id})
+
+    async def all_users(self) -> list[dict[str, Any]]:
+        """Users with their live (unrevoked) token ids; never a token or its hash."""
+        live: dict[str, list[str]] = {}
+        async for token in self.tokens.find({"revoked": False, "user_id": {"$ne": None}}, {"user_id": 1}):
+            live.setdefault(token["user_id"], []).append(token["_id"])
+        return [{**user, "token_ids": sorted(live.get(user["_id"], []))}
+                async for user in self.users.find().sort("_id")]
+
     async def revoke(self, token_id: str) -> bool:
         result = await self.tokens.update_one({"_id": token_id}, {"$set": {"revoked": True}})
         return result.matched_count == 1

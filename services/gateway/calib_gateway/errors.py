@@ -19,6 +19,14 @@ CODES = {
 }
 
 
+class DependencyUnavailableError(Exception):
+    """A dependency (``mongodb``, ``s3``, ``nats``) is known to be down: 503 naming it."""
+
+    def __init__(self, dependency: str):
+        super().__init__(f"{dependency} is unavailable")
+        self.dependency = dependency
+
+
 def error_response(status: int, detail: str, code: str | None = None, **extra: object) -> Response:
     body = {"error": code or CODES.get(status, "error"), "detail": detail, **extra}
     return Response(body, status_code=status, media_type="application/json")
@@ -42,12 +50,22 @@ def unavailable(dependency: str):
     return handler
 
 
+def dependency_unavailable(_: Request, exc: DependencyUnavailableError) -> Response:
+    return error_response(503, str(exc), dependency=exc.dependency)
+
+
 def upload_error(_: Request, exc: UploadError) -> Response:
     return error_response(400, str(exc))
 
 
 def upload_too_large(_: Request, exc: UploadTooLargeError) -> Response:
     return error_response(413, str(exc))
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not bad input: logged with its traceback, answered in the error shape."""
+    request.app.state.runtime.log.exception("unhandled error", path=request.url.path, error=str(exc))
+    return error_response(500, "internal error")
 
 
 EXCEPTION_HANDLERS = {
@@ -57,6 +75,8 @@ EXCEPTION_HANDLERS = {
     S3Error: unavailable("s3"),
     Urllib3Error: unavailable("s3"),
     NatsError: unavailable("nats"),
+    DependencyUnavailableError: dependency_unavailable,
     UploadError: upload_error,
     UploadTooLargeError: upload_too_large,
+    Exception: internal_error,
 }

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from calib_core.access import Capability, Principal, allowed
@@ -31,5 +31,15 @@ def requires(capability: Capability):
 
 
 can_view = requires(Capability.VIEW)
+can_read_capture_plan = requires(Capability.CAPTURE_PLAN)
 can_manage = requires(Capability.MANAGE)
 server_admin = requires(Capability.SERVER)
+
+
+async def refuse_operator_parameters(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Refuse query parameters shaped like MongoDB operators (``camera_name[$ne]=x``,
+    ``$where=...``): they would be ignored anyway, and silently ignoring a filter the
+    caller believes applies is worse than saying no. Values are never parsed as queries."""
+    for name in connection.query_params:
+        if "$" in name or "[" in name:
+            raise ClientException(f"query parameter '{name}' is not allowed")

@@ -45,9 +45,16 @@ class JobsController(Controller):
         await publish_stack_request(runtime, requeued)
         return requeued
 
-    @get("/rejections/{observatory_id:str}", guards=[can_manage])
+    @get("/rejections/{observatory_id:str}")
     async def rejections(self, request: Request, observatory_id: str) -> RejectionList:
-        return RejectionList(items=await runtime_of(request).rejections.list(observatory_id))
+        """Rejected registrations. Events naming an observatory that does not exist are
+        recorded under that id too; only a server admin can see those."""
+        runtime = runtime_of(request)
+        ensure(request.user, Capability.MANAGE, observatory_id)
+        items = await runtime.rejections.list(observatory_id)
+        if not items and await runtime.observatories.get(observatory_id) is None:
+            raise NotFoundException(f"observatory '{observatory_id}' not found")
+        return RejectionList(items=items)
 
     @get("/settings/{observatory_id:str}", guards=[can_view])
     async def get_settings(self, request: Request, observatory_id: str) -> CalibrationSettings:

@@ -12,7 +12,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Stream
-from pymongo import DESCENDING
 
 from calib_core import events
 from calib_core.access import Capability
@@ -25,7 +24,7 @@ from calib_gateway.schemas import (
 )
 from calib_gateway.uploads import UploadError, parse_multipart
 from calib_infra.bus import publish
-from calib_infra.mongo import from_document
+from calib_infra.calibration import with_calibration
 from calib_infra.runtime import Runtime
 from calib_infra.store import ObjectMissingError
 
@@ -79,25 +78,23 @@ class LibraryController(Controller):
         status: Annotated[str | None, Parameter(pattern="^(active|expired|superseded)$")] = None,
     ) -> LibraryPage:
         """Frames and masters of an observatory, newest first."""
-        query: dict[str, Any] = {"observatory_id": observatory_id}
+        filters: dict[str, Any] = {}
         if is_master is not None:
-            query["is_master"] = is_master
+            filters["is_master"] = is_master
         if exclude_mastered:
-            query["master_id"] = None
+            filters["master_id"] = None
         for field, value in (("frame_type", frame_type), ("camera_name", camera_name),
                              ("filter", filter_name), ("status", status)):
             if value is not None:
-                query[field] = value
-        collection = runtime_of(request).frames.collection
-        total = await collection.count_documents(query)
-        cursor = collection.find(query).sort([("registered_at", DESCENDING), ("_id", DESCENDING)])
-        cursor = cursor.skip((page - 1) * limit).limit(limit)
-        items = [from_document(d, Frame) async for d in cursor]
+                filters[field] = value
+        items, total = await runtime_of(request).frames.library_page(
+            observatory_id, filters, skip=(page - 1) * limit, limit=limit)
         return LibraryPage(items=items, page=page, limit=limit, total=total)
 
     @get("/frames/{frame_id:str}")
     async def frame(self, request: Request, frame_id: str) -> Frame:
-        return await frame_for(request, frame_id, Capability.VIEW)
+        """A frame or master; a light also gets its calibration status, masters and warnings."""
+        return await with_calibration(runtime_of(request), await frame_for(request, frame_id, Capability.VIEW))
 
     @get("/frames/{frame_id:str}/components")
     async def components(self, request: Request, frame_id: str) -> Components:
@@ -145,7 +142,7 @@ class LibraryController(Controller):
         storage_key = f"frames/{observatory_id}/{event_id}.fits"
         try:
             event = msgspec.convert(
-                {**_form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
+                {**form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
                  "storage_key": storage_key},
                 events.FrameRegistered, strict=False)
         except msgspec.ValidationError as error:
@@ -157,7 +154,7 @@ class LibraryController(Controller):
         return Accepted(event_id=event_id, storage_key=storage_key)
 
 
-def _form_metadata(fields: dict[str, str]) -> dict[str, Any]:
+def form_metadata(fields: dict[str, str]) -> dict[str, Any]:
     known = set(events.FrameRegistered.__struct_fields__) - {"event_id", "observatory_id", "storage_key"}
     metadata: dict[str, Any] = {}
     for name, value in fields.items():

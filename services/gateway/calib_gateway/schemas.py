@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
 from calib_core.access import Membership
-from calib_core.models import Frame, Rejection, StackJob
+from calib_core.models import Frame, Observatory, Rejection, StackJob
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class ObservatoryIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    id: str
-    name: str
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: Name
 
 
 class UserIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: str
+    name: Name
     server_admin: bool = False
     memberships: list[Membership] = []
 
@@ -25,6 +28,28 @@ class TokenOut(msgspec.Struct, kw_only=True):
     id: str
     token: str
     token_id: str
+
+
+class NewTokenOut(msgspec.Struct, kw_only=True):
+    token_id: str
+    token: str
+
+
+class UserOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    server_admin: bool
+    memberships: list[Membership]
+    token_ids: list[str]
+    created_at: datetime | None = None
+
+
+class UserList(msgspec.Struct, kw_only=True):
+    items: list[UserOut]
+
+
+class ObservatoryList(msgspec.Struct, kw_only=True):
+    items: list[Observatory]
 
 
 class PluginTokenOut(msgspec.Struct, kw_only=True):

@@ -3,10 +3,11 @@ arrives (bounded memory), with the size limit enforced while reading."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -28,6 +29,11 @@ class ParsedUpload:
     file: IO[bytes] | None = None
     filename: str | None = None
     file_size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)  # sha256 of the file part, as it streams
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
 
 
 async def parse_multipart(content_type: str, chunks: AsyncIterator[bytes], max_file_bytes: int) -> ParsedUpload:
@@ -66,6 +72,7 @@ async def parse_multipart(content_type: str, chunks: AsyncIterator[bytes], max_f
             if upload.file_size > max_file_bytes:
                 raise UploadTooLargeError(f"file is larger than the limit of {max_file_bytes} bytes")
             upload.file.write(data[start:end])
+            upload.digest.update(data[start:end])
         else:
             state["value"] += data[start:end]
             if len(state["value"]) > MAX_FIELD_BYTES:

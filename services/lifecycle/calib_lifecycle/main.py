@@ -1,9 +1,16 @@
-"""The lifecycle service: supersession (and, later, expiry, retention, deletion, cache)."""
+"""The lifecycle service: supersession, expiry, retention, calibrated lights and their cache."""
 
 from __future__ import annotations
 
+from calib_core import events
+from calib_infra.rpc import serve
 from calib_infra.runtime import Runtime, run_service
+from calib_lifecycle.calibrate import handle_calibrate
+from calib_lifecycle.maintenance import run_maintenance
 from calib_lifecycle.supersede import handle_master_created
+
+#: Calibrations answered at once by one replica (each holds a band of a few frames).
+CALIBRATION_WORKERS = 4
 
 
 def setup(runtime: Runtime) -> None:
@@ -11,6 +18,10 @@ def setup(runtime: Runtime) -> None:
         "master.created.*", "lifecycle-master-created",
         lambda body, subject: handle_master_created(runtime, body, subject),
     )
+    serve(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest,
+          lambda request: handle_calibrate(runtime, request), max_workers=CALIBRATION_WORKERS)
+    serve(runtime, events.LIFECYCLE_MAINTENANCE, events.MaintenanceCommand,
+          lambda command: run_maintenance(runtime, command))
 
 
 def main() -> None:

@@ -1,19 +1,22 @@
-"""The registry service: consumes ``frame.registered.>``."""
+"""The registry service: consumes ``frame.registered.*`` in batches."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
+from calib_infra.batches import consume_batches
 from calib_infra.runtime import Runtime, run_service
-from calib_registry.ingest import handle_registration
+from calib_registry.ingest import handle_batch
 
 
-def setup(runtime: Runtime) -> None:
-    runtime.consume(
-        "frame.registered.*", "registry", lambda body, subject: handle_registration(runtime, body, subject)
-    )
+def background(runtime: Runtime) -> list[Awaitable[None]]:
+    return [consume_batches(runtime, "frame.registered.*", "registry",
+                            lambda batch: handle_batch(runtime, batch))]
 
 
 def main() -> None:
-    run_service("registry", setup)
+    # no per-message subscribers: the batch consumer starts once everything is connected
+    run_service("registry", setup=lambda runtime: None, background=background)
 
 
 if __name__ == "__main__":

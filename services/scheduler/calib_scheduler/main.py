@@ -1,8 +1,9 @@
-"""The scheduler service: the sweep timer and resumption of deferred jobs."""
+"""The scheduler service: the sweep timer, resumption of deferred jobs, daily maintenance."""
 
 from __future__ import annotations
 
 from calib_infra.runtime import Runtime, run_service
+from calib_scheduler.maintenance import maintenance_forever
 from calib_scheduler.sweep import handle_master_created, sweep_forever
 
 
@@ -14,7 +15,8 @@ def setup(runtime: Runtime) -> None:
 
 
 def main() -> None:
-    run_service("scheduler", setup, background=lambda runtime: [sweep_forever(runtime)])
+    run_service("scheduler", setup,
+                background=lambda runtime: [sweep_forever(runtime), maintenance_forever(runtime)])
 
 
 if __name__ == "__main__":

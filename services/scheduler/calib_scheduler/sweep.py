@@ -7,35 +7,22 @@ import asyncio
 import msgspec
 
 from calib_core import events
-from calib_core.grouping import group_frames
 from calib_core.models import JobStatus, JobTrigger
-from calib_core.triggers import find_group, needs_master, retained_frames
-from calib_infra.jobqueue import groups_with, publish_stack_request, queue_group
+from calib_core.triggers import find_group, retained_frames
+from calib_infra.jobqueue import check_triggers, groups_with, publish_stack_request
 from calib_infra.runtime import Runtime
 
 
 async def sweep_observatory(runtime: Runtime, observatory_id: str) -> int:
-    """Queue a job for every group that has reached the threshold; returns jobs queued."""
-    settings = await runtime.settings.get(observatory_id)
-    now = runtime.now()
-    queued = 0
-    seen: set[str] = set()
-    for candidate in group_frames(await runtime.frames.unclaimed_calibration_frames(observatory_id), settings):
-        if not needs_master(candidate, settings, now):
-            continue
-        # regroup with the claimed frames too: a master uses the full retained frame set
-        full = find_group(await groups_with(runtime, candidate.frames[0], settings), candidate.frames[0].id)
-        if full is None or full.group_key in seen or not needs_master(full, settings, now):
-            continue
-        seen.add(full.group_key)
-        _, created = await queue_group(runtime, full, settings, observatory_id=observatory_id,
-                                       trigger=JobTrigger.SWEEP)
-        queued += created
+    """Queue a job for every group that has reached the threshold (the registration
+    trigger's rule, over every unclaimed frame); returns the jobs queued."""
+    unclaimed = await runtime.frames.unclaimed_calibration_frames(observatory_id)
+    queued = await check_triggers(runtime, unclaimed, JobTrigger.SWEEP)
     for job in await runtime.jobs.open_jobs(observatory_id):
         if job.status == JobStatus.QUEUED:
             # a request lost between the job insert and its publish; a repeat is dropped by the stream
             await publish_stack_request(runtime, job)
-    return queued
+    return len(queued)
 
 
 async def resume_deferred(runtime: Runtime, observatory_id: str) -> int:
@@ -59,9 +46,12 @@ async def resume_deferred(runtime: Runtime, observatory_id: str) -> int:
 
 
 async def sweep_all(runtime: Runtime) -> None:
-    for observatory in await runtime.observatories.all():
-        await resume_deferred(runtime, observatory.id)
-        await sweep_observatory(runtime, observatory.id)
+    resumed = queued = 0
+    observatories = await runtime.observatories.all()
+    for observatory in observatories:
+        resumed += await resume_deferred(runtime, observatory.id)
+        queued += await sweep_observatory(runtime, observatory.id)
+    runtime.log.info("sweep finished", observatories=len(observatories), resumed=resumed, queued=queued)
 
 
 async def sweep_forever(runtime: Runtime) -> None:

@@ -1,11 +1,23 @@
-"""One stacking job: download, preprocess, combine, write the master, record it."""
+"""One stacking job: download, preprocess, combine, write the master, record it.
+
+Every step is safe to repeat. The master's id and object keys derive from the job, so an
+attempt that follows a crashed one overwrites what the dead one uploaded; the object is
+written before the record, so a record never points at a missing object; and a job that
+ends without a master removes whatever an earlier attempt uploaded. While a replica works
+on a job it keeps its claim fresh in MongoDB, so a duplicate request waits instead of
+stacking the job a second time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -14,55 +26,122 @@ from calib_core import events
 from calib_core.masters import (
     build_master,
     master_id_for_job,
+    master_storage_key,
     preview_storage_key,
     provenance_cards,
+    temperature_stats,
 )
 from calib_core.matching import find_master, prerequisite_type
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_core.triggers import CCD_DARK_DEFERRED_REASON, FLAT_DEFERRED_REASON
 from calib_infra.bus import publish, publish_transient
-from calib_infra.runtime import Runtime
+from calib_infra.runtime import RetryLater, Runtime
 from calib_infra.store import ObjectMissingError
-from calib_stack.fitsio import InvalidFitsError
 from calib_stack.master import master_stats, write_master_fits
 from calib_stack.preview import preview_png
 from calib_stack.stacking import stack_files
 
-DOWNLOAD_SHARE = 0.2  # of the progress bar
+# Progress milestones (0-1) of a job; stacking moves it from DOWNLOADED to STACKED.
+DOWNLOADED = 0.2
+STACKED = 0.9
+WRITTEN = 0.95  # master FITS and preview written locally
+UPLOADED = 0.99  # the master's object is in S3, its record not yet
 PROGRESS_INTERVAL_S = 0.5
+DOWNLOAD_CONCURRENCY = 4
 
 
 class JobFailure(Exception):
     """The job cannot succeed as it is; the message is shown to the administrator."""
 
 
+@dataclass(frozen=True)
+class StackedMaster:
+    fits_path: Path
+    preview_path: Path
+    stats: dict
+    shape: tuple[int, int]
+    """(height, width)"""
+
+
+async def _announce(runtime: Runtime, job: StackJob, progress: float, status: JobStatus) -> None:
+    await publish_transient(
+        runtime.broker, events.STACK_PROGRESS,
+        events.StackProgress(job_id=job.id, observatory_id=job.observatory_id, progress=progress,
+                             status=status.value),
+        observatory_id=job.observatory_id,
+    )
+
+
 class Progress:
-    """Reports job progress to the page (``stack.progress``) and MongoDB, at most twice a second."""
+    """Live progress on ``stack.progress`` and in the job record: never backwards, at most
+    twice a second unless forced (milestones are forced)."""
 
     def __init__(self, runtime: Runtime, job: StackJob):
         self.runtime, self.job = runtime, job
         self.loop = asyncio.get_running_loop()
+        self.lock = asyncio.Lock()
+        self.last = -1.0
         self.sent_at = 0.0
 
-    async def report(self, fraction: float, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.sent_at < PROGRESS_INTERVAL_S:
-            return
-        self.sent_at = now
+    async def report(self, fraction: float, *, force: bool = False) -> None:
         fraction = round(min(max(fraction, 0.0), 1.0), 4)
-        await publish_transient(
-            self.runtime.broker, events.STACK_PROGRESS,
-            events.StackProgress(job_id=self.job.id, observatory_id=self.job.observatory_id,
-                                 progress=fraction, status=JobStatus.RUNNING.value),
-            observatory_id=self.job.observatory_id,
-        )
-        await self.runtime.jobs.set_progress(self.job.id, fraction, self.runtime.now())
+        async with self.lock:
+            now = time.monotonic()
+            if fraction <= self.last or (not force and now - self.sent_at < PROGRESS_INTERVAL_S):
+                return
+            self.last, self.sent_at = fraction, now
+            await _announce(self.runtime, self.job, fraction, JobStatus.RUNNING)
+            await self.runtime.jobs.set_progress(self.job.id, fraction, self.runtime.now())
 
-    def from_thread(self, fraction: float) -> None:
+    def stacking(self, fraction: float) -> None:
+        """``stack_files``' progress callback (called from its thread)."""
         asyncio.run_coroutine_threadsafe(
-            self.report(DOWNLOAD_SHARE + (1 - DOWNLOAD_SHARE) * fraction), self.loop
+            self.report(DOWNLOADED + (STACKED - DOWNLOADED) * fraction), self.loop
         )
+
+
+def _lease_s(runtime: Runtime) -> float:
+    """How long a claim stays valid without renewal: the consumer's ack wait, after which
+    JetStream would also hand the message of a silent replica to another one."""
+    return runtime.config.stacker_ack_wait_s
+
+
+@contextlib.asynccontextmanager
+async def _holding(runtime: Runtime, job: StackJob) -> AsyncIterator[None]:
+    """Renew the claim on ``job`` while the block runs."""
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(_lease_s(runtime) / 3)
+            try:
+                if not await runtime.jobs.touch(job.id, runtime.instance, runtime.now()):
+                    runtime.log.warning("claim on the job lost", job_id=job.id)
+                    return
+            except Exception as error:  # noqa: BLE001 - the next renewal tries again
+                runtime.log.warning("claim renewal failed", job_id=job.id, error=str(error))
+
+    renewal = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        renewal.cancel()
+
+
+async def _claim(runtime: Runtime, job: StackJob) -> StackJob | None:
+    """The job, now ours; None if it needs no work; RetryLater while a live replica holds it."""
+    now = runtime.now()
+    claimed = await runtime.jobs.claim(job.id, runtime.instance, now,
+                                       stale_before=now - timedelta(seconds=_lease_s(runtime)))
+    if claimed is not None:
+        return claimed
+    current = await runtime.jobs.get(job.id)
+    if current is not None and current.status == JobStatus.RUNNING:
+        # look again when the claim would run out, unless its holder renews it meanwhile
+        expires = current.updated_at + timedelta(seconds=_lease_s(runtime)) - runtime.now()
+        raise RetryLater(f"job {job.id} is being stacked by {current.worker}",
+                         delay_s=max(expires.total_seconds(), 0.0) + 0.5)
+    return None
 
 
 def _sha256_of(path: Path) -> str:
@@ -86,24 +165,43 @@ async def _prerequisite(runtime: Runtime, job: StackJob, settings: CalibrationSe
     return FLAT_DEFERRED_REASON if job.frame_type == FrameType.FLAT else CCD_DARK_DEFERRED_REASON
 
 
-async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings, frames: list[Frame],
-                 calibration: Frame | None, workdir: Path,
-                 progress: Progress) -> tuple[Path, Path, dict, tuple[int, int]]:
-    paths: list[Path] = []
-    for index, frame in enumerate(frames):
-        path = workdir / f"{index:04d}-{frame.id}.fits"
-        try:
-            await runtime.store.download(frame.storage_key, path)
-        except ObjectMissingError as error:
-            raise JobFailure(f"source frame {frame.id} ({frame.storage_key}) is missing from storage") from error
-        paths.append(path)
-        await progress.report(DOWNLOAD_SHARE * (index + 1) / len(frames))
-    subtract = None
+async def _download(runtime: Runtime, frames: list[Frame], calibration: Frame | None, workdir: Path,
+                    progress: Progress) -> tuple[list[Path], Path | None]:
+    """The job's files, a few at a time; a missing object fails the job naming its frame."""
+    slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+    done = 0
+
+    async def fetch(frame: Frame, path: Path, what: str) -> Path:
+        nonlocal done
+        async with slots:
+            try:
+                await runtime.store.download(frame.storage_key, path)
+            except ObjectMissingError as error:
+                raise JobFailure(f"{what} {frame.id} ({frame.storage_key}) is missing from storage") from error
+        done += 1
+        await progress.report(DOWNLOADED * done / (len(frames) + (calibration is not None)))
+        return path
+
+    fetches = [fetch(frame, workdir / f"{index:04d}-{frame.id}.fits", "source frame")
+               for index, frame in enumerate(frames)]
     if calibration is not None:
-        subtract = workdir / "calibration-master.fits"
-        await runtime.store.download(calibration.storage_key, subtract)
+        fetches.append(fetch(calibration, workdir / "calibration-master.fits",
+                             f"master {calibration.frame_type.value}"))
+    # every download ends before the first failure is raised: none writes into a removed folder
+    paths = await asyncio.gather(*fetches, return_exceptions=True)
+    for outcome in paths:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return paths[: len(frames)], (paths[-1] if calibration is not None else None)
+
+
+async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings, frames: list[Frame],
+                 calibration: Frame | None, workdir: Path, progress: Progress) -> StackedMaster:
+    paths, subtract = await _download(runtime, frames, calibration, workdir, progress)
+    names = {str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
+    if calibration is not None:
+        names[str(subtract)] = f"master {calibration.frame_type.value} {calibration.id}"
     ccd_dark = job.frame_type == FrameType.DARK and settings.camera_type == "CCD"
-    names = {str(p): f"{f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
     try:
         result = await asyncio.to_thread(
             stack_files, paths,
@@ -114,27 +212,51 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
             subtract=subtract,
             exposures=[f.exposure_s for f in frames] if ccd_dark else None,
             normalise=job.frame_type == FrameType.FLAT,
-            progress=progress.from_thread,
+            progress=progress.stacking,
         )
-    except InvalidFitsError as error:
+    except ValueError as error:  # unreadable or odd-sized files, unusable values (InvalidFitsError too)
         text = str(error)
         for path, name in names.items():
             text = text.replace(path, name)
         raise JobFailure(f"stacking failed: {text}") from error
-    created_at = runtime.now()
-    master_path = workdir / "master.fits"
-    cards = provenance_cards(job, frames, created_at)
+    cards = provenance_cards(job, frames, runtime.now())
     if calibration is not None:
         cards.append(("CALPRE", calibration.id, f"master {calibration.frame_type.value} subtracted"))
-    stats = master_stats(result.image, job.frame_type.value)
-    stats["rejected_fraction"] = result.rejected_fraction
-    await asyncio.to_thread(write_master_fits, master_path, result.image, cards)
-    preview_path = workdir / "preview.png"
-    preview_path.write_bytes(await asyncio.to_thread(preview_png, result.image))
-    return master_path, preview_path, stats, result.image.shape
+    fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
+    image_stats, _, preview = await asyncio.gather(  # side by side: numpy and zlib release the GIL
+        asyncio.to_thread(master_stats, result.image, job.frame_type.value),
+        asyncio.to_thread(write_master_fits, fits_path, result.image, cards),
+        asyncio.to_thread(preview_png, result.image),
+    )
+    preview_path.write_bytes(preview)
+    await progress.report(WRITTEN, force=True)
+    stats = {**image_stats, "rejected_fraction": result.rejected_fraction, **temperature_stats(frames)}
+    return StackedMaster(fits_path, preview_path, stats, result.image.shape)
 
 
-async def _publish_created(runtime: Runtime, master: Frame, job: StackJob) -> None:
+async def _discard_objects(runtime: Runtime, job: StackJob) -> None:
+    """Remove the master object and preview an earlier attempt of ``job`` may have left."""
+    master_id = master_id_for_job(job.id)
+    await runtime.store.delete(master_storage_key(job.observatory_id, master_id))
+    await runtime.store.delete(preview_storage_key(job.observatory_id, master_id))
+
+
+async def _record(runtime: Runtime, master: Frame) -> Frame:
+    """Insert the master's record. If another attempt recorded it meanwhile (a replica that
+    lost its claim while still alive), keep that record and make it describe the object
+    now in S3, which this attempt may have overwritten (same pixels, other header time)."""
+    if await runtime.frames.insert(master):
+        return master
+    existing = await runtime.frames.get(master.id)
+    if existing is None:
+        raise JobFailure(f"another frame of observatory {master.observatory_id} has the same file")
+    stored = await runtime.store.scan(existing.storage_key, 0)
+    if stored.sha256 != existing.sha256:
+        await runtime.frames.update(existing.id, {"sha256": stored.sha256, "size_bytes": stored.size})
+    return existing
+
+
+async def _finish(runtime: Runtime, job: StackJob, master: Frame) -> None:
     await runtime.frames.claim(master.components or [], master.id)
     await runtime.jobs.finish(job.id, JobStatus.SUCCEEDED, runtime.now(), master_id=master.id)
     await publish(
@@ -142,12 +264,14 @@ async def _publish_created(runtime: Runtime, master: Frame, job: StackJob) -> No
         events.MasterCreated(master_id=master.id, observatory_id=master.observatory_id, job_id=job.id),
         observatory_id=master.observatory_id, msg_id=f"created-{master.id}",
     )
+    await _announce(runtime, job, 1.0, JobStatus.SUCCEEDED)
     runtime.log.info("master created", master_id=master.id, job_id=job.id,
                      observatory_id=master.observatory_id, n_frames=master.n_frames)
 
 
 async def _fail(runtime: Runtime, job: StackJob, reason: str) -> None:
     runtime.log.warning("stacking job failed", job_id=job.id, observatory_id=job.observatory_id, error=reason)
+    await _discard_objects(runtime, job)
     await runtime.jobs.finish(job.id, JobStatus.FAILED, runtime.now(), error=reason)
     await publish(
         runtime.broker, events.STACK_FAILED,
@@ -156,20 +280,19 @@ async def _fail(runtime: Runtime, job: StackJob, reason: str) -> None:
     )
 
 
-async def run_job(runtime: Runtime, job_id: str) -> None:
-    """Handle one ``stack.requested``; every step is safe to repeat after a crash."""
-    job = await runtime.jobs.get(job_id)
-    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.DEFERRED):
-        return
-    master_id = master_id_for_job(job.id)
-    finished = await runtime.frames.get(master_id)
-    if finished is not None:  # crashed after recording the master: finish the bookkeeping
-        await _publish_created(runtime, finished, job)
-        return
-    claimed = await runtime.jobs.claim(job.id, runtime.instance, runtime.now())
-    if claimed is None:
-        return
-    job = claimed
+async def _defer(runtime: Runtime, job: StackJob, reason: str) -> None:
+    runtime.log.info(reason, job_id=job.id, observatory_id=job.observatory_id)
+    await _discard_objects(runtime, job)
+    await runtime.jobs.defer(job.id, reason, runtime.now())
+    await publish(
+        runtime.broker, events.STACK_DEFERRED,
+        events.StackDeferred(job_id=job.id, observatory_id=job.observatory_id, reason=reason),
+        observatory_id=job.observatory_id, msg_id=f"deferred-{job.id}-{job.attempts}",
+    )
+
+
+async def _work(runtime: Runtime, job: StackJob) -> None:
+    """Stack a claimed job into its master, or fail, defer or drop it."""
     log = runtime.log.bind(job_id=job.id, observatory_id=job.observatory_id)
     settings = CalibrationSettings(**job.settings)
     frames = await runtime.frames.many(job.frame_ids)
@@ -181,45 +304,54 @@ async def run_job(runtime: Runtime, job_id: str) -> None:
     ) < settings.min_frames_for_master:
         # queued by a trigger that counted frames a master claimed meanwhile: nothing new
         log.info("redundant automatic job dropped")
+        await _discard_objects(runtime, job)
         await runtime.jobs.delete(job.id)
         return
     calibration = await _prerequisite(runtime, job, settings, frames[0])
     if isinstance(calibration, str):
-        log.info(calibration)
-        await runtime.jobs.defer(job.id, calibration, runtime.now())
-        await publish(
-            runtime.broker, events.STACK_DEFERRED,
-            events.StackDeferred(job_id=job.id, observatory_id=job.observatory_id, reason=calibration),
-            observatory_id=job.observatory_id, msg_id=f"deferred-{job.id}-{job.attempts}",
-        )
+        await _defer(runtime, job, calibration)
         return
     progress = Progress(runtime, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)
     with tempfile.TemporaryDirectory(prefix="calib-stack-") as tmp:
         try:
-            master_path, preview_path, stats, (height, width) = await _stack(
-                runtime, job, settings, frames, calibration, Path(tmp), progress)
+            stacked = await _stack(runtime, job, settings, frames, calibration, Path(tmp), progress)
         except JobFailure as failure:
             await _fail(runtime, job, str(failure))
             return
+        height, width = stacked.shape
         master = build_master(
-            job, frames, width=width, height=height, size_bytes=master_path.stat().st_size,
-            sha256=_sha256_of(master_path), stats=stats, now=runtime.now(),
+            job, frames, width=width, height=height, size_bytes=stacked.fits_path.stat().st_size,
+            sha256=await asyncio.to_thread(_sha256_of, stacked.fits_path), stats=stacked.stats,
+            now=runtime.now(),
         )
         # The object first, then the record: a record never points at a missing object.
-        await runtime.store.put_file(master.storage_key, master_path)
-        await runtime.store.put_file(preview_storage_key(job.observatory_id, master.id), preview_path,
-                                     content_type="image/png")
-    if not await runtime.frames.insert(master):
-        existing = await runtime.frames.get(master.id)
-        if existing is None:  # same pixels already stored under another id: nothing new
-            await runtime.store.delete(master.storage_key)
-            await _fail(runtime, job, "an identical master already exists")
-            return
-        master = existing
-    await progress.report(1.0, force=True)
-    await _publish_created(runtime, master, job)
+        await runtime.store.put_file(master.storage_key, stacked.fits_path)
+        await progress.report(UPLOADED, force=True)
+        await runtime.store.put_file(master.preview_key, stacked.preview_path, content_type="image/png")
+    try:
+        master = await _record(runtime, master)
+    except JobFailure as failure:
+        await _fail(runtime, job, str(failure))
+        return
+    await _finish(runtime, job, master)
+
+
+async def run_job(runtime: Runtime, job_id: str) -> None:
+    """Handle one ``stack.requested``; a job that is already closed is acknowledged without work."""
+    job = await runtime.jobs.get(job_id)
+    if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return
+    recorded = await runtime.frames.get(master_id_for_job(job.id))
+    if recorded is not None:  # an attempt died after recording the master: finish its bookkeeping
+        await _finish(runtime, job, recorded)
+        return
+    claimed = await _claim(runtime, job)
+    if claimed is None:
+        return
+    async with _holding(runtime, claimed):
+        await _work(runtime, claimed)
 
 
 async def handle_stack_request(runtime: Runtime, body: bytes, subject: str) -> None:

@@ -36,6 +36,8 @@ def nobody():
 TABLE = {
     # view-only member: view own, nothing else
     ("viewer", Capability.VIEW, OWN): True,
+    ("viewer", Capability.CAPTURE_PLAN, OWN): True,
+    ("viewer", Capability.CAPTURE_PLAN, OTHER): False,
     ("viewer", Capability.MANAGE, OWN): False,
     ("viewer", Capability.REGISTER, OWN): False,
     ("viewer", Capability.SERVER, OWN): False,
@@ -57,9 +59,11 @@ TABLE = {
     ("server_admin", Capability.REGISTER, OTHER): True,
     ("server_admin", Capability.SERVER, None): True,
     ("server_admin", Capability.SERVER, OTHER): True,
-    # plugin token: register + view its own observatory only
+    # plugin token: register + read the capture plan of its own observatory only
     ("plugin", Capability.REGISTER, OWN): True,
-    ("plugin", Capability.VIEW, OWN): True,
+    ("plugin", Capability.CAPTURE_PLAN, OWN): True,
+    ("plugin", Capability.CAPTURE_PLAN, OTHER): False,
+    ("plugin", Capability.VIEW, OWN): False,
     ("plugin", Capability.MANAGE, OWN): False,
     ("plugin", Capability.SERVER, OWN): False,
     ("plugin", Capability.REGISTER, OTHER): False,

@@ -39,7 +39,7 @@ def test_stream_subjects_cover_persisted_kinds_but_not_progress():
     kinds = [events.FRAME_REGISTERED, events.FRAME_REJECTED, events.FRAME_DELETED,
              events.STACK_REQUESTED, events.STACK_DEFERRED, events.STACK_FAILED,
              events.MASTER_CREATED, events.MASTER_SUPERSEDED, events.MASTER_EXPIRED,
-             events.CACHE_INVALIDATED, events.MAINTENANCE_REQUESTED]
+             events.CACHE_INVALIDATED]
     assert sorted(events.STREAM_SUBJECTS) == sorted(f"{k}.*" for k in kinds)
     assert f"{events.STACK_PROGRESS}.*" not in events.STREAM_SUBJECTS
 

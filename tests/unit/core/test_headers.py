@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from calib_core.headers import (
@@ -230,3 +231,21 @@ def test_header_time_used_when_event_has_none():
 def test_unknown_event_keys_are_ignored():
     metadata = resolve_metadata({"something_else": 1}, fields_from_header(nina_header()))
     assert not hasattr(metadata, "something_else")
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("width", 0, "width must be a positive integer"),
+    ("height", -3, "height must be a positive integer"),
+    ("exposure_s", -1.0, "exposure_s must be zero or more"),
+    ("binning", "2", "binning must look like '1x1'"),
+    ("binning", "0x1", "binning must look like '1x1'"),
+])
+def test_values_no_camera_produces_are_refused(field, value, message):
+    with pytest.raises(msgspec.ValidationError, match=message):
+        resolve_metadata({field: value}, fields_from_header(nina_header()))
+
+
+def test_zero_exposure_bias_and_wide_binning_are_accepted():
+    metadata = resolve_metadata({"exposure_s": 0.0, "binning": "12x12"},
+                                fields_from_header(nina_header(IMAGETYP="BIAS")))
+    assert metadata.exposure_s == 0.0 and metadata.binning == "12x12"

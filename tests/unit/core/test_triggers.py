@@ -7,9 +7,12 @@ from datetime import timedelta
 import pytest
 
 from calib_core.grouping import group_frames
-from calib_core.models import FrameType, JobStatus, JobTrigger
+from calib_core.matching import find_master, prerequisite_type
+from calib_core.models import FrameType, JobStatus, JobTrigger, MasterStatus
 from calib_core.settings import CalibrationSettings
 from calib_core.triggers import (
+    CCD_DARK_DEFERRED_REASON,
+    FLAT_DEFERRED_REASON,
     MAX_FRAMES_PER_MASTER,
     find_group,
     frame_time,
@@ -18,9 +21,10 @@ from calib_core.triggers import (
     needs_master,
     plan_job,
     retained_frames,
+    triggered_groups,
     unclaimed_count,
 )
-from tests.unit.core.factories import NOW, OBS, frame, frames, group, settings_dict
+from tests.unit.core.factories import NOW, OBS, frame, frames, group, master, settings_dict
 
 DEFAULT = CalibrationSettings()
 
@@ -170,6 +174,43 @@ def test_plan_job_ids_are_unique():
     assert a.id != b.id
 
 
+# ---- registration trigger over a batch of new frames -------------------------------------
+
+
+def test_triggered_groups_only_for_groups_of_the_new_frames():
+    full = frames(10, temperature_c=-10.0)
+    other_full = frames(10, temperature_c=5.0)
+    groups = group_frames(full + other_full, DEFAULT)
+    assert triggered_groups(groups, {full[0].id}, DEFAULT, NOW) == [find_group(groups, full[0].id)]
+    assert triggered_groups(groups, {"unknown"}, DEFAULT, NOW) == []
+
+
+def test_triggered_groups_threshold_boundary():
+    members = frames(10)
+    assert triggered_groups(group_frames(members[:9], DEFAULT), {members[8].id}, DEFAULT, NOW) == []
+    found = triggered_groups(group_frames(members, DEFAULT), {members[9].id}, DEFAULT, NOW)
+    assert len(found) == 1 and len(found[0].frames) == 10
+
+
+def test_triggered_groups_one_entry_per_group_however_many_new_frames_it_holds():
+    members = frames(12)
+    found = triggered_groups(group_frames(members, DEFAULT), {f.id for f in members}, DEFAULT, NOW)
+    assert len(found) == 1
+
+
+def test_triggered_groups_several_groups_of_one_batch():
+    cold, warm = frames(10, temperature_c=-10.0), frames(10, temperature_c=5.0)
+    groups = group_frames(cold + warm, DEFAULT)
+    found = triggered_groups(groups, {cold[0].id, warm[0].id}, DEFAULT, NOW)
+    assert {g.group_key for g in found} == {g.group_key for g in groups}
+
+
+def test_triggered_groups_count_only_unclaimed_frames():
+    claimed = frames(10, master_id="m1")
+    new = frames(3)
+    assert triggered_groups(group_frames(claimed + new, DEFAULT), {new[0].id}, DEFAULT, NOW) == []
+
+
 # ---- finding groups --------------------------------------------------------------------------
 
 
@@ -245,3 +286,34 @@ def test_group_matching_other_hardware_fields():
     assert group_matching(groups, _request(readout_mode="HDR"), DEFAULT).frames == [members[1]]
     assert group_matching(groups, _request(offset=10), DEFAULT).frames == [members[2]]
     assert group_matching(groups, _request(binning="3x3"), DEFAULT) is None
+
+
+# ---- deferral and resumption ------------------------------------------------------------------
+
+
+def test_the_deferral_messages_are_the_spec_wording():
+    assert FLAT_DEFERRED_REASON == "Flat auto-stacking deferred: no matching master dark available"
+    assert CCD_DARK_DEFERRED_REASON == "Dark auto-stacking deferred: no matching master bias available"
+
+
+@pytest.mark.parametrize(("kind", "camera", "needed", "matching"), [
+    (FrameType.FLAT, "CMOS", FrameType.DARK, {"exposure_s": 2.0}),
+    (FrameType.FLAT, "CCD", FrameType.DARK, {"exposure_s": 300.0}),
+    (FrameType.DARK, "CCD", FrameType.BIAS, {"exposure_s": 0.0, "temperature_c": 20.0}),
+])
+def test_a_job_waits_for_its_master_and_resumes_once_one_matches(kind, camera, needed, matching):
+    """Deferred while no current master of the needed type matches the group's frames;
+    the same decision finds the master once it exists (what resumption re-checks)."""
+    s = CalibrationSettings(camera_type=camera)
+    sample = frame(kind, exposure_s=2.0)
+    assert prerequisite_type(kind, s) == needed
+    unrelated = [master(needed, gain=0.0, **matching), master(needed, status=MasterStatus.SUPERSEDED, **matching)]
+    assert find_master(unrelated, frame_type=needed, target=sample, settings=s) is None
+    arrived = master(needed, **matching)
+    assert find_master([*unrelated, arrived], frame_type=needed, target=sample, settings=s) is arrived
+
+
+def test_cmos_darks_and_bias_never_wait():
+    s = CalibrationSettings(camera_type="CMOS")
+    assert prerequisite_type(FrameType.DARK, s) is None
+    assert prerequisite_type(FrameType.BIAS, s) is None

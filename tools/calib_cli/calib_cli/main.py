@@ -29,27 +29,38 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"published {len(ids)} frame.registered events for {args.observatory}")
 
 
+def _admin_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
+    """The (method, path, JSON body) of an ``admin`` subcommand."""
+    admin = "/api/v1/admin"
+    command = args.admin_command
+    if command == "create-observatory":
+        return "POST", f"{admin}/observatories", {"id": args.id, "name": args.name or args.id}
+    if command == "list-observatories":
+        return "GET", f"{admin}/observatories", None
+    if command == "create-user":
+        memberships = [{"observatory_id": o, "can_admin": True} for o in args.admin_of] + [
+            {"observatory_id": o, "can_admin": False} for o in args.member_of]
+        return "POST", f"{admin}/users", {"name": args.name, "server_admin": args.server_admin,
+                                          "memberships": memberships}
+    if command == "list-users":
+        return "GET", f"{admin}/users", None
+    if command == "user-token":
+        return "POST", f"{admin}/users/{args.user_id}/tokens", None
+    if command == "plugin-token":
+        return "POST", f"{admin}/observatories/{args.observatory}/plugin-tokens", None
+    return "DELETE", f"{admin}/tokens/{args.token_id}", None
+
+
 def _admin(args: argparse.Namespace) -> None:
-    base = args.url.rstrip("/")
     token = args.token or os.environ.get("CALIB_TOKEN") or load_config().bootstrap_admin_token
     if not token:
         sys.exit("an admin token is needed: --token or CALIB_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"}
-    if args.admin_command == "create-observatory":
-        response = httpx.post(f"{base}/api/v1/admin/observatories", headers=headers,
-                              json={"id": args.id, "name": args.name or args.id})
-    elif args.admin_command == "list-observatories":
-        response = httpx.get(f"{base}/api/v1/admin/observatories", headers=headers)
-    elif args.admin_command == "create-user":
-        memberships = [{"observatory_id": o, "can_admin": True} for o in args.admin_of] + [
-            {"observatory_id": o, "can_admin": False} for o in args.member_of]
-        response = httpx.post(f"{base}/api/v1/admin/users", headers=headers, json={
-            "name": args.name, "server_admin": args.server_admin, "memberships": memberships})
-    elif args.admin_command == "plugin-token":
-        response = httpx.post(f"{base}/api/v1/admin/observatories/{args.observatory}/plugin-tokens",
-                              headers=headers)
-    else:
-        response = httpx.delete(f"{base}/api/v1/admin/tokens/{args.token_id}", headers=headers)
+    method, path, body = _admin_request(args)
+    try:
+        response = httpx.request(method, args.url.rstrip("/") + path, json=body, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as error:
+        sys.exit(f"cannot reach the gateway at {args.url}: {error}")
     if response.status_code >= 400:
         sys.exit(f"error {response.status_code}: {response.text}")
     print(json.dumps(response.json(), indent=2) if response.content else "done")
@@ -93,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument("--server-admin", action="store_true")
     user.add_argument("--admin-of", action="append", default=[], metavar="OBSERVATORY")
     user.add_argument("--member-of", action="append", default=[], metavar="OBSERVATORY")
+    sub.add_parser("list-users", help="users, memberships and live token ids")
+    user_token = sub.add_parser("user-token", help="a new token for an existing user")
+    user_token.add_argument("user_id")
     plugin = sub.add_parser("plugin-token")
     plugin.add_argument("observatory")
     revoke = sub.add_parser("revoke-token")

@@ -1,0 +1,93 @@
+"""Deleting frames and masters, and finding orphaned objects (SPEC §6).
+
+A deletion never leaves a record pointing at a missing object: the record is first
+marked ``deleting`` (from then on it is no longer a current master), then its objects
+go, then the record. Every step can be repeated, so a deletion cut short by a crash is
+finished by the next retention cleanup (:func:`finish_pending`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from calib_core import events
+from calib_core.lifecycle import old_enough_for_orphan
+from calib_core.models import Frame, FrameType
+from calib_infra.bus import publish
+from calib_infra.calibration import drop_entry, invalidate_stale
+from calib_infra.runtime import Runtime
+
+#: Key prefixes of an observatory's objects (``frames/`` is where the plugin and the
+#: gateway upload; the rest are written by the services).
+OBJECT_PREFIXES = ("frames", "masters", "previews", "calibrated")
+_BATCH = 500
+
+
+async def delete_frame(runtime: Runtime, frame: Frame) -> None:
+    """Delete a frame or master now: record, object and preview."""
+    await runtime.frames.mark_deleting(frame.id)
+    await _finish(runtime, frame)
+
+
+async def _finish(runtime: Runtime, frame: Frame) -> None:
+    keys = [k for k in (frame.storage_key, frame.preview_key) if k]
+    shared = await runtime.frames.referenced_keys(keys, except_id=frame.id)
+    for key in keys:
+        if key not in shared:
+            await runtime.store.delete(key)
+    if frame.is_master:
+        await runtime.frames.release(frame.id)  # its frames are unclaimed again
+        # lights it calibrated no longer use it: their cached files go
+        await invalidate_stale(runtime, frame.observatory_id, because_of=[frame.id],
+                               msg_id=f"cache-deleted-{frame.id}")
+    else:
+        await runtime.frames.remove_component(frame.id)
+        if frame.frame_type == FrameType.LIGHT and (entry := await runtime.cache.get(frame.id)):
+            await drop_entry(runtime, entry)
+    await publish(
+        runtime.broker, events.FRAME_DELETED,
+        events.FrameDeleted(frame_id=frame.id, observatory_id=frame.observatory_id, is_master=frame.is_master),
+        observatory_id=frame.observatory_id, msg_id=f"deleted-{frame.id}",
+    )
+    await runtime.frames.delete(frame.id)
+    runtime.log.info("frame deleted", frame_id=frame.id, observatory_id=frame.observatory_id,
+                     is_master=frame.is_master)
+
+
+async def finish_pending(runtime: Runtime, observatory_id: str | None) -> int:
+    """Finish deletions a crash cut short (records still marked ``deleting``)."""
+    frames = await runtime.frames.pending_deletions(observatory_id)
+    for frame in frames:
+        await _finish(runtime, frame)
+    entries = await runtime.cache.pending_deletions(observatory_id)
+    for entry in entries:
+        await drop_entry(runtime, entry)
+    return len(frames) + len(entries)
+
+
+def object_prefixes(observatory_id: str | None) -> list[str]:
+    """Where an observatory's objects live; the whole bucket server-wide."""
+    if observatory_id is None:
+        return [""]
+    return [f"{prefix}/{observatory_id}/" for prefix in OBJECT_PREFIXES]
+
+
+async def delete_orphans(runtime: Runtime, observatory_id: str | None, now: datetime) -> int:
+    """Delete objects that no record names and that are older than a day."""
+    deleted = 0
+    for prefix in object_prefixes(observatory_id):
+        old = [o.key for o in await runtime.store.list(prefix) if old_enough_for_orphan(o.modified, now)]
+        for start in range(0, len(old), _BATCH):
+            batch = old[start:start + _BATCH]
+            named = await _referenced(runtime, batch)
+            for key in batch:
+                if key not in named:
+                    await runtime.store.delete(key)
+                    runtime.log.info("orphaned object deleted", key=key)
+                    deleted += 1
+    return deleted
+
+
+async def _referenced(runtime: Runtime, keys: Sequence[str]) -> set[str]:
+    return await runtime.frames.referenced_keys(keys) | await runtime.cache.referenced_keys(keys)

@@ -1,0 +1,81 @@
+"""Request/reply over core NATS: a caller that needs an answer now (the gateway, the
+scheduler) asks the lifecycle service, whose replicas share the requests (queue group).
+
+Replies are ``{"result": ...}`` or ``{"error": "..."}``; a request nobody answers in
+time raises :class:`ServiceUnavailableError`, a failed one :class:`RemoteError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from faststream.nats.annotations import NatsMessage
+
+from calib_core import events
+from calib_core.lifecycle import MaintenanceTask
+from calib_infra.runtime import Runtime
+
+R = TypeVar("R")
+Q = TypeVar("Q", bound=msgspec.Struct)
+
+CALIBRATE_TIMEOUT_S = 300.0
+MAINTENANCE_TIMEOUT_S = 900.0
+
+
+class ServiceUnavailableError(Exception):
+    """No replica of the service answered (down, or busy past the timeout)."""
+
+    def __init__(self, service: str, subject: str):
+        super().__init__(f"the {service} service did not answer on {subject}")
+        self.service = service
+
+
+class RemoteError(Exception):
+    """The service answered that the request failed."""
+
+
+class _Reply(msgspec.Struct):
+    result: Any = None
+    error: str | None = None
+
+
+async def request(runtime: Runtime, subject: str, body: msgspec.Struct, reply_type: type[R], *,
+                  timeout_s: float, service: str = "lifecycle") -> R:
+    try:
+        response = await runtime.broker.request(msgspec.json.encode(body), subject, timeout=timeout_s)
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as error:
+        raise ServiceUnavailableError(service, subject) from error
+    reply = msgspec.json.decode(response.body, type=_Reply)
+    if reply.error is not None:
+        raise RemoteError(reply.error)
+    return msgspec.convert(reply.result, reply_type)
+
+
+def serve(runtime: Runtime, subject: str, request_type: type[Q], handler: Callable[[Q], Awaitable[msgspec.Struct]],
+          *, max_workers: int = 1) -> None:
+    """Answer requests on ``subject`` with ``handler`` (replicas share them: queue group)."""
+
+    @runtime.broker.subscriber(subject, queue=runtime.service, max_workers=max_workers)
+    async def on_request(msg: NatsMessage) -> bytes:
+        try:
+            result = await handler(msgspec.json.decode(msg.body, type=request_type))
+        except Exception as error:  # noqa: BLE001 - the caller gets the reason, we keep serving
+            runtime.log.exception("request failed", subject=subject, error=str(error))
+            return msgspec.json.encode(_Reply(error=f"{type(error).__name__}: {error}"))
+        return msgspec.json.encode(_Reply(result=msgspec.to_builtins(result)))
+
+
+async def request_calibration(runtime: Runtime, frame_id: str) -> events.CalibrateReply:
+    return await request(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest(frame_id=frame_id),
+                         events.CalibrateReply, timeout_s=CALIBRATE_TIMEOUT_S)
+
+
+async def request_maintenance(runtime: Runtime, task: MaintenanceTask, observatory_id: str | None,
+                              reply_type: type[R]) -> R:
+    return await request(
+        runtime, events.LIFECYCLE_MAINTENANCE,
+        events.MaintenanceCommand(task=task.value, observatory_id=observatory_id),
+        reply_type, timeout_s=MAINTENANCE_TIMEOUT_S)

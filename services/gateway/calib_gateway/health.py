@@ -1,0 +1,123 @@
+"""``GET /health`` (server admin): every dependency, every service's last heartbeat, and
+the backlog of the durable consumers (the stacker's pending jobs above all)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from calib_core import events
+from calib_gateway.guards import server_admin
+from calib_gateway.library import runtime_of
+from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
+
+CHECK_TIMEOUT_S = 3.0
+#: A service whose last heartbeat is older than this is reported as not alive.
+STALE_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
+#: The durable consumers of the services, by the service that binds them.
+CONSUMERS = {
+    "stacker": "stacker",
+    "registry": "registry",
+    "lifecycle": "lifecycle-master-created",
+    "scheduler": "scheduler-master-created",
+}
+
+
+class DependencyHealth(msgspec.Struct, kw_only=True):
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ServiceHealth(msgspec.Struct, kw_only=True):
+    service: str
+    instance: str
+    last_heartbeat: datetime
+    age_s: float
+    alive: bool
+
+
+class ConsumerHealth(msgspec.Struct, kw_only=True):
+    durable: str
+    pending: int | None = None
+    ack_pending: int | None = None
+    redelivered: int | None = None
+    error: str | None = None
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str  # "ok" or "degraded"
+    dependencies: dict[str, DependencyHealth]
+    services: list[ServiceHealth]
+    consumers: dict[str, ConsumerHealth]
+    error: str | None = None
+    detail: str | None = None
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> DependencyHealth:
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - any failure means "down", reported as such
+        return DependencyHealth(ok=False, error=f"{type(error).__name__}: {error}"[:300])
+    return DependencyHealth(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
+
+
+async def _nats_ping(runtime: Runtime) -> None:
+    connection = runtime.broker.connection
+    if connection is None or not connection.is_connected:
+        raise ConnectionError("not connected")
+    await connection.flush(timeout=CHECK_TIMEOUT_S)
+
+
+async def _consumer(runtime: Runtime, durable: str) -> ConsumerHealth:
+    try:
+        info = await asyncio.wait_for(
+            runtime.broker.connection.jetstream().consumer_info(events.STREAM_NAME, durable), CHECK_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        return ConsumerHealth(durable=durable, error=f"{type(error).__name__}: {error}"[:300])
+    return ConsumerHealth(durable=durable, pending=info.num_pending, ack_pending=info.num_ack_pending,
+                          redelivered=info.num_redelivered)
+
+
+async def _services(runtime: Runtime) -> list[ServiceHealth]:
+    now = runtime.now()
+    beats = await asyncio.wait_for(runtime.heartbeats.all(), CHECK_TIMEOUT_S)
+    report = []
+    for beat in beats:
+        age = (now - beat["at"]).total_seconds()
+        report.append(ServiceHealth(service=beat["service"], instance=beat["instance"], last_heartbeat=beat["at"],
+                                    age_s=round(age, 2), alive=age <= STALE_AFTER_S))
+    return report
+
+
+@get("/api/v1/calibration/health", guards=[server_admin])
+async def health(request: Request) -> Response[Health]:
+    """200 when MongoDB, S3 and NATS answer, else 503 naming what is down (with the rest
+    of the report)."""
+    runtime = runtime_of(request)
+    mongodb, s3, nats = await asyncio.gather(
+        _check(lambda: runtime.db.command("ping")),
+        _check(runtime.store.ping),
+        _check(lambda: _nats_ping(runtime)),
+    )
+    dependencies = {"mongodb": mongodb, "s3": s3, "nats": nats}
+    services = await _services(runtime) if mongodb.ok else []
+    consumers = (
+        dict(zip(CONSUMERS, await asyncio.gather(*(_consumer(runtime, d) for d in CONSUMERS.values())),
+                 strict=True))
+        if nats.ok else {}
+    )
+    down = [name for name, check in dependencies.items() if not check.ok]
+    report = Health(status="degraded" if down else "ok", dependencies=dependencies, services=services,
+                    consumers=consumers)
+    if down:
+        report.error = "unavailable"
+        report.detail = f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} unavailable"
+    return Response(report, status_code=503 if down else 200)
