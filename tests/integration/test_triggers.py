@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -23,7 +24,9 @@ from calib_core.triggers import CCD_DARK_DEFERRED_REASON, FLAT_DEFERRED_REASON, 
 from calib_infra.devstack import spawn
 from calib_infra.mongo import mongo_client, to_document
 from calib_infra.repositories import JobRepository
+from calib_stack import synthetic
 from tests.integration.registry_helpers import (
+    CAMERA,
     frame_bytes,
     jobs,
     library,
@@ -203,3 +206,18 @@ def test_deferred_jobs_resume_when_their_master_appears(admin, plugin, system, h
         assert resumed["status"] == "succeeded" and resumed["attempts"] == 2
     assert "deferred job resumed" in hour_long_sweep.log_path.read_text()
     assert hour_long_sweep.log_path.read_text().count('"sweep finished"') == 1
+
+
+def test_a_failed_automatic_job_is_not_repeated_by_the_sweep(admin, plugin, system, observatory):
+    """An odd-sized frame fails the job; the 3-second sweep must not queue the same frames
+    again and again — the group waits for a retry or for new frames."""
+    odd_camera = synthetic.Camera(name=CAMERA.name, width=CAMERA.width + 8, height=CAMERA.height)
+    register_all(plugin, observatory, darks(0, 9) + [frame_bytes("dark", 9, camera=odd_camera)])
+    [failed] = wait_for(lambda: jobs(admin, observatory, "failed"), timeout_s=60, what="the failed job")
+    assert "shape" in failed["error"] or "size" in failed["error"]
+
+    time.sleep(7)  # absence can only be waited for: two sweeps (every 3 s) could have repeated it
+    assert [j["id"] for j in jobs(admin, observatory)] == [failed["id"]]
+
+    register_all(plugin, observatory, darks(10, 1))  # a new frame: worth another automatic try
+    wait_for(lambda: len(jobs(admin, observatory)) == 2, timeout_s=30, what="a new job for the new frame")

@@ -50,6 +50,18 @@ def triggered_groups(
     ]
 
 
+def repeats_failure(
+    group: FrameGroup, failed: StackJob | None, settings: CalibrationSettings, now: datetime
+) -> bool:
+    """True when an automatic job would stack only frames a failed job already tried:
+    it would fail the same way, so the group waits for an administrator's retry (after
+    fixing the cause) or for new frames."""
+    if failed is None:
+        return False
+    tried = set(failed.frame_ids)
+    return all(f.id in tried for f in retained_frames(group, settings, now))
+
+
 def minimum_frames(settings: CalibrationSettings, force: bool) -> int:
     """Frames a manual creation needs: the threshold, or with ``force`` 1 (3 for sigma clip)."""
     if not force:

@@ -9,7 +9,7 @@ from calib_core import events
 from calib_core.grouping import FrameGroup, config_key, configuration, group_frames
 from calib_core.models import Frame, FrameType, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
-from calib_core.triggers import plan_job, triggered_groups
+from calib_core.triggers import plan_job, repeats_failure, triggered_groups
 from calib_infra.bus import publish
 from calib_infra.runtime import Runtime
 
@@ -74,6 +74,12 @@ async def check_triggers(runtime: Runtime, frames: Sequence[Frame], trigger: Job
             new_ids = {f.id for f in by_config[key]}
             groups = await groups_with(runtime, by_config[key][0], settings)
             for group in triggered_groups(groups, new_ids, settings, runtime.now()):
+                failed = await runtime.jobs.last_failed(observatory_id, group.config_key)
+                if repeats_failure(group, failed, settings, runtime.now()):
+                    runtime.log.info("automatic stacking skipped: these frames failed before",
+                                     observatory_id=observatory_id, failed_job_id=failed.id,
+                                     group=group.group_key)
+                    continue
                 job, is_new = await queue_group(runtime, group, settings, observatory_id=observatory_id,
                                                 trigger=trigger)
                 if is_new:

@@ -80,6 +80,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("deleting", ASCENDING)], name="deleting", sparse=True),
     ],
     "jobs": [
+        IndexModel([("observatory_id", ASCENDING), ("config_key", ASCENDING), ("created_at", DESCENDING)],
+                   name="by_configuration"),
         IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="one_open_job_per_group"),
         IndexModel([("observatory_id", ASCENDING), ("created_at", DESCENDING)], name="by_observatory"),
         IndexModel([("status", ASCENDING), ("observatory_id", ASCENDING)], name="by_status"),

@@ -242,6 +242,13 @@ class JobRepository:
         document = await self.collection.find_one({"open_key": f"{observatory_id}:{config_key}"})
         return from_document(document, StackJob) if document else None
 
+    async def last_failed(self, observatory_id: str, config_key: str) -> StackJob | None:
+        """The most recent failed job of a configuration, if its latest job failed."""
+        cursor = self.collection.find({"observatory_id": observatory_id, "config_key": config_key})
+        cursor = cursor.sort("created_at", DESCENDING).limit(1)
+        latest = [from_document(d, StackJob) async for d in cursor]
+        return latest[0] if latest and latest[0].status == JobStatus.FAILED else None
+
     async def configurations_with_open_jobs(self, observatory_id: str, config_keys: Sequence[str]) -> set[str]:
         """Which of ``config_keys`` have an open job (one query for a batch of frames)."""
         wanted = {f"{observatory_id}:{key}": key for key in config_keys}

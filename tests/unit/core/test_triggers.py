@@ -20,11 +20,12 @@ from calib_core.triggers import (
     minimum_frames,
     needs_master,
     plan_job,
+    repeats_failure,
     retained_frames,
     triggered_groups,
     unclaimed_count,
 )
-from tests.unit.core.factories import NOW, OBS, frame, frames, group, master, settings_dict
+from tests.unit.core.factories import NOW, OBS, frame, frames, group, job, master, settings_dict
 
 DEFAULT = CalibrationSettings()
 
@@ -317,3 +318,15 @@ def test_cmos_darks_and_bias_never_wait():
     s = CalibrationSettings(camera_type="CMOS")
     assert prerequisite_type(FrameType.DARK, s) is None
     assert prerequisite_type(FrameType.BIAS, s) is None
+
+
+def test_an_automatic_job_does_not_repeat_a_failure_on_the_same_frames():
+    members = frames(10)
+    g = group(members)
+    failed = job(status=JobStatus.FAILED, frame_ids=[f.id for f in members])
+    assert repeats_failure(g, failed, CalibrationSettings(), NOW)
+    assert not repeats_failure(g, None, CalibrationSettings(), NOW)
+    # a frame the failed job never saw is worth another try
+    assert not repeats_failure(group([*members, *frames(1)]), failed, CalibrationSettings(), NOW)
+    # fewer frames (the bad one deleted) still only repeats: that takes an administrator's retry
+    assert repeats_failure(group(members[1:]), failed, CalibrationSettings(), NOW)
