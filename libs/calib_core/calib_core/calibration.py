@@ -19,6 +19,7 @@ from calib_core.lifecycle import ExpiryState, expiry_state
 from calib_core.matching import find_master
 from calib_core.models import CalibrationStatus, Frame, FrameType
 from calib_core.settings import CalibrationSettings
+from calib_core.tolerance import angle_between
 
 #: Warn about a temperature difference larger than this share of the tolerance.
 TEMPERATURE_WARNING_SHARE = 0.5
@@ -138,7 +139,7 @@ def plan_calibration(
     elif (
         settings.rotation_matching == "preferred"
         and plan.flat.rotation_deg is not None and light.rotation_deg is not None
-        and _angle(plan.flat.rotation_deg, light.rotation_deg) > settings.rotation_tolerance_deg
+        and angle_between(plan.flat.rotation_deg, light.rotation_deg) > settings.rotation_tolerance_deg
     ):
         plan.warnings.append(
             f"rotation mismatch: master flat {plan.flat.id} at {plan.flat.rotation_deg:.1f} deg, "
@@ -167,11 +168,6 @@ def calibration_cards(plan: CalibrationPlan, now: datetime) -> list[tuple[str, o
         ("HISTORY", f"calib: calibrated = {formula}", ""),
     ]
     return cards
-
-
-def _angle(a: float, b: float) -> float:
-    difference = abs(a - b) % 360.0
-    return min(difference, 360.0 - difference)
 
 
 def light_status(plan: CalibrationPlan, entry: CacheEntry | None) -> tuple[CalibrationStatus, str | None]:

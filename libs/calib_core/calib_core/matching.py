@@ -8,6 +8,7 @@ from typing import Any
 from calib_core.grouping import exposure_second
 from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
 from calib_core.settings import CalibrationSettings
+from calib_core.tolerance import angle_between, within
 
 #: The hardware a master must share with what it calibrates.
 SHARED_HARDWARE = ("camera_name", "gain", "offset", "binning", "readout_mode")
@@ -19,19 +20,12 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _temperature_ok(master: Frame, temperature_c: float | None, tolerance: float) -> bool:
-    if temperature_c is None or master.temperature_c is None:
-        return temperature_c is None and master.temperature_c is None
-    return abs(master.temperature_c - temperature_c) <= tolerance + 1e-9
-
-
 def _rotation_distance(master: Frame, rotation_deg: float | None) -> float | None:
     """Degrees between the two rotations around the circle; 0 when neither has one (like
     temperatures, and like grouping, where frames without rotation form their own group)."""
     if master.rotation_deg is None or rotation_deg is None:
         return 0.0 if master.rotation_deg is None and rotation_deg is None else None
-    difference = abs(master.rotation_deg - rotation_deg) % 360.0
-    return min(difference, 360.0 - difference)
+    return angle_between(master.rotation_deg, rotation_deg)
 
 
 def find_master(
@@ -56,8 +50,8 @@ def find_master(
             continue
         if not all(_same(getattr(master, k), getattr(target, k)) for k in SHARED_HARDWARE):
             continue
-        if frame_type != FrameType.BIAS and not _temperature_ok(
-            master, target.temperature_c, settings.temperature_tolerance_c
+        if frame_type != FrameType.BIAS and not within(
+            master.temperature_c, target.temperature_c, settings.temperature_tolerance_c
         ):
             continue
         if (
@@ -74,16 +68,16 @@ def find_master(
         return (m.created_at or m.registered_at).timestamp()
 
     if frame_type == FrameType.FLAT and settings.rotation_matching != "ignore":
-        within = [
+        in_tolerance = [
             m for m in candidates
             if (d := _rotation_distance(m, target.rotation_deg)) is not None
             and d <= settings.rotation_tolerance_deg + 1e-9
         ]
         if settings.rotation_matching == "required":
-            candidates = within
-        elif within:
-            within.sort(key=lambda m: (_rotation_distance(m, target.rotation_deg), -newest(m)))
-            return within[0]
+            candidates = in_tolerance
+        elif in_tolerance:
+            in_tolerance.sort(key=lambda m: (_rotation_distance(m, target.rotation_deg), -newest(m)))
+            return in_tolerance[0]
     candidates.sort(key=newest, reverse=True)
     return candidates[0] if candidates else None
 

@@ -39,6 +39,7 @@ from calib_core.models import (
     StackJob,
 )
 from calib_core.settings import CalibrationSettings
+from calib_core.tolerance import angle_within, within
 from calib_core.triggers import frame_time, unclaimed_count
 
 LIGHT_WINDOW_DAYS = 30
@@ -223,19 +224,6 @@ def uncovered_configurations(
 # -- matching needs with the frames already captured ----------------------------------
 
 
-def _close(a: float | None, b: float | None, tolerance: float) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return abs(a - b) <= tolerance + 1e-9
-
-
-def _angle_close(a: float | None, b: float | None, tolerance: float) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    difference = abs(a - b) % 360.0
-    return min(difference, 360.0 - difference) <= tolerance + 1e-9
-
-
 def _need_config(need: Need, settings: CalibrationSettings) -> dict[str, Any]:
     sample = FrameMetadata(
         frame_type=need.frame_type, camera_name=need.camera_name,
@@ -253,10 +241,10 @@ def matching_groups(need: Need, groups: Sequence[FrameGroup], settings: Calibrat
     for group in groups:
         if group.config_key != key:
             continue
-        if need.frame_type != FrameType.BIAS and not _close(
+        if need.frame_type != FrameType.BIAS and not within(
                 group.temperature_c, need.temperature_c, settings.temperature_tolerance_c):
             continue
-        if _rotation_matters(need.frame_type, settings) and not _angle_close(
+        if _rotation_matters(need.frame_type, settings) and not angle_within(
                 group.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg):
             continue
         found.append(group)
@@ -298,8 +286,8 @@ def _merge(needs: Iterable[Need], settings: CalibrationSettings) -> list[Need]:
         same = next((m for m in merged
                      if m.frame_type == need.frame_type
                      and config_key(_need_config(m, settings)) == config_key(_need_config(need, settings))
-                     and _close(m.temperature_c, need.temperature_c, settings.temperature_tolerance_c)
-                     and _angle_close(m.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg)),
+                     and within(m.temperature_c, need.temperature_c, settings.temperature_tolerance_c)
+                     and angle_within(m.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg)),
                     None)
         if same is None:
             merged.append(msgspec.structs.replace(need))

@@ -6,20 +6,7 @@ from collections.abc import Sequence
 
 from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
 from calib_core.settings import CalibrationSettings
-
-
-def _close(a: float | None, b: float | None, tolerance: float) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return abs(a - b) <= tolerance + 1e-9
-
-
-def _angle_close(a: float | None, b: float | None, tolerance: float) -> bool:
-    """Rotations compared around the circle (359.8° is 0.4° from 0.2°)."""
-    if a is None or b is None:
-        return a is None and b is None
-    difference = abs(a - b) % 360.0
-    return min(difference, 360.0 - difference) <= tolerance + 1e-9
+from calib_core.tolerance import angle_within, within
 
 
 def _created(master: Frame) -> tuple[float, str]:
@@ -39,12 +26,12 @@ def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSet
             continue
         if _created(old) > _created(new):
             continue
-        if not _close(old.temperature_c, new.temperature_c, settings.temperature_tolerance_c):
+        if not within(old.temperature_c, new.temperature_c, settings.temperature_tolerance_c):
             continue
         if (
             new.frame_type == FrameType.FLAT
             and settings.rotation_matching != "ignore"
-            and not _angle_close(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
+            and not angle_within(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
         ):
             continue
         replaced.append(old)
