@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -22,7 +23,7 @@ from calib_gateway.schemas import (
     Components,
     LibraryPage,
 )
-from calib_gateway.uploads import UploadError, parse_multipart
+from calib_gateway.uploads import ParsedUpload, UploadError, parse_multipart
 from calib_infra.bus import publish
 from calib_infra.calibration import with_calibration
 from calib_infra.runtime import Runtime
@@ -127,31 +128,47 @@ class LibraryController(Controller):
     async def upload_frame(self, request: Request) -> Accepted:
         """Upload one frame (multipart field ``file`` plus optional §2 fields) and register it."""
         runtime = runtime_of(request)
-        limit = runtime.config.max_upload_mb * 1024 * 1024
-        upload = await parse_multipart(request.headers.get("content-type", ""), request.stream(), limit)
-        fields = dict(upload.fields)
-        observatory_id = fields.pop("observatory_id", None) or request.user.plugin_observatory
-        if not observatory_id:
-            raise ValidationException("form field 'observatory_id' is required")
-        ensure(request.user, Capability.REGISTER, observatory_id)
-        if await runtime.observatories.get(observatory_id) is None:
-            raise NotFoundException(f"observatory '{observatory_id}' not found")
-        if upload.file is None:
-            raise UploadError("multipart field 'file' is required")
-        event_id = uuid.uuid4().hex
-        storage_key = f"frames/{observatory_id}/{event_id}.fits"
-        try:
-            event = msgspec.convert(
-                {**form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
-                 "storage_key": storage_key},
-                events.FrameRegistered, strict=False)
-        except msgspec.ValidationError as error:
-            raise ValidationException(f"invalid form field: {error}") from error
-        with upload.file:
+        async with received_upload(request, Capability.REGISTER,
+                                   default_observatory=request.user.plugin_observatory) as (
+                upload, observatory_id, fields):
+            event_id = uuid.uuid4().hex
+            storage_key = f"frames/{observatory_id}/{event_id}.fits"
+            try:
+                event = msgspec.convert(
+                    {**form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
+                     "storage_key": storage_key},
+                    events.FrameRegistered, strict=False)
+            except msgspec.ValidationError as error:
+                raise ValidationException(f"invalid form field: {error}") from error
             await anyio.to_thread.run_sync(runtime.store.put_stream_sync, storage_key, upload.file)
         await publish(runtime.broker, events.FRAME_REGISTERED, event, observatory_id=observatory_id,
                       msg_id=event_id)
         return Accepted(event_id=event_id, storage_key=storage_key)
+
+
+@contextlib.asynccontextmanager
+async def received_upload(
+    request: Request, capability: Capability, *, default_observatory: str | None = None
+) -> AsyncIterator[tuple[ParsedUpload, str, dict[str, str]]]:
+    """Parse a multipart upload (file spooled, size-limited) and check that the caller may
+    send it to the observatory it names; yields (upload, observatory_id, other fields). The
+    spooled file is closed however the handler ends."""
+    runtime = runtime_of(request)
+    limit = runtime.config.max_upload_mb * 1024 * 1024
+    upload = await parse_multipart(request.headers.get("content-type", ""), request.stream(), limit)
+    with contextlib.ExitStack() as cleanup:
+        if upload.file is not None:
+            cleanup.callback(upload.file.close)
+        fields = dict(upload.fields)
+        observatory_id = fields.pop("observatory_id", "") or default_observatory
+        if not observatory_id:
+            raise ValidationException("form field 'observatory_id' is required")
+        ensure(request.user, capability, observatory_id)
+        if await runtime.observatories.get(observatory_id) is None:
+            raise NotFoundException(f"observatory '{observatory_id}' not found")
+        if upload.file is None:
+            raise UploadError("multipart field 'file' is required")
+        yield upload, observatory_id, fields
 
 
 def form_metadata(fields: dict[str, str]) -> dict[str, Any]:

@@ -4,13 +4,12 @@ supersede the one it replaces."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import anyio
 import msgspec
 from litestar import Controller, Request, post
-from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.exceptions import ClientException
 
 from calib_core import events
 from calib_core.access import Capability
@@ -19,9 +18,7 @@ from calib_core.headers import MissingFieldsError, fields_from_header, resolve_m
 from calib_core.masters import master_storage_key
 from calib_core.models import Frame, FrameType, MasterStatus
 from calib_gateway.fits_header import InvalidFitsUpload, image_header
-from calib_gateway.guards import ensure
-from calib_gateway.library import form_metadata, runtime_of
-from calib_gateway.uploads import UploadError, parse_multipart
+from calib_gateway.library import form_metadata, received_upload, runtime_of
 from calib_infra.bus import publish
 
 
@@ -46,20 +43,7 @@ class MasterUploadController(Controller):
         """Multipart field ``file`` (a master FITS) plus ``observatory_id`` and any §2 field
         the header lacks or gets wrong; answers the new master (status ``active``)."""
         runtime = runtime_of(request)
-        limit = runtime.config.max_upload_mb * 1024 * 1024
-        upload = await parse_multipart(request.headers.get("content-type", ""), request.stream(), limit)
-        with contextlib.ExitStack() as cleanup:
-            if upload.file is not None:
-                cleanup.callback(upload.file.close)
-            fields = dict(upload.fields)
-            observatory_id = fields.pop("observatory_id", "")
-            if not observatory_id:
-                raise ValidationException("form field 'observatory_id' is required")
-            ensure(request.user, Capability.MANAGE, observatory_id)
-            if await runtime.observatories.get(observatory_id) is None:
-                raise NotFoundException(f"observatory '{observatory_id}' not found")
-            if upload.file is None:
-                raise UploadError("multipart field 'file' is required")
+        async with received_upload(request, Capability.MANAGE) as (upload, observatory_id, fields):
             form = form_metadata(fields)
             try:
                 header = await anyio.to_thread.run_sync(image_header, upload.file)
