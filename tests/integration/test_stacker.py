@@ -254,6 +254,31 @@ def test_master_flat_is_dark_subtracted_and_normalised_to_one(admin, plugin, obs
     assert abs(slope) < 0.02
 
 
+def test_ccd_master_flat_loses_the_bias_and_the_dark_rate_times_its_exposure(admin, plugin, observatory):
+    """On CCD the master dark is a rate: flats get the master bias subtracted plus that
+    rate × their exposure, then normalise to the synthetic flat field."""
+    configure(admin, observatory, camera_type="CCD", min_frames_for_master=MIN_FRAMES)
+    temperature, exposure = 10.0, 30.0
+    register_all(plugin, observatory, [bias_file(i, temperature_c=temperature) for i in range(MIN_FRAMES)])
+    bias = wait_master(admin, observatory, "bias")
+    register_all(plugin, observatory, [dark_file(i, exposure_s=300.0, temperature_c=temperature, seed=3)
+                                       for i in range(MIN_FRAMES)])
+    dark = wait_master(admin, observatory, "dark")
+    level = 5000.0
+    register_all(plugin, observatory, [flat_file(i, exposure_s=exposure, temperature_c=temperature,
+                                                 level_adu=level) for i in range(MIN_FRAMES)])
+    flat = wait_master(admin, observatory, "flat")
+
+    header, pixels, _ = download(admin, flat["id"])
+    assert header["CALPRE"] == bias["id"] and header["CALDARK"] == dark["id"]
+    assert float(np.median(pixels)) == pytest.approx(1.0, abs=1e-6)
+    truth = synthetic.flat_field(CAMERA, "L")
+    residual = pixels - truth
+    assert 1.4826 * float(np.median(np.abs(residual))) < 1.5 / np.sqrt(level * MIN_FRAMES)
+    # the bias left in (the old behaviour) compresses the vignetting: slope ≈ -0.09
+    assert abs(np.polyfit((truth - 1).ravel(), residual.ravel(), 1)[0]) < 0.02
+
+
 def test_frames_of_unequal_size_fail_the_job_naming_the_odd_frame(admin, plugin, system, observatory):
     configure(admin, observatory, min_frames_for_master=100)  # only the manual job below
     small = synthetic.Camera(name=CAMERA.name, width=32, height=24)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from calib_core.grouping import exposure_second
 from calib_core.models import CURRENT_MASTER_STATUSES, Frame, FrameType
 from calib_core.settings import CalibrationSettings
 from calib_core.tolerance import angle_between, within
+from calib_core.triggers import (
+    CCD_DARK_DEFERRED_REASON,
+    CCD_FLAT_DEFERRED_REASON,
+    FLAT_DEFERRED_REASON,
+)
 
 #: The hardware a master must share with what it calibrates.
 SHARED_HARDWARE = ("camera_name", "gain", "offset", "binning", "readout_mode")
@@ -80,6 +86,42 @@ def find_master(
             return in_tolerance[0]
     candidates.sort(key=newest, reverse=True)
     return candidates[0] if candidates else None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The masters a group's frames are corrected with before stacking."""
+
+    subtract: Frame | None = None  # subtracted as it is (a bias, or a CMOS dark)
+    dark_rate: Frame | None = None  # a CCD dark (ADU/s), subtracted × each frame's exposure
+
+    @property
+    def masters(self) -> list[Frame]:
+        return [m for m in (self.subtract, self.dark_rate) if m is not None]
+
+
+def preprocessing(
+    frame_type: FrameType, sample: Any, masters: Sequence[Frame], settings: CalibrationSettings
+) -> Preprocessing | str:
+    """How a group of ``frame_type`` (represented by ``sample``) is preprocessed (SPEC §5),
+    or why it must wait: flats lose a matching dark (on CCD: bias + dark rate × exposure),
+    CCD darks lose a bias (and become rates), everything else is stacked as it is."""
+    def best(kind: FrameType) -> Frame | None:
+        return find_master(masters, frame_type=kind, target=sample, settings=settings)
+
+    ccd = settings.camera_type == "CCD"
+    if frame_type == FrameType.FLAT:
+        dark = best(FrameType.DARK)
+        if dark is None:
+            return FLAT_DEFERRED_REASON
+        if not ccd:
+            return Preprocessing(subtract=dark)
+        bias = best(FrameType.BIAS)
+        return Preprocessing(subtract=bias, dark_rate=dark) if bias else CCD_FLAT_DEFERRED_REASON
+    if frame_type == FrameType.DARK and ccd:
+        bias = best(FrameType.BIAS)
+        return Preprocessing(subtract=bias) if bias else CCD_DARK_DEFERRED_REASON
+    return Preprocessing()
 
 
 def prerequisite_type(frame_type: FrameType, settings: CalibrationSettings) -> FrameType | None:

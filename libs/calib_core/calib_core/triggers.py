@@ -16,6 +16,7 @@ from calib_core.settings import CalibrationSettings
 MAX_FRAMES_PER_MASTER = 200
 FLAT_DEFERRED_REASON = "Flat auto-stacking deferred: no matching master dark available"
 CCD_DARK_DEFERRED_REASON = "Dark auto-stacking deferred: no matching master bias available"
+CCD_FLAT_DEFERRED_REASON = "Flat auto-stacking deferred: no matching master bias available"
 
 
 def frame_time(frame: Frame) -> datetime:

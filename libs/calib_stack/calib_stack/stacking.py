@@ -50,6 +50,7 @@ def stack_files(
     maxiters: int = 5,
     memory_limit_mb: int = 1024,
     subtract: str | os.PathLike | None = None,
+    dark_rate: str | os.PathLike | None = None,
     exposures: Sequence[float] | None = None,
     normalise: bool = False,
     progress: Callable[[float], None] | None = None,
@@ -59,6 +60,8 @@ def stack_files(
     Each frame is preprocessed as ``(frame - subtract) / exposure`` (CCD dark:
     a rate per second) or ``(frame - subtract) / median(frame - subtract)``
     (``normalise``, flats; the master is then scaled to median 1.0), and the
+    ``dark_rate`` master (CCD: a bias-subtracted rate per second), when given, is
+    subtracted too, scaled by each frame's exposure (CCD flats). The
     frames are combined per pixel with ``method`` (see :mod:`calib_stack.kernels`).
     All files are opened and their sizes compared before any stacking.
     """
@@ -71,18 +74,24 @@ def stack_files(
             raise ValueError(f"{len(exposures)} exposures given for {len(paths)} frames")
         if not all(math.isfinite(e) and e > 0 for e in exposures):
             raise ValueError(f"exposures must be positive numbers, got {list(exposures)}")
-    if exposures is not None and normalise:
-        raise ValueError("exposures and normalise are mutually exclusive")
+    if exposures is not None and normalise and dark_rate is None:
+        raise ValueError("exposures divide frames unless normalising; with normalise they "
+                         "only scale dark_rate")
+    if dark_rate is not None and exposures is None:
+        raise ValueError("dark_rate needs the frames' exposures")
 
     with ExitStack() as files:
         frames = [files.enter_context(FitsImage.open(path)) for path in paths]
         shape = _common_shape(frames)
         master = files.enter_context(FitsImage.open(subtract)) if subtract is not None else None
-        if master is not None and master.shape != shape:
-            raise ShapeMismatchError(
-                f"master {master.path} is {_size(master.shape)}, frames are {_size(shape)}",
-                [str(master.path)],
-            )
+        rate = files.enter_context(FitsImage.open(dark_rate)) if dark_rate is not None else None
+        for calibration in (master, rate):
+            if calibration is not None and calibration.shape != shape:
+                raise ShapeMismatchError(
+                    f"master {calibration.path} is {_size(calibration.shape)}, frames are {_size(shape)}",
+                    [str(calibration.path)],
+                )
+        dark_seconds = list(exposures) if rate is not None else None
 
         height, width = shape
         band_rows = _band_rows(len(frames), height, width, memory_limit_mb)
@@ -94,8 +103,9 @@ def stack_files(
         if normalise:
             # ``output`` is free until the band pass, so it holds each frame in turn.
             divisors = []
-            for frame in frames:
-                _preprocess_whole(frame, master, bands, output)
+            for i, frame in enumerate(frames):
+                _preprocess_whole(frame, master, rate, dark_seconds[i] if dark_seconds else 0.0,
+                                  bands, output)
                 median = _finite_median(output)
                 if not median > 0:
                     raise InvalidFitsError(
@@ -112,8 +122,11 @@ def stack_files(
                 len(frames), y1 - y0, width
             )
             master_band = master.read_rows(y0, y1) if master is not None else None
+            rate_band = rate.read_rows(y0, y1) if rate is not None else None
             for i, frame in enumerate(frames):
-                _preprocess(frame, y0, y1, master_band, divisors[i] if divisors else None, cube[i])
+                _preprocess(frame, y0, y1, master_band, rate_band,
+                            dark_seconds[i] if dark_seconds else 0.0,
+                            divisors[i] if divisors else None, cube[i])
             rejected += combine_into(cube, output[y0:y1], method, sigma, maxiters)
             report.step()
         del cube, cube_buffer
@@ -155,7 +168,7 @@ def _band_rows(n_frames: int, height: int, width: int, memory_limit_mb: int) -> 
     budget = memory_limit_mb * _MIB - height * width * 4
     per_row = width * (
         4 * n_frames  # the float32 cube
-        + 4  # the master band
+        + 2 * 4  # the master bands (subtracted master, dark rate)
         + 2 * 8  # one frame band being read: raw + float64 scaling (worst case)
     )
     return int(min(height, max(1, budget // per_row)))
@@ -166,15 +179,19 @@ def _preprocess(
     y0: int,
     y1: int,
     master_band: np.ndarray | None,
+    rate_band: np.ndarray | None,
+    dark_seconds: float,
     divisor: float | None,
     out: np.ndarray,
 ) -> None:
-    """``out = (frame rows - master_band) / divisor`` in float32."""
+    """``out = (frame rows - master_band - rate_band × dark_seconds) / divisor`` in float32."""
     band = frame.read_rows(y0, y1)
     if master_band is not None:
         np.subtract(band, master_band, out=out)
     else:
         out[...] = band
+    if rate_band is not None:
+        out -= rate_band * np.float32(dark_seconds)
     if divisor is not None:
         np.divide(out, np.float32(divisor), out=out)
 
@@ -182,12 +199,15 @@ def _preprocess(
 def _preprocess_whole(
     frame: FitsImage,
     master: FitsImage | None,
+    rate: FitsImage | None,
+    dark_seconds: float,
     bands: Sequence[tuple[int, int]],
     out: np.ndarray,
 ) -> None:
     for y0, y1 in bands:
         master_band = master.read_rows(y0, y1) if master is not None else None
-        _preprocess(frame, y0, y1, master_band, None, out[y0:y1])
+        rate_band = rate.read_rows(y0, y1) if rate is not None else None
+        _preprocess(frame, y0, y1, master_band, rate_band, dark_seconds, None, out[y0:y1])
 
 
 def _finite_median(values: np.ndarray) -> float:

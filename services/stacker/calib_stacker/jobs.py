@@ -31,10 +31,9 @@ from calib_core.masters import (
     provenance_cards,
     temperature_stats,
 )
-from calib_core.matching import find_master, prerequisite_type
+from calib_core.matching import Preprocessing, preprocessing
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
-from calib_core.triggers import CCD_DARK_DEFERRED_REASON, FLAT_DEFERRED_REASON
 from calib_infra.bus import publish, publish_transient
 from calib_infra.runtime import RetryLater, Runtime
 from calib_infra.store import ObjectMissingError
@@ -152,21 +151,15 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def _prerequisite(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
-                        sample: Frame) -> Frame | None | str:
-    """The master to preprocess with, None if none is needed, or the deferral reason."""
-    needed = prerequisite_type(job.frame_type, settings)
-    if needed is None:
-        return None
-    masters = await runtime.frames.current_masters(job.observatory_id, needed)
-    found = find_master(masters, frame_type=needed, target=sample, settings=settings)
-    if found is not None:
-        return found
-    return FLAT_DEFERRED_REASON if job.frame_type == FrameType.FLAT else CCD_DARK_DEFERRED_REASON
+async def _preprocessing(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
+                         sample: Frame) -> Preprocessing | str:
+    """The masters to preprocess with, or the reason the job must wait for one."""
+    masters = await runtime.frames.current_masters(job.observatory_id)
+    return preprocessing(job.frame_type, sample, masters, settings)
 
 
-async def _download(runtime: Runtime, frames: list[Frame], calibration: Frame | None, workdir: Path,
-                    progress: Progress) -> tuple[list[Path], Path | None]:
+async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Frame], workdir: Path,
+                    progress: Progress) -> tuple[list[Path], list[Path]]:
     """The job's files, a few at a time; a missing object fails the job naming its frame."""
     slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
     done = 0
@@ -179,29 +172,29 @@ async def _download(runtime: Runtime, frames: list[Frame], calibration: Frame | 
             except ObjectMissingError as error:
                 raise JobFailure(f"{what} {frame.id} ({frame.storage_key}) is missing from storage") from error
         done += 1
-        await progress.report(DOWNLOADED * done / (len(frames) + (calibration is not None)))
+        await progress.report(DOWNLOADED * done / (len(frames) + len(calibration)))
         return path
 
     fetches = [fetch(frame, workdir / f"{index:04d}-{frame.id}.fits", "source frame")
                for index, frame in enumerate(frames)]
-    if calibration is not None:
-        fetches.append(fetch(calibration, workdir / "calibration-master.fits",
-                             f"master {calibration.frame_type.value}"))
+    fetches += [fetch(master, workdir / f"master-{master.id}.fits", f"master {master.frame_type.value}")
+                for master in calibration]
     # every download ends before the first failure is raised: none writes into a removed folder
     paths = await asyncio.gather(*fetches, return_exceptions=True)
     for outcome in paths:
         if isinstance(outcome, BaseException):
             raise outcome
-    return paths[: len(frames)], (paths[-1] if calibration is not None else None)
+    return paths[: len(frames)], paths[len(frames):]
 
 
 async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings, frames: list[Frame],
-                 calibration: Frame | None, workdir: Path, progress: Progress) -> StackedMaster:
-    paths, subtract = await _download(runtime, frames, calibration, workdir, progress)
+                 calibration: Preprocessing, workdir: Path, progress: Progress) -> StackedMaster:
+    paths, master_paths = await _download(runtime, frames, calibration.masters, workdir, progress)
+    local = dict(zip((m.id for m in calibration.masters), master_paths, strict=True))
     names = {str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
-    if calibration is not None:
-        names[str(subtract)] = f"master {calibration.frame_type.value} {calibration.id}"
+    names.update({str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters})
     ccd_dark = job.frame_type == FrameType.DARK and settings.camera_type == "CCD"
+    by_exposure = ccd_dark or calibration.dark_rate is not None
     try:
         result = await asyncio.to_thread(
             stack_files, paths,
@@ -209,8 +202,9 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
             sigma=settings.sigma_clip_value,
             maxiters=settings.sigma_clip_iterations,
             memory_limit_mb=runtime.config.stacker_memory_limit_mb,
-            subtract=subtract,
-            exposures=[f.exposure_s for f in frames] if ccd_dark else None,
+            subtract=local[calibration.subtract.id] if calibration.subtract else None,
+            dark_rate=local[calibration.dark_rate.id] if calibration.dark_rate else None,
+            exposures=[f.exposure_s for f in frames] if by_exposure else None,
             normalise=job.frame_type == FrameType.FLAT,
             progress=progress.stacking,
         )
@@ -220,8 +214,11 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
             text = text.replace(path, name)
         raise JobFailure(f"stacking failed: {text}") from error
     cards = provenance_cards(job, frames, runtime.now())
-    if calibration is not None:
-        cards.append(("CALPRE", calibration.id, f"master {calibration.frame_type.value} subtracted"))
+    if calibration.subtract is not None:
+        cards.append(("CALPRE", calibration.subtract.id,
+                      f"master {calibration.subtract.frame_type.value} subtracted"))
+    if calibration.dark_rate is not None:
+        cards.append(("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted"))
     fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
     image_stats, _, preview = await asyncio.gather(  # side by side: numpy and zlib release the GIL
         asyncio.to_thread(master_stats, result.image, job.frame_type.value),
@@ -307,7 +304,7 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
         await _discard_objects(runtime, job)
         await runtime.jobs.delete(job.id)
         return
-    calibration = await _prerequisite(runtime, job, settings, frames[0])
+    calibration = await _preprocessing(runtime, job, settings, frames[0])
     if isinstance(calibration, str):
         await _defer(runtime, job, calibration)
         return

@@ -6,9 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from calib_core.matching import find_master, prerequisite_type
+from calib_core.matching import Preprocessing, find_master, preprocessing, prerequisite_type
 from calib_core.models import FrameType, MasterStatus
 from calib_core.settings import CalibrationSettings
+from calib_core.triggers import (
+    CCD_DARK_DEFERRED_REASON,
+    CCD_FLAT_DEFERRED_REASON,
+    FLAT_DEFERRED_REASON,
+)
 from tests.unit.core.factories import NOW, frame, master
 
 CMOS = CalibrationSettings()
@@ -249,3 +254,24 @@ def test_flat_finds_its_dark_by_the_flat_exposure_on_cmos():
 ])
 def test_prerequisite_type(kind, camera, expected):
     assert prerequisite_type(kind, CalibrationSettings(camera_type=camera)) == expected
+
+
+def test_preprocessing_of_each_frame_type_per_spec():
+    flat = frame(FrameType.FLAT, filter="L", exposure_s=2.0)
+    cmos_dark = master(FrameType.DARK, exposure_s=2.0)
+    ccd_dark = master(FrameType.DARK, exposure_s=1.0)  # a rate: exposure does not matter on CCD
+    bias = master(FrameType.BIAS)
+
+    assert preprocessing(FrameType.FLAT, flat, [cmos_dark, bias], CMOS) == Preprocessing(subtract=cmos_dark)
+    assert preprocessing(FrameType.FLAT, flat, [bias], CMOS) == FLAT_DEFERRED_REASON
+    # CCD flats: bias subtracted as it is, the dark rate scaled by each flat's exposure
+    assert preprocessing(FrameType.FLAT, flat, [ccd_dark, bias], CCD) == Preprocessing(
+        subtract=bias, dark_rate=ccd_dark)
+    assert preprocessing(FrameType.FLAT, flat, [ccd_dark], CCD) == CCD_FLAT_DEFERRED_REASON
+    assert preprocessing(FrameType.FLAT, flat, [bias], CCD) == FLAT_DEFERRED_REASON
+
+    dark = frame(FrameType.DARK, exposure_s=300.0)
+    assert preprocessing(FrameType.DARK, dark, [bias], CCD) == Preprocessing(subtract=bias)
+    assert preprocessing(FrameType.DARK, dark, [], CCD) == CCD_DARK_DEFERRED_REASON
+    assert preprocessing(FrameType.DARK, dark, [bias], CMOS) == Preprocessing()
+    assert preprocessing(FrameType.BIAS, frame(FrameType.BIAS), [], CCD) == Preprocessing()

@@ -167,6 +167,26 @@ def test_flats_are_dark_subtracted_normalised_and_scaled_to_median_one(frame_wri
     assert fractions[-1] == 1.0
 
 
+def test_ccd_flats_subtract_bias_and_the_dark_rate_times_their_exposure(frame_writer):
+    rng = np.random.default_rng(5)
+    vignetting = np.linspace(0.8, 1.2, SHAPE[0] * SHAPE[1]).reshape(SHAPE)
+    rng.shuffle(vignetting.reshape(-1))
+    bias = np.full(SHAPE, 500.0)
+    rate = rng.uniform(5.0, 50.0, SHAPE)  # exaggerated, so a missed dark term shows
+    exposures = [2.0, 4.0, 8.0]
+    paths = [
+        frame_writer(f"ccdflat{i}.fits", np.round(bias + rate * t + 10000.0 * vignetting), "uint16")
+        for i, t in enumerate(exposures)
+    ]
+    bias_path = frame_writer("master_bias.fits", bias, "float32")
+    rate_path = frame_writer("master_dark_rate.fits", rate, "float32")
+    result = stack_files(paths, method="mean", subtract=bias_path, dark_rate=rate_path,
+                         exposures=exposures, normalise=True)
+    np.testing.assert_allclose(result.image, vignetting / np.median(vignetting), rtol=2e-4)
+    without_dark = stack_files(paths, method="mean", subtract=bias_path, normalise=True)
+    assert np.abs(without_dark.image - vignetting / np.median(vignetting)).max() > 0.01
+
+
 def test_flat_normalisation_uses_each_frames_exact_median(frame_writer):
     frames = [np.arange(1, 13, dtype=float).reshape(3, 4) * k for k in (1.0, 3.0)]
     paths = write_all(frame_writer, frames)
@@ -196,7 +216,7 @@ def test_non_finite_pixels_are_ignored(frame_writer, noisy_frames):
         ({"method": "average"}, "unknown stacking method"),
         ({"method": "mean", "exposures": [1.0]}, "exposures given"),
         ({"method": "mean", "exposures": [1.0, 0.0]}, "positive"),
-        ({"method": "mean", "exposures": [1.0, 2.0], "normalise": True}, "mutually exclusive"),
+        ({"method": "mean", "exposures": [1.0, 2.0], "normalise": True}, "only scale dark_rate"),
     ],
 )
 def test_invalid_arguments_are_refused(frame_writer, noisy_frames, kwargs, message):
