@@ -43,7 +43,8 @@ def stocked(admin, observatory):
 def test_library_filters_pagination_and_order(admin, stocked):
     everything = library(admin, stocked, limit=500)
     assert everything["total"] == 7 and everything["page"] == 1 and everything["limit"] == 500
-    registered = [item["registered_at"] for item in everything["items"]]
+    # parsed: a timestamp on the exact second is written without a fraction
+    registered = [datetime.fromisoformat(item["registered_at"]) for item in everything["items"]]
     assert registered == sorted(registered, reverse=True)  # newest first
 
     assert library(admin, stocked, frame_type="dark")["total"] == 3
