@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from tests.support.clock import MovableClock
+from tests.support.plugin import Plugin
 from tests.support.system import (
     ADMIN_TOKEN,
     Services,
@@ -69,3 +70,9 @@ def observatory(admin):
     response = admin.post("/api/v1/admin/observatories", json={"id": observatory_id, "name": "Test"})
     assert response.status_code == 201, response.text
     return observatory_id
+
+
+@pytest.fixture(scope="session")
+def plugin(system):
+    """A capture plugin publishing to the session's services."""
+    return Plugin(system.config)

@@ -85,11 +85,6 @@ def browser():
             browser.close()
 
 
-@pytest.fixture(scope="session")
-def plugin(system):
-    return Plugin(system.config)
-
-
 class AdminPage:
     """The admin page in one browser tab, with the actions the tests take."""
 

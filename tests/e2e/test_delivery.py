@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
-import pytest
 from astropy.io import fits
 
 from calib_core import events
 from calib_infra.devstack import EmbeddedServers, ServerPorts
 from calib_stack import synthetic
 from tests.e2e.test_skeleton import dark_bytes, masters
-from tests.support.plugin import Plugin
 from tests.support.system import (
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
@@ -26,11 +24,6 @@ from tests.support.system import (
     unique,
     wait_for,
 )
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def library(admin, observatory_id: str, **params) -> dict:

@@ -7,12 +7,10 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clip
 
 from calib_stack import synthetic
-from tests.support.plugin import Plugin
 from tests.support.system import wait_for
 
 CAMERA = synthetic.Camera(name="ZWO ASI294MM Pro", width=96, height=64)
@@ -36,11 +34,6 @@ def masters(admin, observatory_id: str) -> list[dict]:
 def fits_pixels(content: bytes) -> np.ndarray:
     with fits.open(io.BytesIO(content)) as hdul:
         return np.asarray(hdul[0].data, dtype=np.float64)
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def test_darks_become_a_master_equal_to_astropy_sigma_clip(admin, plugin, observatory):

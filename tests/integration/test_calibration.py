@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import httpx
 import numpy as np
-import pytest
 from astropy.io import fits
 
 from calib_stack import synthetic
@@ -30,7 +29,6 @@ from tests.integration.test_lifecycle import (
     subject_count,
     wait_masters,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import wait_for
 
 N_FRAMES = 5  # per master (mean-stacked)
@@ -38,11 +36,6 @@ EXPOSURE_S = 30.0
 FLAT_EXPOSURE_S = 1.0
 FLAT_LEVEL_ADU = 25000.0
 SKY_ADU_S = 10.0
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def warm_camera(name: str) -> synthetic.Camera:

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 
 import msgspec
-import pytest
 
 from calib_infra.store import ObjectStore
 from tests.integration.registry_helpers import (
@@ -20,13 +19,7 @@ from tests.integration.registry_helpers import (
     stream_messages,
     wait_registered,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import wait_for
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def create(admin, observatory_id: str, force: bool = False, **group) -> tuple[int, dict]:

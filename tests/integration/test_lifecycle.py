@@ -159,11 +159,6 @@ def darks(cam, rng, now: datetime, n: int = 3, temperature_c: float = -10.0, exp
 
 
 @pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
-
-
-@pytest.fixture
 def small_masters(admin, observatory):
     """An observatory whose masters are the mean of 3 frames (fast to make)."""
     put_settings(admin, observatory, min_frames_for_master=3, stacking_method="mean")

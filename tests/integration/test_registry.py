@@ -42,11 +42,6 @@ from tests.support.system import (
 )
 
 
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
-
-
 def publish_raw(config: Config, subject: str, body: bytes) -> None:
     """Publish bytes on any subject (events a well-behaved plugin would never send)."""
     import nats

@@ -15,15 +15,9 @@ from tests.integration.registry_helpers import (
     register_all,
     wait_registered,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import wait_for
 
 DEFAULTS = msgspec.structs.asdict(CalibrationSettings())
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def settings_of(admin, observatory_id: str) -> dict:

@@ -189,11 +189,6 @@ def object_keys(config: Config, prefix: str) -> list[str]:
     return sorted(o.key for o in ObjectStore(config).list_sync(prefix))
 
 
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
-
-
 # -- preprocessing ---------------------------------------------------------------------
 
 def test_ccd_master_dark_is_the_bias_subtracted_dark_rate(admin, plugin, observatory):

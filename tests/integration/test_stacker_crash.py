@@ -8,8 +8,6 @@ import os
 import signal
 import threading
 
-import pytest
-
 from calib_infra.store import ObjectStore
 from tests.integration.test_stacker import (
     API,
@@ -25,13 +23,7 @@ from tests.integration.test_stacker import (
     wait_frames,
     wait_job,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import wait_for
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def test_a_stacker_killed_after_uploading_the_master_leaves_no_orphan(admin, plugin, system, observatory):

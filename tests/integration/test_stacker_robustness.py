@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import uuid
 
-import pytest
-
 from calib_core import events
 from calib_infra.store import ObjectStore
 from calib_stack import synthetic
@@ -27,13 +25,7 @@ from tests.integration.test_stacker import (
     wait_frames,
     wait_job,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import consumer_drained, wait_for
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def test_a_duplicate_request_for_a_running_job_makes_one_master(admin, plugin, system, observatory):

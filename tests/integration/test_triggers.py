@@ -35,13 +35,7 @@ from tests.integration.registry_helpers import (
     register_all,
     wait_registered,
 )
-from tests.support.plugin import Plugin
 from tests.support.system import environment, wait_for
-
-
-@pytest.fixture
-def plugin(system):
-    return Plugin(system.config)
 
 
 def darks(first: int, count: int, **fields) -> list[bytes]:
