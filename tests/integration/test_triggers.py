@@ -92,18 +92,22 @@ def test_one_open_job_per_configuration_whatever_the_concurrency(admin, plugin, 
         register_all(plugin, observatory, darks(3 * wave, 3))
     wait_registered(admin, system.config, observatory, 30)
 
-    def all_claimed():
+    def settled() -> dict | None:
+        """No open job, and fewer unclaimed frames than the threshold (the last frames may
+        arrive while a master is being made; they wait for more, as the rule says)."""
         frames = library(admin, observatory, is_master="false")["items"]
         open_jobs = [j for j in jobs(admin, observatory) if j["status"] in ("queued", "running", "deferred")]
-        return not open_jobs and all(f["master_id"] for f in frames)
+        unclaimed = sum(1 for f in frames if not f["master_id"])
+        return None if open_jobs or unclaimed >= 3 else {"unclaimed": unclaimed}
 
-    wait_for(all_claimed, timeout_s=90, what="every frame in a master")
+    unclaimed = wait_for(settled, timeout_s=90, what="nothing left to stack")["unclaimed"]
     done = sorted(jobs(admin, observatory), key=lambda j: datetime.fromisoformat(j["created_at"]))
     assert len(done) >= 2 and all(j["status"] == "succeeded" for j in done)
     for earlier, later in zip(done, done[1:], strict=False):
         opened, closed = datetime.fromisoformat(later["created_at"]), datetime.fromisoformat(earlier["finished_at"])
         assert opened >= closed, "two open jobs at once"
-    assert active_master(admin, observatory, "dark")["n_frames"] == 30  # the last one has every frame
+    # the last master has every frame but those still waiting for company
+    assert active_master(admin, observatory, "dark")["n_frames"] == 30 - unclaimed
 
 
 def test_concurrent_job_inserts_for_one_configuration_create_one(system, observatory):
@@ -196,8 +200,11 @@ def test_deferred_jobs_resume_when_their_master_appears(admin, plugin, system, h
     dark = wait_for(lambda: active_master(admin, ccd, "dark"), timeout_s=90, what="the CCD dark master")
     for master, job in ((flat, flat_job), (dark, dark_job)):
         assert master["job_id"] == job["id"]
-        resumed = next(j for j in jobs(admin, master["observatory_id"]) if j["id"] == job["id"])
-        assert resumed["status"] == "succeeded" and resumed["attempts"] == 2
+        # the master's record is written just before its job is marked succeeded
+        resumed = wait_for(lambda m=master, j=job: next(
+            (x for x in jobs(admin, m["observatory_id"]) if x["id"] == j["id"] and x["status"] == "succeeded"),
+            None), timeout_s=30, what="the resumed job to succeed")
+        assert resumed["attempts"] == 2
     assert "deferred job resumed" in hour_long_sweep.log_path.read_text()
     assert hour_long_sweep.log_path.read_text().count('"sweep finished"') == 1
 
