@@ -16,6 +16,7 @@ import pytest
 from pymongo import MongoClient
 
 from calib_core import events
+from calib_core.headers import plain_image_layout
 from calib_core.models import Observatory
 from calib_infra.config import Config
 from calib_infra.mongo import to_document
@@ -128,7 +129,8 @@ def test_event_fields_win_over_the_header(admin, plugin, system, observatory):
 
 
 REJECTIONS = ["unknown observatory", "subject and body differ", "missing object", "not FITS", "empty object",
-              "truncated header", "missing required fields", "sha256 mismatch", "undecodable event"]
+              "truncated header", "truncated data", "missing required fields", "sha256 mismatch",
+              "undecodable event"]
 
 
 @pytest.mark.parametrize("case", REJECTIONS)
@@ -163,6 +165,11 @@ def test_each_rejection_is_recorded_announced_and_stores_nothing(case, admin, pl
         key = plugin.upload(observatory, valid[:2000])
         event_id, body = event_body(observatory, key)
         reason = "is not a valid FITS image: it ends inside its header"
+    elif case == "truncated data":
+        needed = plain_image_layout(valid)[1]  # header blocks and data, without the final padding
+        key = plugin.upload(observatory, valid[: needed - 100])
+        event_id, body = event_body(observatory, key)
+        reason = f"is not a valid FITS image: truncated, its image needs {needed} bytes, the object has {needed - 100}"
     elif case == "missing required fields":
         key = plugin.upload(observatory, headerless_fits())
         event_id, body = event_body(observatory, key)
@@ -246,6 +253,10 @@ def test_a_large_object_is_judged_from_its_first_bytes(system, observatory):
     calls, outcome = asyncio.run(reads_of(good))
     assert calls == [("range", 0, HEAD_BYTES), ("scan",)]
     assert outcome == hashlib.sha256(good).hexdigest()
+    calls, outcome = asyncio.run(reads_of(good[: len(good) // 2]))  # a broken transfer
+    assert calls == [("range", 0, HEAD_BYTES), ("scan",)]
+    needed = plain_image_layout(good)[1]
+    assert f"truncated, its image needs {needed} bytes, the object has {len(good) // 2}" in outcome
 
 
 # ---- duplicates and crashes ----------------------------------------------------------------

@@ -117,10 +117,17 @@ def _card_value(field: str) -> Any:
 
 
 def plain_image_header(prefix: bytes) -> dict[str, Any] | None:
+    """The keywords of a plain 2-D image file (see :func:`plain_image_layout`)."""
+    layout = plain_image_layout(prefix)
+    return layout[0] if layout else None
+
+
+def plain_image_layout(prefix: bytes) -> tuple[dict[str, Any], int] | None:
     """The keywords of a FITS file whose primary HDU is a 2-D image (the way N.I.N.A.
     writes frames), read straight from its 80-character cards: a fast path for the
     registry, which reads thousands of headers.
 
+    Also the bytes such a file needs: its header blocks and its image data.
     Returns None for anything else (no END within ``prefix``, extensions or compressed
     images, long-string or unparsable cards, a structure that is not a plain 2-D
     image): the full FITS reader then decides.
@@ -152,7 +159,8 @@ def plain_image_header(prefix: bytes) -> dict[str, Any] | None:
         return None
     if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in (width, height)):
         return None
-    return cards
+    header_bytes = -(-(end + _CARD) // _BLOCK) * _BLOCK
+    return cards, header_bytes + abs(bitpix) // 8 * width * height
 
 
 def fields_from_header(header: Mapping[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,13 @@ def image_header(prefix: bytes) -> fits.Header:
     return _locate_image(prefix).header
 
 
+def image_layout(prefix: bytes) -> tuple[fits.Header, int]:
+    """Like :func:`image_header`, with the bytes the file needs up to the end of the
+    image's data (a shorter file is truncated)."""
+    location = _locate_image(prefix)
+    return location.header, location.data_offset + location.data_bytes
+
+
 def _locate_image(prefix: bytes) -> _ImageLocation:
     offset = 0
     index = 0

@@ -21,7 +21,7 @@ from calib_core import events
 from calib_core.headers import (
     MissingFieldsError,
     fields_from_header,
-    plain_image_header,
+    plain_image_layout,
     resolve_metadata,
 )
 from calib_core.models import Frame, JobTrigger, Rejection
@@ -30,7 +30,7 @@ from calib_infra.bus import publish
 from calib_infra.jobqueue import check_triggers
 from calib_infra.runtime import Runtime
 from calib_infra.store import ObjectMissingError
-from calib_stack.fitsio import HeaderIncompleteError, InvalidFitsError, image_header
+from calib_stack.fitsio import HeaderIncompleteError, InvalidFitsError, image_layout
 
 #: First ranged read: enough for any usual header, and the whole of a small frame.
 HEAD_BYTES = 16 * 2880
@@ -43,10 +43,10 @@ class Rejected(Exception):
     """The event cannot become a frame; the message says why."""
 
 
-async def read_header(runtime: Runtime, storage_key: str) -> tuple[dict, bytes | None]:
-    """The §2 fields of the object's FITS header, from ranged reads of its first bytes
-    (a large object is not fetched to be judged); also the whole object when it was
-    that small."""
+async def read_header(runtime: Runtime, storage_key: str) -> tuple[dict, int, bytes | None]:
+    """The §2 fields of the object's FITS header and the bytes its image needs, from
+    ranged reads of its first bytes (a large object is not fetched to be judged); also
+    the whole object when it was that small."""
     length = HEAD_BYTES
     while True:
         try:
@@ -59,8 +59,8 @@ async def read_header(runtime: Runtime, storage_key: str) -> tuple[dict, bytes |
             raise Rejected(f"object '{storage_key}' is not a valid FITS image: it is empty") from error
         whole = len(head) < length
         try:
-            header = plain_image_header(head) or image_header(head)
-            return fields_from_header(header), head if whole else None
+            header, needed = plain_image_layout(head) or image_layout(head)
+            return fields_from_header(header), needed, head if whole else None
         except HeaderIncompleteError as error:
             if whole:
                 raise Rejected(f"object '{storage_key}' is not a valid FITS image: "
@@ -73,7 +73,7 @@ async def read_header(runtime: Runtime, storage_key: str) -> tuple[dict, bytes |
 async def read_frame(runtime: Runtime, event: events.FrameRegistered) -> Frame:
     """The frame an event announces: metadata from the event and the header, size and
     sha256 from the object (streamed, for objects larger than the first read)."""
-    header_fields, whole = await read_header(runtime, event.storage_key)
+    header_fields, needed, whole = await read_header(runtime, event.storage_key)
     event_fields = {
         k: v for k, v in msgspec.structs.asdict(event).items() if k not in _EVENT_ONLY_FIELDS
     }
@@ -91,6 +91,9 @@ async def read_frame(runtime: Runtime, event: events.FrameRegistered) -> Frame:
         except ObjectMissingError as error:
             raise Rejected(f"object '{event.storage_key}' is missing from the bucket") from error
         size, sha256 = scanned.size, scanned.sha256
+    if size < needed:
+        raise Rejected(f"object '{event.storage_key}' is not a valid FITS image: truncated,"
+                       f" its image needs {needed} bytes, the object has {size}")
     if event.sha256 and event.sha256.lower() != sha256:
         raise Rejected(f"sha256 mismatch: event says {event.sha256}, object is {sha256}")
     return Frame(

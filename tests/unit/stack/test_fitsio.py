@@ -2,11 +2,13 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from calib_core.headers import plain_image_layout
 from calib_stack.fitsio import (
     FitsImage,
     HeaderIncompleteError,
     InvalidFitsError,
     image_header,
+    image_layout,
     read_image,
 )
 
@@ -50,6 +52,25 @@ def test_bscale_bzero_and_blank_are_applied(tmp_path):
 def test_rows_outside_the_image_are_refused(frame_writer, pixels):
     with FitsImage.open(frame_writer("f.fits", pixels)) as image, pytest.raises(ValueError):
         image.read_rows(30, 38)
+
+
+@pytest.mark.parametrize("layout", ["uint16", "float32", "extension", "rice"])
+def test_the_layout_names_the_bytes_the_image_needs(frame_writer, pixels, layout):
+    """A file shorter than that is truncated; the rest of the last block is padding."""
+    data = frame_writer("frame.fits", pixels, layout, {"IMAGETYP": "DARK"}).read_bytes()
+    header, needed = image_layout(data)
+    assert (header["NAXIS1"], header["NAXIS2"]) == (23, 37)
+    assert len(data) - BLOCK < needed <= len(data)
+    if layout in ("uint16", "float32"):
+        header_bytes = data.index(b"END" + b" " * 77) // BLOCK * BLOCK + BLOCK
+        assert needed == header_bytes + 37 * 23 * abs(header["BITPIX"]) // 8
+        assert plain_image_layout(data)[1] == needed  # the registry's fast path agrees
+    else:
+        assert plain_image_layout(data) is None
+    with (frame_writer("short.fits", pixels, layout).open("r+b")) as short:
+        short.truncate(needed - 1)
+    with pytest.raises(InvalidFitsError, match="truncated"):
+        FitsImage.open(short.name)
 
 
 def test_header_from_a_prefix_of_a_primary_image(frame_writer, pixels):
