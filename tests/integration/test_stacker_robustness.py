@@ -70,13 +70,13 @@ def test_a_corrupt_frame_fails_the_job_naming_it_and_a_retry_without_it_succeeds
     frames = wait_frames(admin, observatory, 6)
     corrupt = next(f for f in frames if f["storage_key"] == keys[2])
     store = ObjectStore(system.config)
-    store.put_bytes_sync(corrupt["storage_key"], files[2][: len(files[2]) // 2])  # cut short on disk
+    store.put_bytes_sync(corrupt["storage_key"], files[2][: len(files[2]) // 2])  # cut short in storage
 
     with Subscription(system.config, f"stack.*.{observatory}") as seen:
         queued = create_master(admin, observatory, frame_type="dark", exposure_s=60.0)
         failed = wait_job(admin, observatory, queued["id"], "failed")
         assert corrupt["id"] in failed["error"] and corrupt["storage_key"] in failed["error"]
-        assert "truncated" in failed["error"]
+        assert "changed in storage since it was recorded" in failed["error"]
         notice = wait_for(lambda: seen.bodies("stack.failed", queued["id"]), what="stack.failed")
         assert notice[0]["reason"] == failed["error"]
         assert masters(admin, observatory) == []

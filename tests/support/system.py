@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ def service_config(ports: ServerPorts, database: str, **overrides) -> Config:
         log_format="json",
         log_level="INFO",
         stacker_ack_wait_s=4.0,
+        file_cache_dir=str(Path(tempfile.gettempdir()) / f"calib-file-cache-{database}"),
     )
     values.update(overrides)
     return Config(**values)

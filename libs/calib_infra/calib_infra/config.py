@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -28,6 +29,9 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     clock_offset_file: str = ""  # tests only: see calib_infra.clock
     stacker_memory_limit_mb: int = 1024
     stacker_ack_wait_s: float = 30.0
+    # local copies of stored files the stacker and lifecycle read (see calib_infra.filecache)
+    file_cache_dir: str = ""  # "" = <system temp dir>/calib-file-cache
+    file_cache_mb: Annotated[int, msgspec.Meta(ge=0)] = 4096  # 0 = no cache
     max_upload_mb: int = 512
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -44,6 +48,10 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def file_cache_path(self) -> Path:
+        return Path(self.file_cache_dir or Path(tempfile.gettempdir()) / "calib-file-cache")
 
 
 def load_config(environ: dict[str, str] | None = None) -> Config:

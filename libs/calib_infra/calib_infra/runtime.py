@@ -16,6 +16,7 @@ from faststream.nats.annotations import NatsMessage
 from calib_infra.bus import durable_consumer, make_broker, start_with_retry
 from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
+from calib_infra.filecache import FileCache
 from calib_infra.logs import configure_logging
 from calib_infra.mongo import ensure_indexes, mongo_client
 from calib_infra.repositories import (
@@ -61,6 +62,7 @@ class Runtime:
         self.maintenance_runs = MaintenanceRunRepository(self.db)
         self.clock = Clock(self.config.clock_offset_file)
         self.store = ObjectStore(self.config)
+        self.files = FileCache(self.store, self.config.file_cache_path, self.config.file_cache_mb << 20)
         self.broker: NatsBroker = make_broker(self.config)
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()

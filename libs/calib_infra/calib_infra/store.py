@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -115,36 +115,42 @@ class ObjectStore:
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
         return await asyncio.to_thread(self.read_range_sync, key, offset, length)
 
-    def scan_sync(self, key: str, head_bytes: int) -> ScannedObject:
-        """Stream the object once: hash it and keep only its first ``head_bytes``."""
+    def _read_hashed(self, key: str, consume: Callable[[bytes], object]) -> tuple[str, int]:
+        """Stream the object once through ``consume``; its SHA-256 (hex) and size."""
         digest = hashlib.sha256()
-        head = bytearray()
         size = 0
         response = self._get(key)
         try:
             for chunk in response.stream(CHUNK):
                 digest.update(chunk)
-                if len(head) < head_bytes:
-                    head.extend(chunk[: head_bytes - len(head)])
+                consume(chunk)
                 size += len(chunk)
         finally:
             response.close()
             response.release_conn()
-        return ScannedObject(size=size, sha256=digest.hexdigest(), head=bytes(head))
+        return digest.hexdigest(), size
+
+    def scan_sync(self, key: str, head_bytes: int) -> ScannedObject:
+        """Stream the object once: hash it and keep only its first ``head_bytes``."""
+        head = bytearray()
+
+        def keep_head(chunk: bytes) -> None:
+            if len(head) < head_bytes:
+                head.extend(chunk[: head_bytes - len(head)])
+
+        sha256, size = self._read_hashed(key, keep_head)
+        return ScannedObject(size=size, sha256=sha256, head=bytes(head))
 
     async def scan(self, key: str, head_bytes: int) -> ScannedObject:
         return await asyncio.to_thread(self.scan_sync, key, head_bytes)
 
-    def download_sync(self, key: str, path: str | Path) -> None:
-        try:
-            self.client.fget_object(self.bucket, key, str(path))
-        except S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchObject"):
-                raise ObjectMissingError(key) from error
-            raise
+    def download_sync(self, key: str, path: str | Path) -> str:
+        """Write the object to ``path`` in one streamed request; returns its SHA-256 (hex)."""
+        with open(path, "wb") as file:
+            return self._read_hashed(key, file.write)[0]
 
-    async def download(self, key: str, path: str | Path) -> None:
-        await asyncio.to_thread(self.download_sync, key, path)
+    async def download(self, key: str, path: str | Path) -> str:
+        return await asyncio.to_thread(self.download_sync, key, path)
 
     def iter_chunks(self, key: str) -> Iterator[bytes]:
         """Chunks of an object, for streaming responses (sync iterator)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 from calib_core import events
@@ -17,6 +16,7 @@ from calib_core.calibration import (
 )
 from calib_core.models import CalibrationStatus, Frame, FrameType
 from calib_infra.calibration import cached, drop_entry, plan_for
+from calib_infra.filecache import ChangedInStorageError
 from calib_infra.runtime import Runtime
 from calib_infra.store import ObjectMissingError
 from calib_stack.calibrate import calibrate_light
@@ -58,17 +58,18 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
     entry = CacheEntry(id=light.id, observatory_id=light.observatory_id, signature=plan.signature,
                        status=CACHE_READY, masters=plan.masters, warnings=plan.warnings,
                        created_at=runtime.now(), storage_key=key)
-    with tempfile.TemporaryDirectory(prefix="calib-calibrate-") as tmp:
+    with runtime.files.workdir(prefix="calibrate-") as workdir:
         paths: dict[str, Path] = {}
         names: dict[str, str] = {}
         try:
             for role, frame in inputs.items():
                 if frame is None:
                     continue
-                paths[role] = Path(tmp) / f"{role}.fits"
+                paths[role] = workdir / f"{role}.fits"
                 names[str(paths[role])] = f"{role} {frame.id}"
-                await runtime.store.download(frame.storage_key, paths[role])
-            output = Path(tmp) / "calibrated.fits"
+                await _fetch(runtime, frame, role, paths[role])
+            await runtime.files.trim()
+            output = workdir / "calibrated.fits"
             await asyncio.to_thread(
                 calibrate_light, paths["light"], output,
                 bias=paths.get("bias"), dark=paths.get("dark"), flat=paths.get("flat"),
@@ -76,12 +77,10 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
                 flat_scale=_flat_median(plan.flat),
                 cards=calibration_cards(plan, entry.created_at), memory_limit_mb=BAND_MEMORY_MB,
             )
-        except (ObjectMissingError, InvalidFitsError) as error:
+        except (UnusableInputError, InvalidFitsError) as error:
             text = str(error)
             for path, name in names.items():
                 text = text.replace(path, name)
-            if isinstance(error, ObjectMissingError):
-                text = f"object {text} is missing from storage"
             log.warning("calibration failed", error=text)
             entry.status, entry.storage_key, entry.error = CACHE_FAILED, None, f"calibration failed: {text}"
             return entry
@@ -89,6 +88,19 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
         entry.size_bytes = output.stat().st_size
     log.info("light calibrated", masters=plan.masters, warnings=len(plan.warnings))
     return entry
+
+
+class UnusableInputError(Exception):
+    """A light or master cannot be read from storage as it was recorded."""
+
+
+async def _fetch(runtime: Runtime, frame: Frame, role: str, path: Path) -> None:
+    try:
+        await runtime.files.fetch(frame.storage_key, frame.sha256, path)
+    except ObjectMissingError as error:
+        raise UnusableInputError(f"{role} {frame.id}: object {frame.storage_key} is missing from storage") from error
+    except ChangedInStorageError as error:
+        raise UnusableInputError(f"{role} {frame.id}: {error}") from error
 
 
 def _flat_median(flat: Frame | None) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from calib_core.matching import Preprocessing, preprocessing
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_infra.bus import publish, publish_transient
+from calib_infra.filecache import ChangedInStorageError
 from calib_infra.runtime import RetryLater, Runtime
 from calib_infra.store import ObjectMissingError
 from calib_stack.master import master_stats, write_master_fits
@@ -160,7 +160,8 @@ async def _preprocessing(runtime: Runtime, job: StackJob, settings: CalibrationS
 
 async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Frame], workdir: Path,
                     progress: Progress) -> tuple[list[Path], list[Path]]:
-    """The job's files, a few at a time; a missing object fails the job naming its frame."""
+    """The job's files, from the local cache or a few at a time from storage; a missing or
+    changed object fails the job naming its frame."""
     slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
     done = 0
 
@@ -168,9 +169,11 @@ async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Fra
         nonlocal done
         async with slots:
             try:
-                await runtime.store.download(frame.storage_key, path)
+                await runtime.files.fetch(frame.storage_key, frame.sha256, path)
             except ObjectMissingError as error:
                 raise JobFailure(f"{what} {frame.id} ({frame.storage_key}) is missing from storage") from error
+            except ChangedInStorageError as error:
+                raise JobFailure(f"{what} {frame.id}: {error}") from error
         done += 1
         await progress.report(DOWNLOADED * done / (len(frames) + len(calibration)))
         return path
@@ -181,6 +184,7 @@ async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Fra
                 for master in calibration]
     # every download ends before the first failure is raised: none writes into a removed folder
     paths = await asyncio.gather(*fetches, return_exceptions=True)
+    await runtime.files.trim()
     for outcome in paths:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -311,9 +315,9 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
     progress = Progress(runtime, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)
-    with tempfile.TemporaryDirectory(prefix="calib-stack-") as tmp:
+    with runtime.files.workdir(prefix="stack-") as workdir:
         try:
-            stacked = await _stack(runtime, job, settings, frames, calibration, Path(tmp), progress)
+            stacked = await _stack(runtime, job, settings, frames, calibration, workdir, progress)
         except JobFailure as failure:
             await _fail(runtime, job, str(failure))
             return
@@ -325,6 +329,7 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
         )
         # The object first, then the record: a record never points at a missing object.
         await runtime.store.put_file(master.storage_key, stacked.fits_path)
+        await asyncio.to_thread(runtime.files.keep_sync, stacked.fits_path, master.sha256)
         await progress.report(UPLOADED, force=True)
         await runtime.store.put_file(master.preview_key, stacked.preview_path, content_type="image/png")
     try:
