@@ -66,6 +66,8 @@ class System:
                 "CALIB_MONGODB_URI", f"mongodb://127.0.0.1:{config.mongodb_port}/?retryWrites=false"),
             "CALIB_BOOTSTRAP_ADMIN_TOKEN": self.token,
             "CALIB_LOG_FORMAT": env.get("CALIB_LOG_FORMAT", "console"),
+            "CALIB_FILE_CACHE_DIR": env.get("CALIB_FILE_CACHE_DIR",
+                                            str(config.data_path.resolve() / "file-cache")),
         }
 
     def start_services(self) -> None:
