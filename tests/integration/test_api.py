@@ -4,11 +4,13 @@ summary, needs and capture plan, health, users and tokens, hostile query paramet
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pymongo
 import pytest
+from PIL import Image
 
 from tests.integration.api_helpers import (
     API,
@@ -125,6 +127,16 @@ def test_uploaded_master_is_active_supersedes_and_downloads(admin, observatory):
     assert duplicate.status_code == 409 and second["id"] in duplicate.json()["detail"]
     masters = library(admin, observatory, is_master="true")
     assert masters["total"] == 2
+
+    # the lifecycle service describes an uploaded master as the stacker does its own
+    described = wait_for(lambda: (m := admin.get(f"{API}/frames/{second['id']}").json())["stats"] and m,
+                         timeout_s=30, what="the uploaded master's statistics")
+    assert described["stats"]["median"] == pytest.approx(510.0, abs=0.1)
+    assert described["stats"]["robust_std"] == pytest.approx(1.0, rel=0.15)
+    assert described["stats"]["hot_pixels"] == 0
+    preview = admin.get(f"{API}/frames/{second['id']}/preview.png")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(preview.content)).size == (64, 48)
 
 
 @pytest.mark.parametrize(("data", "fields", "status", "words"), [

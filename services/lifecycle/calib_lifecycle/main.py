@@ -6,6 +6,7 @@ from calib_core import events
 from calib_infra.rpc import serve
 from calib_infra.runtime import Runtime, run_service
 from calib_lifecycle.calibrate import handle_calibrate
+from calib_lifecycle.describe import handle_master_described
 from calib_lifecycle.maintenance import run_maintenance
 from calib_lifecycle.supersede import handle_master_created
 
@@ -17,6 +18,10 @@ def setup(runtime: Runtime) -> None:
     runtime.consume(
         "master.created.*", "lifecycle-master-created",
         lambda body, subject: handle_master_created(runtime, body, subject),
+    )
+    runtime.consume(
+        "master.created.*", "lifecycle-master-describe",
+        lambda body, subject: handle_master_described(runtime, body, subject),
     )
     serve(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest,
           lambda request: handle_calibrate(runtime, request), max_workers=CALIBRATION_WORKERS)
