@@ -177,6 +177,25 @@ def test_manual_create_with_force_below_the_threshold(admin_page: AdminPage, adm
     expect(page.locator("#panel-frames")).to_contain_text("No unclaimed frames.")
 
 
+def test_lights_show_their_calibration_status(admin_page: AdminPage, admin, plugin, observatory):
+    raw, _ = synthetic.light_frame(SMALL_CAMERA, filter_name="L", exposure_s=120.0, temperature_c=-10.0,
+                                   rng=np.random.default_rng(9))
+    header = synthetic.nina_header(frame_type="light", camera=SMALL_CAMERA, exposure_s=120.0,
+                                   temperature_c=-10.0, filter_name="L", captured_at=datetime.now(UTC))
+    register_all(plugin, observatory, [synthetic.fits_bytes(raw, header)])
+    wait_for(lambda: unclaimed(admin, observatory) == 1, timeout_s=30, what="the registered light")
+
+    admin_page.sign_in(tab="frames", observatory=observatory)
+    page = admin_page.page
+    page.get_by_role("tabpanel", name="Individual Frames").get_by_label("Type").select_option("light")
+    group = page.locator("article.group")
+    expect(group).to_contain_text("light")
+    group.locator("summary").click()
+    status = group.locator("td.calibration")
+    expect(status).to_have_text("no masters")
+    expect(status).to_have_attribute("title", re.compile("^no current master dark matches this light"))
+
+
 def test_a_failed_job_shows_its_error_and_can_be_retried_and_deleted(admin_page: AdminPage, admin, plugin,
                                                                     observatory):
     page = admin_page.page
@@ -302,15 +321,19 @@ def test_upload_a_master_with_its_metadata(admin_page: AdminPage, admin, observa
     expect(page.locator("#panel-upload .status")).to_contain_text("stored.")
     admin_page.screenshot("upload")
 
-    # an uploaded master has no recorded statistics: the histogram comes from its file
+    # the lifecycle service describes an uploaded master: its details show statistics and preview
+    uploaded = masters(admin, observatory)
+    wait_for(lambda: admin.get(f"{CALIBRATION}/frames/{uploaded[0]['id']}").json()["stats"],
+             timeout_s=30, what="the uploaded master's statistics")
     page.locator("#panel-upload").get_by_role("button", name="Details").click()
     detail = page.get_by_role("dialog")
     expect(detail.locator("pre.fits-header")).to_contain_text("IMAGETYP= 'BIAS")
     expect(detail.locator(".histogram + .hint")).to_contain_text(f"{64 * 48:,} pixels from")
-    expect(detail).to_contain_text("No statistics were recorded for this master.")
+    expect(detail).to_contain_text("robust std")
+    expect(detail).not_to_contain_text("No statistics")
+    expect(detail.get_by_role("img", name="Preview of bias master")).to_have_js_property("naturalWidth", 64)
     detail.get_by_role("button", name="Close").click()
 
-    uploaded = masters(admin, observatory)
     assert [(m["frame_type"], m["gain"], m["status"]) for m in uploaded] == [("bias", 120.0, "active")]
     admin_page.tab("Masters")
     expect(page.locator(f"tr[data-master-id='{uploaded[0]['id']}']")).to_contain_text("bias")

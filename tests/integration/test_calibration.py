@@ -124,6 +124,11 @@ def test_cmos_light_matches_the_truth_is_cached_and_a_new_master_invalidates_it(
     assert (failed.status_code, failed.json()["error"]) == (409, "cal_failed")
     view = get_frame(admin, broken)
     assert view["calibration_status"] == "cal_failed" and f"light {broken}" in view["calibration_error"]
+    listed = admin.get(f"{API}/library/{obs}", params={"frame_type": "light"}).json()["items"]
+    by_id = {item["id"]: item for item in listed}
+    assert (by_id[light]["calibration_status"], by_id[broken]["calibration_status"]) == ("calibrated", "cal_failed")
+    assert by_id[broken]["calibration_error"] == view["calibration_error"]
+    assert by_id[light]["calibration_masters"] == {"dark": dark["id"], "flat": flat["id"]}
 
     # five more darks: a new master dark supersedes the one the cached file used
     register(plugin, obs, darks(cam, rng, datetime.now(UTC), N_FRAMES, exposure_s=EXPOSURE_S))

@@ -36,12 +36,30 @@ async def plan_for(runtime: Runtime, light: Frame) -> CalibrationPlan:
 async def with_calibration(runtime: Runtime, frame: Frame) -> Frame:
     """A light with its calibration status, error, masters and warnings filled in
     (computed now, so always in step with the masters); other frames unchanged."""
-    if frame.is_master or frame.frame_type != FrameType.LIGHT:
-        return frame
-    plan = await plan_for(runtime, frame)
-    status, error = light_status(plan, await runtime.cache.get(frame.id))
-    return msgspec.structs.replace(frame, calibration_status=status, calibration_error=error,
-                                   calibration_masters=plan.masters, calibration_warnings=plan.warnings)
+    return (await with_calibrations(runtime, [frame]))[0]
+
+
+async def with_calibrations(runtime: Runtime, frames: Sequence[Frame]) -> list[Frame]:
+    """:func:`with_calibration` for a page of frames of one observatory: the settings,
+    masters and cache entries are read once for all its lights."""
+    lights = [f for f in frames if not f.is_master and f.frame_type == FrameType.LIGHT]
+    if not lights:
+        return list(frames)
+    observatory_id = lights[0].observatory_id
+    settings = await runtime.settings.get(observatory_id)
+    masters = await runtime.frames.current_masters(observatory_id)
+    entries = await runtime.cache.many([light.id for light in lights])
+    now = runtime.now()
+
+    def described(frame: Frame) -> Frame:
+        if frame.is_master or frame.frame_type != FrameType.LIGHT:
+            return frame
+        plan = plan_calibration(frame, masters, settings, now)
+        status, error = light_status(plan, entries.get(frame.id))
+        return msgspec.structs.replace(frame, calibration_status=status, calibration_error=error,
+                                       calibration_masters=plan.masters, calibration_warnings=plan.warnings)
+
+    return [described(frame) for frame in frames]
 
 
 async def cached(runtime: Runtime, plan: CalibrationPlan) -> CacheEntry | None:

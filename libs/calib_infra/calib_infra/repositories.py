@@ -443,6 +443,11 @@ class CalibrationCacheRepository:
         document = await self.collection.find_one({"_id": light_id})
         return from_document(document, CacheEntry) if document else None
 
+    async def many(self, light_ids: Sequence[str]) -> dict[str, CacheEntry]:
+        """The entries of these lights, by light id."""
+        return {d["_id"]: from_document(d, CacheEntry)
+                async for d in self.collection.find({"_id": {"$in": list(light_ids)}})}
+
     async def put(self, entry: CacheEntry) -> None:
         await self.collection.replace_one({"_id": entry.id}, to_document(entry), upsert=True)
 

@@ -25,7 +25,7 @@ from calib_gateway.schemas import (
 )
 from calib_gateway.uploads import ParsedUpload, UploadError, parse_multipart
 from calib_infra.bus import publish
-from calib_infra.calibration import with_calibration
+from calib_infra.calibration import with_calibration, with_calibrations
 from calib_infra.runtime import Runtime
 from calib_infra.store import ObjectMissingError
 
@@ -78,7 +78,8 @@ class LibraryController(Controller):
         filter_name: Annotated[str | None, Parameter(query="filter", max_length=100)] = None,
         status: Annotated[str | None, Parameter(pattern="^(active|expired|superseded)$")] = None,
     ) -> LibraryPage:
-        """Frames and masters of an observatory, newest first."""
+        """Frames and masters of an observatory, newest first; lights with their calibration
+        status, masters and warnings, as on `GET /frames/{id}`."""
         filters: dict[str, Any] = {}
         if is_master is not None:
             filters["is_master"] = is_master
@@ -88,9 +89,10 @@ class LibraryController(Controller):
                              ("filter", filter_name), ("status", status)):
             if value is not None:
                 filters[field] = value
-        items, total = await runtime_of(request).frames.library_page(
+        runtime = runtime_of(request)
+        items, total = await runtime.frames.library_page(
             observatory_id, filters, skip=(page - 1) * limit, limit=limit)
-        return LibraryPage(items=items, page=page, limit=limit, total=total)
+        return LibraryPage(items=await with_calibrations(runtime, items), page=page, limit=limit, total=total)
 
     @get("/frames/{frame_id:str}")
     async def frame(self, request: Request, frame_id: str) -> Frame:

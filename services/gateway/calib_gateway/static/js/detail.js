@@ -72,7 +72,7 @@ export function openMasterDetail(api, master) {
         h("h3", {}, "Statistics"),
         master.stats ? definitionList(Object.entries(stats).map(([key, value]) =>
           [key.replaceAll("_", " "), typeof value === "number" ? formatNumber(value, 4) : String(value)]))
-          : h("p", { class: "empty" }, "No statistics were recorded for this master."))),
+          : h("p", { class: "empty" }, "No statistics yet: an uploaded master gets them moments after it is stored."))),
     h("section", {}, h("h3", {}, "Histogram"), canvas, histogramNote),
     h("section", {}, h("h3", {}, "Provenance (FITS header)"), provenance));
 

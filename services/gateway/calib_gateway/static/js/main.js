@@ -1,7 +1,7 @@
 // The Admin Calibration Library: sign-in, observatory selector, tabs.
 // State that a link can carry lives in the URL hash: #/<tab>?obs=<observatory id>.
 
-import { Api } from "./api.js";
+import { Api, CALIBRATION } from "./api.js";
 import { openMasterDetail } from "./detail.js";
 import { h, replace } from "./dom.js";
 import { loadIdentity } from "./identity.js";
@@ -97,7 +97,9 @@ class App {
       api: this.api,
       identity: this.identity,
       observatory: () => this.observatory,
-      openDetail: (master) => openMasterDetail(this.api, master),
+      // an uploaded master's statistics arrive shortly after it: show the record as it is now
+      openDetail: async (master) => openMasterDetail(this.api, master.stats ? master
+        : await this.api.get(`${CALIBRATION}/frames/${encodeURIComponent(master.id)}`).catch(() => master)),
     };
   }
 

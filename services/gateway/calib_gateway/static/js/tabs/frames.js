@@ -60,6 +60,16 @@ function temperatureSpan(frames) {
   return low === high ? formatTemperature(low) : `${formatNumber(low, 1)} … ${formatTemperature(high)}`;
 }
 
+const LIGHT_STATUS = { calibrated: "calibrated", cal_failed: "failed", no_masters: "no masters" };
+
+/** A light's calibration status; the reason of a failure or of missing masters on hover. */
+function lightStatus(frame) {
+  const warnings = frame.calibration_warnings || [];
+  const reason = frame.calibration_error || warnings.join("; ");
+  return h("td", { class: `calibration ${frame.calibration_status}`, title: reason },
+    LIGHT_STATUS[frame.calibration_status] || "—", warnings.length ? ` (${warnings.length} warning${warnings.length === 1 ? "" : "s"})` : "");
+}
+
 export function framesTab(ctx) {
   const typeSelect = h("select", { id: "frames-type", name: "frame_type" },
     h("option", { value: "" }, "All calibration types"),
@@ -130,14 +140,15 @@ export function framesTab(ctx) {
       h("details", {},
         h("summary", {}, `${frames.length} frame${frames.length === 1 ? "" : "s"}`),
         h("div", { class: "table-wrap" }, h("table", {},
-          h("thead", {}, h("tr", {}, ["Frame", "Captured (UTC)", "Exposure", "Temperature", "Size"]
-            .map((text) => h("th", { scope: "col" }, text)))),
+          h("thead", {}, h("tr", {}, ["Frame", "Captured (UTC)", "Exposure", "Temperature", "Size",
+            !calibration && "Calibration"].filter(Boolean).map((text) => h("th", { scope: "col" }, text)))),
           h("tbody", {}, frames.map((frame) => h("tr", {},
             h("td", { class: "mono" }, frame.id),
             h("td", { class: "date" }, dateTime(frame.captured_at || frame.registered_at)),
             h("td", {}, `${formatNumber(frame.exposure_s)} s`),
             h("td", {}, formatTemperature(frame.temperature_c)),
-            h("td", {}, formatBytes(frame.size_bytes)))))))));
+            h("td", {}, formatBytes(frame.size_bytes)),
+            !calibration && lightStatus(frame))))))));
   }
 
   async function createMaster(group, force, result) {
