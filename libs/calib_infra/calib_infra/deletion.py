@@ -77,11 +77,10 @@ async def delete_orphans(runtime: Runtime, observatory_id: str | None, now: date
     """Delete objects that no record names and that are older than a day."""
     deleted = 0
     for prefix in object_prefixes(observatory_id):
-        old = [o.key for o in await runtime.store.list(prefix) if old_enough_for_orphan(o.modified, now)]
-        for start in range(0, len(old), _BATCH):
-            batch = old[start:start + _BATCH]
-            named = await _referenced(runtime, batch)
-            for key in batch:
+        async for listed in runtime.store.list_batches(prefix, _BATCH):
+            old = [o.key for o in listed if old_enough_for_orphan(o.modified, now)]
+            named = await _referenced(runtime, old) if old else set()
+            for key in old:
                 if key not in named:
                     await runtime.store.delete(key)
                     runtime.log.info("orphaned object deleted", key=key)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -173,15 +174,25 @@ class ObjectStore:
     async def stat(self, key: str) -> ObjectInfo | None:
         return await asyncio.to_thread(self.stat_sync, key)
 
-    def list_sync(self, prefix: str = "") -> list[ObjectInfo]:
-        return [
+    def _listing(self, prefix: str) -> Iterator[ObjectInfo]:
+        return (
             ObjectInfo(key=o.object_name, size=o.size or 0, modified=o.last_modified)
             for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
             if o.object_name
-        ]
+        )
+
+    def list_sync(self, prefix: str = "") -> list[ObjectInfo]:
+        return list(self._listing(prefix))
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         return await asyncio.to_thread(self.list_sync, prefix)
+
+    async def list_batches(self, prefix: str, size: int) -> AsyncIterator[list[ObjectInfo]]:
+        """The objects under ``prefix``, ``size`` at a time: a listing of the whole bucket
+        is never held at once."""
+        listing = self._listing(prefix)
+        while batch := await asyncio.to_thread(lambda: list(itertools.islice(listing, size))):
+            yield batch
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.client.bucket_exists, self.bucket)

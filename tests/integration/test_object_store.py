@@ -1,8 +1,10 @@
-"""The local file cache against a real S3 server: hits need no storage, content is
-checked, least recently used entries go first, and a job's files outlive eviction."""
+"""The object store and the local file cache against a real S3 server: listings come in
+batches; cache hits need no storage, content is checked, least recently used entries go
+first, and a job's files outlive eviction."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -94,3 +96,17 @@ def test_trimming_removes_work_folders_abandoned_by_a_dead_process(store, tmp_pa
         os.utime(abandoned, (old, old))
         cache.trim_sync()
         assert not abandoned.exists() and live.exists()
+
+
+def test_a_listing_comes_in_batches_of_the_size_asked(store):
+    prefix = f"{unique('listing')}/"
+    keys = sorted(f"{prefix}{index}.fits" for index in range(5))
+    for key in keys:
+        store.put_bytes_sync(key, b"x")
+
+    async def batches() -> list[list[str]]:
+        return [[o.key for o in batch] async for batch in store.list_batches(prefix, 2)]
+
+    listed = asyncio.run(batches())
+    assert [len(batch) for batch in listed] == [2, 2, 1]
+    assert sorted(key for batch in listed for key in batch) == keys
