@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from calib_stacker.main import load_kernels
 from tests.support.clock import MovableClock
 from tests.support.plugin import Plugin
 from tests.support.system import (
@@ -38,6 +39,7 @@ def system(servers, tmp_path_factory):
                             sweep_interval_s=3.0, clock_offset_file=str(tmp_path_factory.mktemp("clock") / "offset"),
                             expiry_check_interval_s=TEN_YEARS_S, retention_interval_s=TEN_YEARS_S)
     services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
+    load_kernels()  # compile numba's disk cache once, here, rather than in three services at once
     try:
         services.start_all(stackers=2)
         services.wait_ready()

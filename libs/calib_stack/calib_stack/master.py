@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from calib_stack import imagestats
+
 ROBUST_STD_PER_MAD = 1.4826
 HOT_PIXEL_SIGMA = 5.0
 
@@ -23,25 +25,25 @@ def master_stats(image: np.ndarray, frame_type: str) -> dict:
 
     ``robust_std`` is 1.4826 x the median absolute deviation; darks also get
     ``hot_pixels``, the number of pixels above median + 5 robust_std. With no
-    finite pixel the float statistics are None.
+    finite pixel the float statistics are None. The values are numpy's
+    (``np.median``, ``np.mean(dtype=float64)``, ...) bit for bit, computed by the
+    :mod:`calib_stack.imagestats` kernels in a few passes without copies.
     """
-    values = np.asarray(image, dtype=np.float32)
-    values = values[np.isfinite(values)]
+    values = np.ascontiguousarray(image, dtype=np.float32)
+    count, low, high, total, median = imagestats.summarize(values)
     stats: dict = {"median": None, "robust_std": None, "mean": None, "min": None, "max": None}
-    if values.size:
-        median = float(np.median(values))
-        robust_std = ROBUST_STD_PER_MAD * float(np.median(np.abs(values - np.float32(median))))
+    if count:
         stats = {
             "median": median,
-            "robust_std": robust_std,
-            "mean": float(np.mean(values, dtype=np.float64)),
-            "min": float(values.min()),
-            "max": float(values.max()),
+            "robust_std": ROBUST_STD_PER_MAD * imagestats.median_abs_deviation(values, median),
+            "mean": total / count,
+            "min": low,
+            "max": high,
         }
     if frame_type.lower() == "dark":
         stats["hot_pixels"] = (
-            int(np.count_nonzero(values > stats["median"] + HOT_PIXEL_SIGMA * stats["robust_std"]))
-            if values.size
+            imagestats.count_above(values, stats["median"] + HOT_PIXEL_SIGMA * stats["robust_std"])
+            if count
             else 0
         )
     return stats

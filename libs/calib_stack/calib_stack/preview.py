@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from calib_stack import imagestats
 
 STRETCH_PERCENTILES = (0.5, 99.5)
 ASINH_SOFTENING = 10.0
@@ -54,26 +55,16 @@ def histogram_png(image: np.ndarray, bins: int = 256, width: int = 512, height: 
 
 
 def _block_mean(image: np.ndarray, max_size: int) -> np.ndarray:
-    """Mean of ``factor`` x ``factor`` blocks (NaNs ignored), one block row at a
-    time so memory stays small; edge blocks average the pixels they have.
+    """Mean of ``factor`` x ``factor`` blocks (NaNs ignored, as ``np.nanmean``) with
+    the factor that brings the longer side to at most ``max_size``; edge blocks
+    average the pixels they have.
     """
     if image.ndim != 2 or 0 in image.shape:
         raise ValueError(f"expected a non-empty 2-D image, got shape {image.shape}")
-    height, width = image.shape
-    factor = math.ceil(max(height, width) / max_size)
+    factor = math.ceil(max(image.shape) / max_size)
     if factor == 1:
         return image
-    out_w = math.ceil(width / factor)
-    out = np.empty((math.ceil(height / factor), out_w), dtype=np.float32)
-    padded = np.full((factor, out_w * factor), np.nan, dtype=np.float32)
-    for row in range(out.shape[0]):
-        block = image[row * factor : (row + 1) * factor]
-        padded[:] = np.nan
-        padded[: block.shape[0], :width] = block
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks -> NaN
-            out[row] = np.nanmean(padded.reshape(factor, out_w, factor), axis=(0, 2))
-    return out
+    return imagestats.block_mean(image, factor)
 
 
 def _png(picture: Image.Image) -> bytes:

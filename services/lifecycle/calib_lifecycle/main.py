@@ -9,12 +9,14 @@ from calib_lifecycle.calibrate import handle_calibrate
 from calib_lifecycle.describe import handle_master_described
 from calib_lifecycle.maintenance import run_maintenance
 from calib_lifecycle.supersede import handle_master_created
+from calib_stack import imagestats
 
 #: Calibrations answered at once by one replica (each holds a band of a few frames).
 CALIBRATION_WORKERS = 4
 
 
 def setup(runtime: Runtime) -> None:
+    imagestats.warm_up()  # the statistics kernels, for uploaded masters (see describe.py)
     runtime.consume(
         "master.created.*", "lifecycle-master-created",
         lambda body, subject: handle_master_created(runtime, body, subject),

@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from calib_infra.runtime import Runtime, run_service
+from calib_stack import imagestats
 from calib_stack.kernels import METHODS, combine
 from calib_stacker.jobs import handle_stack_request
 
 
 def load_kernels() -> None:
-    """Load the compiled stacking kernels (numba's on-disk cache) before taking jobs,
-    so that the first job is not slower than the others."""
+    """Load the compiled stacking and statistics kernels (numba's on-disk cache, compiled
+    into it on first use) before taking jobs, so that the first job is not slower."""
     sample = np.zeros((3, 1, 8), dtype=np.float32)
     for method in METHODS:
         combine(sample, method)
+    imagestats.warm_up()
 
 
 def setup(runtime: Runtime) -> None:
