@@ -9,7 +9,9 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
+import msgspec
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
@@ -30,6 +32,8 @@ from calib_infra.repositories import (
     SettingsRepository,
 )
 from calib_infra.store import ObjectStore
+
+E = TypeVar("E", bound=msgspec.Struct)
 
 HEARTBEAT_INTERVAL_S = 5.0
 SHUTDOWN_GRACE_S = 5.0
@@ -95,32 +99,41 @@ class Runtime:
         self,
         subject: str,
         durable: str,
-        handler: Callable[[bytes, str], Awaitable[None]],
+        event_type: type[E],
+        handler: Callable[[E], Awaitable[None]],
         *,
         ack_wait_s: float = 30.0,
         retry_delay_s: float = 2.0,
     ) -> None:
-        """Bind ``handler(body, subject)`` to a durable consumer shared by all replicas.
+        """Bind ``handler(event)`` to a durable consumer shared by all replicas.
 
-        The message is acknowledged only after the handler returns (its work is durable);
-        while it runs, in-progress acks keep it ours, so only a dead process lets the
-        message go to another replica. An exception (a dependency down, say) hands it
-        back for redelivery after a delay; so does :class:`RetryLater`, without an error.
+        A body that is not an ``event_type`` is logged and acknowledged: no redelivery
+        would make it one. Otherwise the message is acknowledged only after the handler
+        returns (its work is durable); while it runs, in-progress acks keep it ours, so
+        only a dead process lets the message go to another replica. An exception (a
+        dependency down, say) hands it back for redelivery after a delay; so does
+        :class:`RetryLater`, without an error.
         """
 
         @self.broker.subscriber(subject, **durable_consumer(durable, ack_wait_s=ack_wait_s))
         async def on_message(msg: NatsMessage) -> None:
+            received = msg.raw_message.subject
+            try:
+                event = msgspec.json.decode(msg.body, type=event_type)
+            except msgspec.DecodeError as error:
+                self.log.error("invalid event ignored", subject=received, error=str(error))
+                await msg.ack()
+                return
             keepalive = asyncio.create_task(_keep_in_progress(msg, ack_wait_s / 3))
             try:
-                await handler(msg.body, msg.raw_message.subject)
+                await handler(event)
             except RetryLater as later:
-                self.log.info("message handed back", subject=msg.raw_message.subject, reason=str(later),
+                self.log.info("message handed back", subject=received, reason=str(later),
                               retry_in_s=later.delay_s)
                 await msg.nack(delay=later.delay_s)
                 return
             except Exception as error:  # noqa: BLE001 - redelivered, never lost
-                self.log.exception("message handling failed, will retry", subject=msg.raw_message.subject,
-                                   error=str(error))
+                self.log.exception("message handling failed, will retry", subject=received, error=str(error))
                 await msg.nack(delay=retry_delay_s)
                 return
             finally:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
-
 from calib_core import events
 from calib_core.masters import preview_storage_key
 from calib_core.models import Frame
@@ -24,12 +22,7 @@ from calib_stack.master import master_stats
 from calib_stack.preview import preview_png
 
 
-async def handle_master_described(runtime: Runtime, body: bytes, subject: str) -> None:
-    try:
-        event = msgspec.json.decode(body, type=events.MasterCreated)
-    except msgspec.DecodeError as error:
-        runtime.log.error("invalid master.created ignored", subject=subject, error=str(error))
-        return
+async def handle_master_described(runtime: Runtime, event: events.MasterCreated) -> None:
     master = await runtime.frames.get(event.master_id)
     if master is None or not master.is_master or master.stats is not None:
         return

@@ -18,12 +18,12 @@ CALIBRATION_WORKERS = 4
 def setup(runtime: Runtime) -> None:
     imagestats.warm_up()  # the statistics kernels, for uploaded masters (see describe.py)
     runtime.consume(
-        "master.created.*", "lifecycle-master-created",
-        lambda body, subject: handle_master_created(runtime, body, subject),
+        "master.created.*", "lifecycle-master-created", events.MasterCreated,
+        lambda event: handle_master_created(runtime, event),
     )
     runtime.consume(
-        "master.created.*", "lifecycle-master-describe",
-        lambda body, subject: handle_master_described(runtime, body, subject),
+        "master.created.*", "lifecycle-master-describe", events.MasterCreated,
+        lambda event: handle_master_described(runtime, event),
     )
     serve(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest,
           lambda request: handle_calibrate(runtime, request), max_workers=CALIBRATION_WORKERS)

@@ -7,8 +7,6 @@ superseded), and a redelivered event re-does only what may be missing after a cr
 
 from __future__ import annotations
 
-import msgspec
-
 from calib_core import events
 from calib_core.lifecycle import supersession
 from calib_core.models import CURRENT_MASTER_STATUSES
@@ -17,12 +15,7 @@ from calib_infra.calibration import invalidate_stale
 from calib_infra.runtime import Runtime
 
 
-async def handle_master_created(runtime: Runtime, body: bytes, subject: str) -> None:
-    try:
-        event = msgspec.json.decode(body, type=events.MasterCreated)
-    except msgspec.DecodeError as error:
-        runtime.log.error("invalid master.created ignored", subject=subject, error=str(error))
-        return
+async def handle_master_created(runtime: Runtime, event: events.MasterCreated) -> None:
     master = await runtime.frames.get(event.master_id)
     if master is None or not master.is_master:
         return

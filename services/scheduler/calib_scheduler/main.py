@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from calib_core import events
 from calib_infra.runtime import Runtime, run_service
 from calib_scheduler.maintenance import maintenance_forever
 from calib_scheduler.sweep import handle_master_created, sweep_forever
@@ -9,8 +10,8 @@ from calib_scheduler.sweep import handle_master_created, sweep_forever
 
 def setup(runtime: Runtime) -> None:
     runtime.consume(
-        "master.created.*", "scheduler-master-created",
-        lambda body, subject: handle_master_created(runtime, body, subject),
+        "master.created.*", "scheduler-master-created", events.MasterCreated,
+        lambda event: handle_master_created(runtime, event),
     )
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
-
 from calib_core import events
 from calib_core.models import JobStatus, JobTrigger
 from calib_core.triggers import find_group, retained_frames
@@ -63,13 +61,8 @@ async def sweep_forever(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.config.sweep_interval_s)
 
 
-async def handle_master_created(runtime: Runtime, body: bytes, subject: str) -> None:
+async def handle_master_created(runtime: Runtime, event: events.MasterCreated) -> None:
     """A new master may be the dark (or bias) a deferred job was waiting for, and it
     frees its configuration for the next group that has enough frames."""
-    try:
-        event = msgspec.json.decode(body, type=events.MasterCreated)
-    except msgspec.DecodeError as error:
-        runtime.log.error("invalid master.created ignored", subject=subject, error=str(error))
-        return
     await resume_deferred(runtime, event.observatory_id)
     await sweep_observatory(runtime, event.observatory_id)

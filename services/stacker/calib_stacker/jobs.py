@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import msgspec
-
 from calib_core import events
 from calib_core.masters import (
     build_master,
@@ -354,12 +352,3 @@ async def run_job(runtime: Runtime, job_id: str) -> None:
         return
     async with _holding(runtime, claimed):
         await _work(runtime, claimed)
-
-
-async def handle_stack_request(runtime: Runtime, body: bytes, subject: str) -> None:
-    try:
-        request = msgspec.json.decode(body, type=events.StackRequested)
-    except msgspec.DecodeError as error:
-        runtime.log.error("invalid stack.requested ignored", subject=subject, error=str(error))
-        return
-    await run_job(runtime, request.job_id)

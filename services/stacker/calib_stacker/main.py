@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from calib_core import events
 from calib_infra.runtime import Runtime, run_service
 from calib_stack import imagestats
 from calib_stack.kernels import METHODS, combine
-from calib_stacker.jobs import handle_stack_request
+from calib_stacker.jobs import run_job
 
 
 def load_kernels() -> None:
@@ -22,8 +23,8 @@ def load_kernels() -> None:
 def setup(runtime: Runtime) -> None:
     load_kernels()
     runtime.consume(
-        "stack.requested.*", "stacker",
-        lambda body, subject: handle_stack_request(runtime, body, subject),
+        "stack.requested.*", "stacker", events.StackRequested,
+        lambda request: run_job(runtime, request.job_id),
         ack_wait_s=runtime.config.stacker_ack_wait_s,
     )
 
