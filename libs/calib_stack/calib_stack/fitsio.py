@@ -263,6 +263,14 @@ class FitsImage:
 
     def read_rows(self, y0: int, y1: int) -> np.ndarray:
         """Rows ``y0`` to ``y1`` (exclusive) as float32, scaled (BZERO/BSCALE), BLANK -> NaN."""
+        out = np.empty((max(y1 - y0, 0), self.shape[1]), dtype=np.float32)
+        self.read_rows_into(y0, y1, out)
+        return out
+
+    def read_rows_into(self, y0: int, y1: int, out: np.ndarray) -> None:
+        """:meth:`read_rows` written into ``out`` (float32, rows x width), in one pass
+        without a float copy when the stored values are exact in float32 (integer
+        frames, float32 masters): a stack reads every frame band this way."""
         height, width = self.shape
         if not 0 <= y0 <= y1 <= height:
             raise ValueError(f"row range [{y0}, {y1}) outside image of height {height}")
@@ -276,7 +284,14 @@ class FitsImage:
             raise
         except Exception as exc:  # astropy/zlib/OS errors on a damaged file
             raise InvalidFitsError(f"cannot read image rows {y0}-{y1}: {exc}", self.path) from exc
-        return self._to_float32(raw)
+        if self._exact_in_float32(raw) and self._bscale == 1.0 and self._blank is None:
+            np.add(raw, np.float32(self._bzero), out=out, casting="unsafe")
+        else:
+            out[...] = self._to_float32(raw)
+
+    def _exact_in_float32(self, raw: np.ndarray) -> bool:
+        small_type = raw.dtype.itemsize <= 2 or (raw.dtype.kind == "f" and raw.dtype.itemsize == 4)
+        return small_type and self._bscale == 1.0 and self._bzero.is_integer()
 
     def _read_raw(self, y0: int, y1: int) -> np.ndarray:
         if self._file is None:
@@ -297,9 +312,7 @@ class FitsImage:
             return np.asarray(section[extra + (slice(y0, y1), slice(None))])
 
     def _to_float32(self, raw: np.ndarray) -> np.ndarray:
-        small_type = raw.dtype.itemsize <= 2 or (raw.dtype.kind == "f" and raw.dtype.itemsize == 4)
-        exact_in_float32 = small_type and self._bscale == 1.0 and self._bzero.is_integer()
-        work = raw.astype(np.float32 if exact_in_float32 else np.float64)
+        work = raw.astype(np.float32 if self._exact_in_float32(raw) else np.float64)
         if self._bscale != 1.0:
             work *= self._bscale
         if self._bzero != 0.0:

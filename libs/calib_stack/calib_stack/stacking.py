@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,36 @@ from calib_stack.fitsio import FitsImage, InvalidFitsError
 from calib_stack.kernels import METHODS, combine_into
 
 _MIB = 1024 * 1024
+
+
+class _CubeBuffer:
+    """The band cube's memory, kept from one stack to the next.
+
+    Fresh memory costs a page fault per page on first touch, which on virtual machines
+    runs to seconds per gigabyte; a stacker reuses one buffer, at most the size its
+    memory limit allows, instead. A stack that starts while another holds the buffer
+    (stacks on several threads) gets memory of its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = np.empty(0, dtype=np.float32)
+
+    @contextmanager
+    def take(self, size: int) -> Iterator[np.ndarray]:
+        if not self._lock.acquire(blocking=False):
+            yield np.empty(size, dtype=np.float32)
+            return
+        try:
+            if self._buffer.size < size:
+                self._buffer = np.empty(0, dtype=np.float32)  # let the old one go first
+                self._buffer = np.empty(size, dtype=np.float32)
+            yield self._buffer[:size]
+        finally:
+            self._lock.release()
+
+
+_cube_buffer = _CubeBuffer()
 
 
 class ShapeMismatchError(InvalidFitsError):
@@ -116,20 +147,19 @@ def stack_files(
                 report.step()
 
         rejected = 0
-        cube_buffer = np.empty(len(frames) * band_rows * width, dtype=np.float32)
-        for y0, y1 in bands:
-            cube = cube_buffer[: len(frames) * (y1 - y0) * width].reshape(
-                len(frames), y1 - y0, width
-            )
-            master_band = master.read_rows(y0, y1) if master is not None else None
-            rate_band = rate.read_rows(y0, y1) if rate is not None else None
-            for i, frame in enumerate(frames):
-                _preprocess(frame, y0, y1, master_band, rate_band,
-                            dark_seconds[i] if dark_seconds else 0.0,
-                            divisors[i] if divisors else None, cube[i])
-            rejected += combine_into(cube, output[y0:y1], method, sigma, maxiters)
-            report.step()
-        del cube, cube_buffer
+        with _cube_buffer.take(len(frames) * band_rows * width) as cube_buffer:
+            for y0, y1 in bands:
+                cube = cube_buffer[: len(frames) * (y1 - y0) * width].reshape(
+                    len(frames), y1 - y0, width
+                )
+                master_band = master.read_rows(y0, y1) if master is not None else None
+                rate_band = rate.read_rows(y0, y1) if rate is not None else None
+                for i, frame in enumerate(frames):
+                    _preprocess(frame, y0, y1, master_band, rate_band,
+                                dark_seconds[i] if dark_seconds else 0.0,
+                                divisors[i] if divisors else None, cube[i])
+                rejected += combine_into(cube, output[y0:y1], method, sigma, maxiters)
+                report.step()
 
     if normalise:
         median = _finite_median(output.copy())
@@ -185,11 +215,9 @@ def _preprocess(
     out: np.ndarray,
 ) -> None:
     """``out = (frame rows - master_band - rate_band × dark_seconds) / divisor`` in float32."""
-    band = frame.read_rows(y0, y1)
+    frame.read_rows_into(y0, y1, out)
     if master_band is not None:
-        np.subtract(band, master_band, out=out)
-    else:
-        out[...] = band
+        out -= master_band
     if rate_band is not None:
         out -= rate_band * np.float32(dark_seconds)
     if divisor is not None:
