@@ -59,7 +59,7 @@ ROWS = [
     Row("GET", f"{API}/frames/{{frame}}", "view", 200),
     Row("GET", f"{API}/frames/{{frame}}/download", "view", 200),
     Row("GET", f"{API}/frames/{{master}}/components", "view", 200),
-    Row("GET", f"{API}/frames/{{master}}/preview.png", "view", 404, note="an uploaded master has no preview"),
+    Row("GET", f"{API}/frames/{{master}}/preview.png", "view", 200),
     Row("GET", f"{API}/frames/{{light}}/calibrated", "view", 409, note="no masters for the light"),
     Row("GET", f"{API}/settings/{{own}}", "view", 200),
     Row("PUT", f"{API}/settings/{{own}}", "manage", 200, body="json:settings"),
@@ -163,6 +163,8 @@ def world(admin):
     world = World(own=own, other=other, frame=frame, light=light, master="", job=job, user=user, admin=admin,
                   counter=itertools.count())
     world.master = world.fresh_master()
+    wait_for(lambda: admin.get(f"{API}/frames/{world.master}").json()["preview_key"], timeout_s=30,
+             what="the uploaded master's preview")
     return world
 
 
