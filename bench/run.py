@@ -1,6 +1,7 @@
 """``make bench``: run every ``bench/bench_*.py`` module's ``run()`` and write
 ``bench/results.json`` — a list of ``{name, value, unit, reference, ratio}``, each
-measured against its reference in the same run on the same machine."""
+measured against its reference in the same run on the same machine. Naming modules
+(``python bench/run.py bench_library``) runs only those and replaces only their figures."""
 
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ def main(selected: list[str]) -> None:
             results.append(entry)
             print(f"   {entry['name']}: {entry['value']:.4g} {entry['unit']} "
                   f"(reference {entry['reference']:.4g}, ratio {entry['ratio']:.3g})", flush=True)
-    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {HERE / 'results.json'} ({len(results)} results)")
+    target = HERE / "results.json"
+    if selected and target.exists():  # a partial run replaces only its own figures
+        fresh = {entry["name"] for entry in results}
+        results = [e for e in json.loads(target.read_text()) if e["name"] not in fresh] + results
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {target} ({len(results)} results)")
 
 
 if __name__ == "__main__":

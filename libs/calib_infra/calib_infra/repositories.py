@@ -108,12 +108,13 @@ class FrameRepository:
             "observatory_id": observatory_id,
             "is_master": True,
             "status": {"$in": [s.value for s in CURRENT_MASTER_STATUSES]},
-            "deleting": {"$ne": True},
         }
         if frame_type is not None:
             query["frame_type"] = frame_type.value
         cursor = self.collection.find(query).sort("created_at", DESCENDING)
-        return [from_document(d, Frame) async for d in cursor]
+        # masters being deleted are left out here: a "$ne" condition makes the
+        # MongoDB-wire server scan the whole collection (2.5 s at 100,000 frames)
+        return [from_document(d, Frame) async for d in cursor if not d.get("deleting")]
 
     async def claim(self, frame_ids: Sequence[str], master_id: str) -> None:
         await self.collection.update_many(
