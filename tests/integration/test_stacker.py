@@ -305,7 +305,10 @@ def test_same_frames_and_settings_give_bit_identical_pixels(admin, plugin, syste
         for i, t in enumerate(temperatures)]
     register_all(plugin, observatory, files)
     first = wait_master(admin, observatory, "dark")
+    # the master is recorded just before its job closes; until then a manual request joins that job
+    wait_job(admin, observatory, first["job_id"], "succeeded")
     second_job = create_master(admin, observatory, frame_type="dark", exposure_s=30.0)
+    assert second_job["id"] != first["job_id"]
     wait_job(admin, observatory, second_job["id"], "succeeded")
     second = next(m for m in masters(admin, observatory) if m["job_id"] == second_job["id"])
 

@@ -26,7 +26,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from calib_infra.store import ObjectStore
+from calib_core.models import Frame
+from calib_infra.store import ObjectMissingError, ObjectStore
 
 WORK_FOLDER = "work"
 #: Work folders older than this are left over from a process that died mid-job.
@@ -40,6 +41,10 @@ class ChangedInStorageError(Exception):
         super().__init__(f"{key} changed in storage since it was recorded"
                          f" (sha256 {actual[:12]}..., recorded {expected[:12]}...)")
         self.key = key
+
+
+class UnusableFileError(Exception):
+    """A recorded frame's file cannot be had as it was recorded; the message names the frame."""
 
 
 class FileCache:
@@ -101,6 +106,17 @@ class FileCache:
 
     async def fetch(self, key: str, sha256: str, destination: Path) -> bool:
         return await asyncio.to_thread(self.fetch_sync, key, sha256, destination)
+
+    async def fetch_frame(self, frame: Frame, destination: Path, role: str) -> bool:
+        """:meth:`fetch` for a frame or master record; a missing or changed object raises
+        :class:`UnusableFileError` naming ``role`` (say "source frame") and the frame."""
+        try:
+            return await self.fetch(frame.storage_key, frame.sha256, destination)
+        except ObjectMissingError as error:
+            raise UnusableFileError(
+                f"{role} {frame.id} ({frame.storage_key}) is missing from storage") from error
+        except ChangedInStorageError as error:
+            raise UnusableFileError(f"{role} {frame.id}: {error}") from error
 
     def trim_sync(self) -> int:
         """Evict least recently used entries until the cache fits its limit, and remove

@@ -57,7 +57,8 @@ def write_master_fits(
     Keywords that are not standard 8-character FITS keywords are written as
     HIERARCH cards; long strings continue over CONTINUE cards. The file is
     written next to ``path`` and renamed into place, so a reader never sees a
-    partial master.
+    partial master. While it writes, astropy byte-swaps ``image`` in place (and back):
+    nothing may read the array meanwhile.
     """
     hdu = fits.PrimaryHDU(data=np.asarray(image, dtype=np.float32))
     for keyword, value, comment in cards:

@@ -16,9 +16,8 @@ from calib_core.calibration import (
 )
 from calib_core.models import CalibrationStatus, Frame, FrameType
 from calib_infra.calibration import cached, drop_entry, plan_for
-from calib_infra.filecache import ChangedInStorageError
+from calib_infra.filecache import UnusableFileError
 from calib_infra.runtime import Runtime
-from calib_infra.store import ObjectMissingError
 from calib_stack.calibrate import calibrate_light
 from calib_stack.fitsio import InvalidFitsError
 
@@ -67,7 +66,7 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
                     continue
                 paths[role] = workdir / f"{role}.fits"
                 names[str(paths[role])] = f"{role} {frame.id}"
-                await _fetch(runtime, frame, role, paths[role])
+                await runtime.files.fetch_frame(frame, paths[role], role)
             await runtime.files.trim()
             output = workdir / "calibrated.fits"
             await asyncio.to_thread(
@@ -77,7 +76,7 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
                 flat_scale=_flat_median(plan.flat),
                 cards=calibration_cards(plan, entry.created_at), memory_limit_mb=BAND_MEMORY_MB,
             )
-        except (UnusableInputError, InvalidFitsError) as error:
+        except (UnusableFileError, InvalidFitsError) as error:
             text = str(error)
             for path, name in names.items():
                 text = text.replace(path, name)
@@ -88,19 +87,6 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
         entry.size_bytes = output.stat().st_size
     log.info("light calibrated", masters=plan.masters, warnings=len(plan.warnings))
     return entry
-
-
-class UnusableInputError(Exception):
-    """A light or master cannot be read from storage as it was recorded."""
-
-
-async def _fetch(runtime: Runtime, frame: Frame, role: str, path: Path) -> None:
-    try:
-        await runtime.files.fetch(frame.storage_key, frame.sha256, path)
-    except ObjectMissingError as error:
-        raise UnusableInputError(f"{role} {frame.id}: object {frame.storage_key} is missing from storage") from error
-    except ChangedInStorageError as error:
-        raise UnusableInputError(f"{role} {frame.id}: {error}") from error
 
 
 def _flat_median(flat: Frame | None) -> float:

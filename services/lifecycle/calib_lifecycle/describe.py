@@ -14,9 +14,8 @@ import asyncio
 from calib_core import events
 from calib_core.masters import preview_storage_key
 from calib_core.models import Frame
-from calib_infra.filecache import ChangedInStorageError
+from calib_infra.filecache import UnusableFileError
 from calib_infra.runtime import Runtime
-from calib_infra.store import ObjectMissingError
 from calib_stack.fitsio import InvalidFitsError, read_image
 from calib_stack.master import master_stats
 from calib_stack.preview import preview_png
@@ -30,9 +29,9 @@ async def handle_master_described(runtime: Runtime, event: events.MasterCreated)
     with runtime.files.workdir(prefix="describe-") as workdir:
         path = workdir / "master.fits"
         try:
-            await runtime.files.fetch(master.storage_key, master.sha256, path)
+            await runtime.files.fetch_frame(master, path, "uploaded master")
             stats, preview = await asyncio.to_thread(_describe, path, master)
-        except (ObjectMissingError, ChangedInStorageError, InvalidFitsError) as error:
+        except (UnusableFileError, InvalidFitsError) as error:
             log.warning("uploaded master cannot be described", error=str(error))
             return
     preview_key = preview_storage_key(master.observatory_id, master.id)

@@ -32,9 +32,8 @@ from calib_core.matching import Preprocessing, preprocessing
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_infra.bus import publish, publish_transient
-from calib_infra.filecache import ChangedInStorageError
+from calib_infra.filecache import UnusableFileError
 from calib_infra.runtime import RetryLater, Runtime
-from calib_infra.store import ObjectMissingError
 from calib_stack.master import master_stats, write_master_fits
 from calib_stack.preview import preview_png
 from calib_stack.stacking import stack_files
@@ -167,11 +166,9 @@ async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Fra
         nonlocal done
         async with slots:
             try:
-                await runtime.files.fetch(frame.storage_key, frame.sha256, path)
-            except ObjectMissingError as error:
-                raise JobFailure(f"{what} {frame.id} ({frame.storage_key}) is missing from storage") from error
-            except ChangedInStorageError as error:
-                raise JobFailure(f"{what} {frame.id}: {error}") from error
+                await runtime.files.fetch_frame(frame, path, what)
+            except UnusableFileError as error:
+                raise JobFailure(str(error)) from error
         done += 1
         await progress.report(DOWNLOADED * done / (len(frames) + len(calibration)))
         return path
@@ -222,11 +219,12 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
     if calibration.dark_rate is not None:
         cards.append(("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted"))
     fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
-    image_stats, _, preview = await asyncio.gather(  # side by side: numpy and zlib release the GIL
+    image_stats, preview = await asyncio.gather(  # side by side: the kernels and zlib release the GIL
         asyncio.to_thread(master_stats, result.image, job.frame_type.value),
-        asyncio.to_thread(write_master_fits, fits_path, result.image, cards),
         asyncio.to_thread(preview_png, result.image),
     )
+    # only then: astropy byte-swaps the image in place while it writes it
+    await asyncio.to_thread(write_master_fits, fits_path, result.image, cards)
     preview_path.write_bytes(preview)
     await progress.report(WRITTEN, force=True)
     stats = {**image_stats, "rejected_fraction": result.rejected_fraction, **temperature_stats(frames)}
