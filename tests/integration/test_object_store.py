@@ -110,3 +110,20 @@ def test_a_listing_comes_in_batches_of_the_size_asked(store):
     listed = asyncio.run(batches())
     assert [len(batch) for batch in listed] == [2, 2, 1]
     assert sorted(key for batch in listed for key in batch) == keys
+
+
+def test_a_process_trims_after_it_adds_entries_and_not_otherwise(store, tmp_path):
+    cache = FileCache(store, tmp_path / "cache", limit_bytes=1500)
+    first, second = stored(store, b"a" * 1000), stored(store, b"b" * 1000)
+    with cache.workdir("job-") as work:
+        cache.fetch_sync(*first, work / "a.fits")
+        time.sleep(0.02)
+        cache.fetch_sync(*second, work / "b.fits")
+    asyncio.run(cache.trim())  # over the limit after its downloads: the older entry goes
+    entries = sorted(p.name for p in (tmp_path / "cache").glob("??/*"))
+    assert entries == [second[1]]
+    with cache.workdir("job-") as work:
+        assert cache.fetch_sync(*second, work / "b.fits") is True  # a hit adds nothing
+    other = FileCache(store, tmp_path / "cache", limit_bytes=0)  # a process that only reads
+    asyncio.run(other.trim())
+    assert sorted(p.name for p in (tmp_path / "cache").glob("??/*")) == entries

@@ -40,7 +40,6 @@ class ChangedInStorageError(Exception):
     def __init__(self, key: str, expected: str, actual: str):
         super().__init__(f"{key} changed in storage since it was recorded"
                          f" (sha256 {actual[:12]}..., recorded {expected[:12]}...)")
-        self.key = key
 
 
 class UnusableFileError(Exception):
@@ -52,6 +51,7 @@ class FileCache:
         self.store = store
         self.root = root
         self.limit_bytes = limit_bytes
+        self._entered = False  # an entry was added since this process last trimmed
 
     @property
     def enabled(self) -> bool:
@@ -103,15 +103,13 @@ class FileCache:
         except OSError:  # no hard links here (another file system): keep a copy
             shutil.copyfile(path, incoming)
         os.replace(incoming, entry)
-
-    async def fetch(self, key: str, sha256: str, destination: Path) -> bool:
-        return await asyncio.to_thread(self.fetch_sync, key, sha256, destination)
+        self._entered = True
 
     async def fetch_frame(self, frame: Frame, destination: Path, role: str) -> bool:
-        """:meth:`fetch` for a frame or master record; a missing or changed object raises
-        :class:`UnusableFileError` naming ``role`` (say "source frame") and the frame."""
+        """:meth:`fetch_sync` for a frame or master record; a missing or changed object
+        raises :class:`UnusableFileError` naming ``role`` (say "source frame") and the frame."""
         try:
-            return await self.fetch(frame.storage_key, frame.sha256, destination)
+            return await asyncio.to_thread(self.fetch_sync, frame.storage_key, frame.sha256, destination)
         except ObjectMissingError as error:
             raise UnusableFileError(
                 f"{role} {frame.id} ({frame.storage_key}) is missing from storage") from error
@@ -139,8 +137,12 @@ class FileCache:
             total -= size
         return total
 
-    async def trim(self) -> int:
-        return await asyncio.to_thread(self.trim_sync)
+    async def trim(self) -> None:
+        """:meth:`trim_sync`, when this process has added entries since it last trimmed
+        (jobs served wholly from the cache do not list the folder)."""
+        if self._entered:
+            self._entered = False
+            await asyncio.to_thread(self.trim_sync)
 
     @staticmethod
     def _remove_abandoned_work(work: Path) -> None:

@@ -150,9 +150,6 @@ class ObjectStore:
         with open(path, "wb") as file:
             return self._read_hashed(key, file.write)[0]
 
-    async def download(self, key: str, path: str | Path) -> str:
-        return await asyncio.to_thread(self.download_sync, key, path)
-
     def iter_chunks(self, key: str) -> Iterator[bytes]:
         """Chunks of an object, for streaming responses (sync iterator)."""
         response = self._get(key)
@@ -183,9 +180,6 @@ class ObjectStore:
 
     def list_sync(self, prefix: str = "") -> list[ObjectInfo]:
         return list(self._listing(prefix))
-
-    async def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return await asyncio.to_thread(self.list_sync, prefix)
 
     async def list_batches(self, prefix: str, size: int) -> AsyncIterator[list[ObjectInfo]]:
         """The objects under ``prefix``, ``size`` at a time: a listing of the whole bucket

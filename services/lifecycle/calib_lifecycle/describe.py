@@ -10,6 +10,7 @@ written before the record names it.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from calib_core import events
 from calib_core.masters import preview_storage_key
@@ -30,6 +31,7 @@ async def handle_master_described(runtime: Runtime, event: events.MasterCreated)
         path = workdir / "master.fits"
         try:
             await runtime.files.fetch_frame(master, path, "uploaded master")
+            await runtime.files.trim()
             stats, preview = await asyncio.to_thread(_describe, path, master)
         except (UnusableFileError, InvalidFitsError) as error:
             log.warning("uploaded master cannot be described", error=str(error))
@@ -40,6 +42,6 @@ async def handle_master_described(runtime: Runtime, event: events.MasterCreated)
     log.info("uploaded master described", median=stats["median"])
 
 
-def _describe(path, master: Frame) -> tuple[dict, bytes]:
+def _describe(path: Path, master: Frame) -> tuple[dict, bytes]:
     image = read_image(path)
     return master_stats(image, master.frame_type.value), preview_png(image)
