@@ -28,7 +28,7 @@ bench: setup
 	$(UV) run --frozen python bench/run.py
 
 lint: setup
-	$(UV) run --frozen ruff check libs services tools tests bench
+	$(UV) run --frozen ruff check libs services tools tests bench repro
 
 clean:
 	rm -rf .data .pytest_cache bench/results.json

@@ -40,7 +40,7 @@ from calib_core import events  # noqa: E402
 from calib_core.headers import resolve_metadata  # noqa: E402
 from calib_core.models import Frame, Observatory  # noqa: E402
 from calib_infra.config import Config  # noqa: E402
-from calib_infra.mongo import INDEXES, ensure_indexes, mongo_client, to_document  # noqa: E402
+from calib_infra.mongo import COLLECTIONS, create_schema, mongo_client, to_document  # noqa: E402
 from calib_infra.repositories import ObservatoryRepository  # noqa: E402
 from calib_infra.store import ObjectStore  # noqa: E402
 from calib_stack import synthetic  # noqa: E402
@@ -104,7 +104,7 @@ async def single_inserts(config: Config, documents: list[dict]) -> float:
     client = mongo_client(config)
     try:
         collection = client[config.mongodb_db]["insert_reference"]
-        await collection.create_indexes(INDEXES["frames"])
+        await collection.create_indexes(COLLECTIONS["frames"])
         start = time.perf_counter()
         for document in documents:
             await collection.insert_one(document)
@@ -117,7 +117,7 @@ async def prepare_database(config: Config) -> None:
     client = mongo_client(config)
     try:
         db = client[config.mongodb_db]
-        await ensure_indexes(db)
+        await create_schema(db)
         await ObservatoryRepository(db).create(
             Observatory(id=OBSERVATORY, name="Bench", created_at=datetime.now(UTC)))
     finally:

@@ -48,7 +48,7 @@ from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob 
 from calib_core.settings import CalibrationSettings  # noqa: E402
 from calib_infra.config import Config  # noqa: E402
 from calib_infra.devstack import spawn  # noqa: E402
-from calib_infra.mongo import ensure_indexes, mongo_client  # noqa: E402
+from calib_infra.mongo import create_schema, mongo_client  # noqa: E402
 from calib_infra.repositories import FrameRepository, JobRepository  # noqa: E402
 from calib_infra.store import ObjectStore  # noqa: E402
 from calib_stack.stacking import stack_files  # noqa: E402
@@ -85,7 +85,7 @@ class Rig:
         self.services = Services(config=self.config, log_dir=workdir / "logs")
         self.store = ObjectStore(self.config)
         self.store.ensure_bucket_sync()
-        asyncio.run(self._database(lambda db: ensure_indexes(db)))
+        asyncio.run(self._database(create_schema))
         self.started = 0  # stacker processes, for their names
         self.runs = 0  # start_stackers calls, for their cache folders
 

@@ -112,6 +112,7 @@ def test_services_started_before_their_servers_wait_and_connect(tmp_path):
         assert all(p.process.poll() is None for p in services.processes.values()), "a service crashed"
 
         late.start()
+        services.create_schema()  # as `calib run` does once the servers are up
         wait_for(lambda: (r := health()) is not None and r.status_code == 200, timeout_s=60,
                  what="the gateway to become ready")
         wait_for(lambda: '"connected"' in (services.log_dir / "registry.log").read_text(), timeout_s=60,

@@ -31,6 +31,7 @@ def isolated(tmp_path):
                             max_upload_mb=1)
     gateway = Services(config=config, log_dir=tmp_path / "logs")
     try:
+        gateway.create_schema()
         gateway.start("gateway")
         gateway.wait_ready()
         with httpx.Client(base_url=gateway.base_url, timeout=30,

@@ -23,3 +23,6 @@ def test_docker_compose_config_is_valid():
     for service in ("nats", "mongodb", "minio", "gateway", "registry", "stacker", "scheduler", "lifecycle"):
         assert f"\n  {service}:" in result.stdout
     assert "replicas: 2" in result.stdout
+    # every service waits for the one-shot schema step (calib init-db)
+    assert "command:\n    - calib\n    - init-db" in result.stdout
+    assert result.stdout.count("condition: service_completed_successfully") == 5

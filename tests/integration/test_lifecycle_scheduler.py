@@ -45,6 +45,8 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
     clock = MovableClock(str(tmp_path / "clock"))
     config = service_config(ports, unique("calib_daily").replace("-", "_"),
                             clock_offset_file=clock.offset_file, maintenance_poll_s=0.5)
+    services = Services(config=config, log_dir=tmp_path / "logs")
+    services.create_schema()
     db, store = database(config), ObjectStore(config)
     store.ensure_bucket_sync()
     now, observatory = clock.now(), unique("obs")
@@ -61,7 +63,6 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
     for task in ("expiry-check", "retention-cleanup"):
         db.maintenance_runs.insert_one({"_id": task, "finished_at": now, "report": {}})
 
-    services = Services(config=config, log_dir=tmp_path / "logs")
     try:
         services.start("lifecycle")
         services.start("scheduler")
@@ -88,6 +89,7 @@ def test_without_a_lifecycle_service_maintenance_answers_503_naming_it(ports, tm
     config = service_config(ports, unique("calib_nolifecycle").replace("-", "_"), gateway_port=free_port())
     services = Services(config=config, log_dir=tmp_path / "logs")
     try:
+        services.create_schema()
         services.start("gateway")
         services.wait_ready()
         with httpx.Client(base_url=services.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},

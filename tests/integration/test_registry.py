@@ -313,6 +313,7 @@ def test_a_nats_server_restarted_mid_stream_loses_nothing(tmp_path):
     services = Services(config=config, log_dir=tmp_path / "logs")
     observatory = unique("obs")
     try:
+        services.create_schema()
         with MongoClient(config.mongodb_uri) as client:
             client[config.mongodb_db]["observatories"].insert_one(
                 to_document(Observatory(id=observatory, name="Restart", created_at=datetime.now(UTC))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import httpx
 
 from calib_infra.config import Config
 from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, free_port, spawn
+from calib_infra.mongo import prepare_database
 
 S3_ACCESS_KEY = "calib-test"
 S3_SECRET_KEY = "calib-test-secret"
@@ -78,7 +80,12 @@ class Services:
         self.processes[name] = process
         return process
 
+    def create_schema(self) -> None:
+        """The database's collections and indexes, before any of its services start."""
+        asyncio.run(prepare_database(self.config))
+
     def start_all(self, stackers: int = 2) -> None:
+        self.create_schema()
         for name in ("gateway", "registry", "scheduler", "lifecycle",
                      *(f"stacker-{i + 1}" for i in range(stackers))):
             self.start(name)
@@ -120,7 +127,6 @@ def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str
 
 def consumer_drained(config: Config, durable: str) -> bool:
     """True when the durable consumer has nothing pending and nothing unacknowledged."""
-    import asyncio
 
     import nats
 
@@ -138,7 +144,6 @@ def consumer_drained(config: Config, durable: str) -> bool:
 def consumers_waiting(config: Config, durable: str) -> int:
     """How many pull requests wait on the durable consumer: its idle replicas (0 if none
     has connected yet)."""
-    import asyncio
 
     import nats
     from nats.js.errors import NotFoundError

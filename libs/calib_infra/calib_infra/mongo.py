@@ -36,10 +36,16 @@ def mongo_client(config: Config) -> AsyncMongoClient:
         tz_aware=True,
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
+        # a server that stops answering is a fault (an error, then a retry), not a wait forever
+        socketTimeoutMS=60_000,
     )
 
 
-INDEXES: dict[str, list[IndexModel]] = {
+# Every collection Calib uses, with its indexes. The schema is created once, from one
+# process, before any service starts (``calib init-db``, ``calib run``, the test fixtures):
+# services only check it. Creating a collection while other connections write to it can
+# deadlock the MongoDB-wire server used here (repro/secantus_ddl_deadlock.py).
+COLLECTIONS: dict[str, list[IndexModel]] = {
     "frames": [
         IndexModel([("observatory_id", ASCENDING), ("sha256", ASCENDING)], unique=True, name="unique_file"),
         IndexModel(
@@ -91,11 +97,48 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("observatory_id", ASCENDING), ("rejected_at", DESCENDING)], name="by_observatory"),
     ],
     "tokens": [IndexModel([("hash", ASCENDING)], unique=True, name="unique_hash")],
-    "processed_events": [IndexModel([("at", ASCENDING)], name="by_time")],
     "heartbeats": [IndexModel([("service", ASCENDING)], name="by_service")],
+    "users": [],
+    "settings": [],
+    "observatories": [],
+    "maintenance_runs": [],
 }
 
 
-async def ensure_indexes(db: AsyncDatabase) -> None:
-    for collection, indexes in INDEXES.items():
-        await db[collection].create_indexes(indexes)
+class SchemaMissing(Exception):
+    """The database lacks collections or indexes: ``calib init-db`` has not run on it."""
+
+
+async def create_schema(db: AsyncDatabase) -> None:
+    """Create every collection and index (idempotent). Call it from one process only,
+    before the services start."""
+    existing = set(await db.list_collection_names())
+    for name, indexes in COLLECTIONS.items():
+        if name not in existing:
+            await db.create_collection(name)
+        if indexes:
+            await db[name].create_indexes(indexes)
+
+
+async def check_schema(db: AsyncDatabase) -> None:
+    """Raise :class:`SchemaMissing` naming what is absent; never creates anything."""
+    existing = set(await db.list_collection_names())
+    missing: list[str] = []
+    for name, indexes in COLLECTIONS.items():
+        if name not in existing:
+            missing.append(name)
+            continue
+        present = {index["name"] async for index in await db[name].list_indexes()}
+        missing += [f"{name}.{index.document['name']}" for index in indexes
+                    if index.document["name"] not in present]
+    if missing:
+        raise SchemaMissing(f"database {db.name} lacks {', '.join(missing)}: run 'calib init-db'")
+
+
+async def prepare_database(config: Config) -> None:
+    """``create_schema`` on the configured database, with its own short-lived client."""
+    client = mongo_client(config)
+    try:
+        await create_schema(client[config.mongodb_db])
+    finally:
+        await client.close()

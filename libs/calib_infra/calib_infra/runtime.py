@@ -20,7 +20,7 @@ from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
 from calib_infra.filecache import FileCache
 from calib_infra.logs import configure_logging
-from calib_infra.mongo import ensure_indexes, mongo_client
+from calib_infra.mongo import check_schema, mongo_client
 from calib_infra.repositories import (
     CalibrationCacheRepository,
     FrameRepository,
@@ -76,8 +76,9 @@ class Runtime:
         return self.clock.now()
 
     async def connect_datastores(self) -> None:
-        """Wait until MongoDB (indexes created) and S3 (bucket created) answer."""
-        await _retry(self.log, "mongodb", lambda: ensure_indexes(self.db))
+        """Wait until MongoDB answers with its schema in place (made by ``calib init-db``,
+        never by a service) and S3 answers with the bucket created."""
+        await _retry(self.log, "mongodb", lambda: check_schema(self.db))
         await _retry(self.log, "s3", self.store.ensure_bucket)
         self.datastores_ready.set()
 
@@ -88,6 +89,7 @@ class Runtime:
         self.log.info("connected", nats=self.config.nats_url, mongodb_db=self.config.mongodb_db)
 
     async def heartbeat_forever(self) -> None:
+        await self.datastores_ready.wait()  # no write before the schema is known to exist
         while True:
             try:
                 await self.heartbeats.beat(self.service, self.instance, self.now())

@@ -29,6 +29,16 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"published {len(ids)} frame.registered events for {args.observatory}")
 
 
+def _init_db() -> None:
+    import asyncio
+
+    from calib_infra.mongo import prepare_database
+
+    config = load_config()
+    asyncio.run(prepare_database(config))
+    print(f"database {config.mongodb_db} ready")
+
+
 def _admin_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
     """The (method, path, JSON body) of an ``admin`` subcommand."""
     admin = "/api/v1/admin"
@@ -71,6 +81,8 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     commands.add_parser("run", help="start the whole system with embedded servers")
+    commands.add_parser("init-db", help="create the database's collections and indexes "
+                                        "(once, before the services start)")
 
     sim = commands.add_parser("simulate", help="act as a capture plugin: upload and announce frames")
     sim.add_argument("--observatory", default="demo")
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         from calib_cli.stack import run
 
         run()
+    elif args.command == "init-db":
+        _init_db()
     elif args.command == "simulate":
         _simulate(args)
     else:

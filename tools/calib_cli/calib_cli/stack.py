@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -14,6 +15,7 @@ import httpx
 
 from calib_infra.config import Config, load_config
 from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, spawn, wait_until
+from calib_infra.mongo import prepare_database
 
 SERVICES = ("registry", "scheduler", "lifecycle", "gateway")
 
@@ -70,6 +72,12 @@ class System:
                                             str(config.data_path.resolve() / "file-cache")),
         }
 
+    def prepare_database(self) -> None:
+        """Collections and indexes, made here once before any service starts (services
+        only check them)."""
+        config = Config(**{**_as_dict(self.config), **_service_overrides(self)})
+        wait_until(lambda: asyncio.run(prepare_database(config)) is None, 60, "the database schema")
+
     def start_services(self) -> None:
         log_dir = self.config.data_path.resolve() / "logs"
         names = [*SERVICES, *(f"stacker-{i + 1}" for i in range(self.config.stacker_replicas))]
@@ -115,6 +123,7 @@ def run(demo_observatory: str = "demo") -> None:
     try:
         print(f"calib: data in {config.data_path.resolve()}", flush=True)
         system.start_servers()
+        system.prepare_database()
         system.start_services()
         system.wait_healthy()
         if ensure_demo_observatory(system, demo_observatory) and config.simulate:
