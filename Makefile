@@ -15,8 +15,10 @@ setup: | $(UV)
 run: setup
 	$(UV) run --frozen calib run
 
+# a hung run fails after 30 minutes (a whole run takes about 5) instead of holding CI;
+# every server and service it started dies with it
 test: setup system-deps
-	$(UV) run --frozen pytest -q -p no:cacheprovider tests
+	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider tests
 
 test-unit: setup
 	$(UV) run --frozen pytest -q tests/unit

@@ -66,25 +66,28 @@ class ManagedProcess:
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait()
 
     def kill(self) -> None:
         """SIGKILL (a crash, for tests)."""
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
         self.process.wait()
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies, however it dies (Linux)."""
+    """In the child before exec: be killed when the parent dies, however it dies (Linux).
+
+    SIGKILL, not SIGTERM: a hung server ignores SIGTERM, and every server and service
+    here recovers from being killed outright (journals, redelivery)."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def spawn(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
