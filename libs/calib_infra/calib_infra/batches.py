@@ -20,7 +20,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from calib_core import events
+from calib_core import wiring
 
 if TYPE_CHECKING:
     from calib_infra.runtime import Runtime
@@ -39,28 +39,36 @@ BatchHandler = Callable[[Sequence[Delivery]], Awaitable[list[bool]]]
 
 async def consume_batches(
     runtime: Runtime,
-    subject: str,
-    durable: str,
+    consumer: wiring.Consumer,
     handler: BatchHandler,
     *,
     batch_size: int = 128,
     in_flight: int = 2,
-    ack_wait_s: float = 10.0,
     retry_delay_s: float = 2.0,
 ) -> None:
-    """Run ``handler`` over batches of ``subject`` from the durable consumer ``durable``
-    (shared by every replica) until cancelled, ``in_flight`` batches at a time (so one
-    batch's database writes overlap the next one's reads)."""
-    await _ensure_consumer(runtime, subject, durable, ack_wait_s)
+    """Run ``handler`` over batches from the durable ``consumer`` (shared by every
+    replica) until cancelled, ``in_flight`` batches at a time (so one batch's database
+    writes overlap the next one's reads)."""
+    durable, ack_wait_s = consumer.durable, consumer.ack_wait_s
+    await _ensure_consumer(runtime, consumer.subject, durable, ack_wait_s)
     async with asyncio.TaskGroup() as loops:
         for _ in range(in_flight):
-            loops.create_task(_fetch_loop(runtime, durable, handler, batch_size, ack_wait_s, retry_delay_s))
+            loops.create_task(
+                _fetch_loop(runtime, durable, handler, batch_size, ack_wait_s, retry_delay_s)
+            )
 
 
-async def _fetch_loop(runtime: Runtime, durable: str, handler: BatchHandler, batch_size: int,
-                      ack_wait_s: float, retry_delay_s: float) -> None:
+async def _fetch_loop(
+    runtime: Runtime,
+    durable: str,
+    handler: BatchHandler,
+    batch_size: int,
+    ack_wait_s: float,
+    retry_delay_s: float,
+) -> None:
     subscription = await runtime.broker.connection.jetstream().pull_subscribe_bind(
-        durable=durable, stream=events.STREAM_NAME)
+        durable=durable, stream=wiring.STREAM.name
+    )
     try:
         while True:
             try:
@@ -82,13 +90,18 @@ async def _ensure_consumer(runtime: Runtime, subject: str, durable: str, ack_wai
     """Create (or update) the durable pull consumer, waiting for NATS."""
     js = runtime.broker.connection.jetstream()
     config = ConsumerConfig(
-        name=durable, durable_name=durable, filter_subject=subject, ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ack_wait_s, max_deliver=-1, deliver_policy=DeliverPolicy.ALL,
+        name=durable,
+        durable_name=durable,
+        filter_subject=subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        deliver_policy=DeliverPolicy.ALL,
     )
     delay = 0.5
     while True:
         try:
-            await js.add_consumer(events.STREAM_NAME, config)
+            await js.add_consumer(wiring.STREAM.name, config)
             return
         except Exception as error:  # noqa: BLE001 - transient until proven otherwise
             runtime.log.warning("consumer not ready, retrying", durable=durable, error=str(error))
@@ -96,8 +109,13 @@ async def _ensure_consumer(runtime: Runtime, subject: str, durable: str, ack_wai
             delay = min(delay * 1.5, 5.0)
 
 
-async def _handle(runtime: Runtime, messages: list[Msg], handler: BatchHandler, ack_wait_s: float,
-                  retry_delay_s: float) -> None:
+async def _handle(
+    runtime: Runtime,
+    messages: list[Msg],
+    handler: BatchHandler,
+    ack_wait_s: float,
+    retry_delay_s: float,
+) -> None:
     keepalive = asyncio.create_task(_keep_in_progress(messages, ack_wait_s / 3))
     try:
         outcomes = await handler([Delivery(m.subject, m.data) for m in messages])
@@ -106,7 +124,9 @@ async def _handle(runtime: Runtime, messages: list[Msg], handler: BatchHandler, 
         await asyncio.shield(_settle(messages, [False] * len(messages), 0.0))
         raise
     except Exception as error:  # noqa: BLE001 - redelivered, never lost
-        runtime.log.exception("batch handling failed, will retry", messages=len(messages), error=str(error))
+        runtime.log.exception(
+            "batch handling failed, will retry", messages=len(messages), error=str(error)
+        )
         outcomes = [False] * len(messages)
     finally:
         keepalive.cancel()

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
-from calib_core import events
+from calib_core import wiring
 from calib_gateway.guards import server_admin
 from calib_gateway.library import runtime_of
 from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
@@ -20,13 +20,6 @@ from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
 CHECK_TIMEOUT_S = 3.0
 #: A service whose last heartbeat is older than this is reported as not alive.
 STALE_AFTER_S = 3 * HEARTBEAT_INTERVAL_S
-#: The durable consumers of the services, by the service that binds them.
-CONSUMERS = {
-    "stacker": "stacker",
-    "registry": "registry",
-    "lifecycle": "lifecycle-master-created",
-    "scheduler": "scheduler-master-created",
-}
 
 
 class DependencyHealth(msgspec.Struct, kw_only=True):
@@ -45,6 +38,7 @@ class ServiceHealth(msgspec.Struct, kw_only=True):
 
 class ConsumerHealth(msgspec.Struct, kw_only=True):
     durable: str
+    service: str
     pending: int | None = None
     ack_pending: int | None = None
     redelivered: int | None = None
@@ -76,14 +70,23 @@ async def _nats_ping(runtime: Runtime) -> None:
     await connection.flush(timeout=CHECK_TIMEOUT_S)
 
 
-async def _consumer(runtime: Runtime, durable: str) -> ConsumerHealth:
+async def _consumer(runtime: Runtime, consumer: wiring.Consumer) -> ConsumerHealth:
+    named = {"durable": consumer.durable, "service": consumer.service}
     try:
         info = await asyncio.wait_for(
-            runtime.broker.connection.jetstream().consumer_info(events.STREAM_NAME, durable), CHECK_TIMEOUT_S)
+            runtime.broker.connection.jetstream().consumer_info(
+                wiring.STREAM.name, consumer.durable
+            ),
+            CHECK_TIMEOUT_S,
+        )
     except Exception as error:  # noqa: BLE001 - reported, not raised
-        return ConsumerHealth(durable=durable, error=f"{type(error).__name__}: {error}"[:300])
-    return ConsumerHealth(durable=durable, pending=info.num_pending, ack_pending=info.num_ack_pending,
-                          redelivered=info.num_redelivered)
+        return ConsumerHealth(**named, error=f"{type(error).__name__}: {error}"[:300])
+    return ConsumerHealth(
+        **named,
+        pending=info.num_pending,
+        ack_pending=info.num_ack_pending,
+        redelivered=info.num_redelivered,
+    )
 
 
 async def _services(runtime: Runtime) -> list[ServiceHealth]:
@@ -92,8 +95,15 @@ async def _services(runtime: Runtime) -> list[ServiceHealth]:
     report = []
     for beat in beats:
         age = (now - beat["at"]).total_seconds()
-        report.append(ServiceHealth(service=beat["service"], instance=beat["instance"], last_heartbeat=beat["at"],
-                                    age_s=round(age, 2), alive=age <= STALE_AFTER_S))
+        report.append(
+            ServiceHealth(
+                service=beat["service"],
+                instance=beat["instance"],
+                last_heartbeat=beat["at"],
+                age_s=round(age, 2),
+                alive=age <= STALE_AFTER_S,
+            )
+        )
     return report
 
 
@@ -110,13 +120,20 @@ async def health(request: Request) -> Response[Health]:
     dependencies = {"mongodb": mongodb, "s3": s3, "nats": nats}
     services = await _services(runtime) if mongodb.ok else []
     consumers = (
-        dict(zip(CONSUMERS, await asyncio.gather(*(_consumer(runtime, d) for d in CONSUMERS.values())),
-                 strict=True))
-        if nats.ok else {}
+        {
+            c.durable: c
+            for c in await asyncio.gather(*(_consumer(runtime, c) for c in wiring.CONSUMERS))
+        }
+        if nats.ok
+        else {}
     )
     down = [name for name, check in dependencies.items() if not check.ok]
-    report = Health(status="degraded" if down else "ok", dependencies=dependencies, services=services,
-                    consumers=consumers)
+    report = Health(
+        status="degraded" if down else "ok",
+        dependencies=dependencies,
+        services=services,
+        consumers=consumers,
+    )
     if down:
         report.error = "unavailable"
         report.detail = f"{', '.join(down)} {'is' if len(down) == 1 else 'are'} unavailable"

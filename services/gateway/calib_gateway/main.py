@@ -11,8 +11,13 @@ from calib_infra.runtime import Runtime
 def main() -> None:
     runtime = Runtime("gateway")
     app = create_app(runtime)
-    uvicorn.run(app, host=runtime.config.gateway_host, port=runtime.config.gateway_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=runtime.config.gateway_host,
+        port=runtime.config.gateway_port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calib_core import events
+from calib_core import events, wiring
 from calib_infra.rpc import serve
 from calib_infra.runtime import Runtime, run_service
 from calib_lifecycle.calibrate import handle_calibrate
@@ -18,17 +18,28 @@ CALIBRATION_WORKERS = 4
 def setup(runtime: Runtime) -> None:
     imagestats.warm_up()  # the statistics kernels, for uploaded masters (see describe.py)
     runtime.consume(
-        "master.created.*", "lifecycle-master-created", events.MasterCreated,
+        wiring.LIFECYCLE_SUPERSEDE,
+        events.MasterCreated,
         lambda event: handle_master_created(runtime, event),
     )
     runtime.consume(
-        "master.created.*", "lifecycle-master-describe", events.MasterCreated,
+        wiring.LIFECYCLE_DESCRIBE,
+        events.MasterCreated,
         lambda event: handle_master_described(runtime, event),
     )
-    serve(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest,
-          lambda request: handle_calibrate(runtime, request), max_workers=CALIBRATION_WORKERS)
-    serve(runtime, events.LIFECYCLE_MAINTENANCE, events.MaintenanceCommand,
-          lambda command: run_maintenance(runtime, command))
+    serve(
+        runtime,
+        events.LIFECYCLE_CALIBRATE,
+        events.CalibrateRequest,
+        lambda request: handle_calibrate(runtime, request),
+        max_workers=CALIBRATION_WORKERS,
+    )
+    serve(
+        runtime,
+        events.LIFECYCLE_MAINTENANCE,
+        events.MaintenanceCommand,
+        lambda command: run_maintenance(runtime, command),
+    )
 
 
 def main() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from calib_core import wiring
 from calib_infra.batches import consume_batches
 from calib_infra.runtime import Runtime, run_service
 from calib_registry.ingest import handle_batch
 
 
 def background(runtime: Runtime) -> list[Awaitable[None]]:
-    return [consume_batches(runtime, "frame.registered.*", "registry",
-                            lambda batch: handle_batch(runtime, batch))]
+    return [consume_batches(runtime, wiring.REGISTRY, lambda batch: handle_batch(runtime, batch))]
 
 
 def main() -> None:

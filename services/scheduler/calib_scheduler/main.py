@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calib_core import events
+from calib_core import events, wiring
 from calib_infra.runtime import Runtime, run_service
 from calib_scheduler.maintenance import maintenance_forever
 from calib_scheduler.sweep import handle_master_created, sweep_forever
@@ -10,14 +10,18 @@ from calib_scheduler.sweep import handle_master_created, sweep_forever
 
 def setup(runtime: Runtime) -> None:
     runtime.consume(
-        "master.created.*", "scheduler-master-created", events.MasterCreated,
+        wiring.SCHEDULER_RESUME,
+        events.MasterCreated,
         lambda event: handle_master_created(runtime, event),
     )
 
 
 def main() -> None:
-    run_service("scheduler", setup,
-                background=lambda runtime: [sweep_forever(runtime), maintenance_forever(runtime)])
+    run_service(
+        "scheduler",
+        setup,
+        background=lambda runtime: [sweep_forever(runtime), maintenance_forever(runtime)],
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib_core import events
+from calib_core import events, wiring
 from calib_infra.runtime import Runtime, run_service
 from calib_stack import imagestats
 from calib_stack.kernels import METHODS, combine
@@ -23,7 +23,8 @@ def load_kernels() -> None:
 def setup(runtime: Runtime) -> None:
     load_kernels()
     runtime.consume(
-        "stack.requested.*", "stacker", events.StackRequested,
+        wiring.STACKER,
+        events.StackRequested,
         lambda request: run_job(runtime, request.job_id),
         ack_wait_s=runtime.config.stacker_ack_wait_s,
     )
