@@ -11,14 +11,15 @@ import time
 
 import pytest
 
+from calib_app.ports import ObjectMissingError
 from calib_infra.filecache import ABANDONED_WORK_S, ChangedInStorageError, FileCache
-from calib_infra.store import ObjectMissingError, ObjectStore
+from calib_infra.store import ObjectStore
 from tests.support.system import service_config, unique
 
 
 @pytest.fixture
 def store(servers) -> ObjectStore:
-    store = ObjectStore(service_config(servers.ports, unique("calib_cache").replace("-", "_")))
+    store = ObjectStore(service_config(servers.endpoints, unique("calib_cache").replace("-", "_")))
     store.ensure_bucket_sync()
     return store
 
@@ -57,7 +58,9 @@ def test_a_file_changed_in_storage_is_refused_and_not_cached(store, tmp_path):
     key, sha256 = stored(store, b"as registered" * 100)
     store.put_bytes_sync(key, b"overwritten later" * 100)
     with cache.workdir("job-") as work:
-        with pytest.raises(ChangedInStorageError, match=f"{key} changed in storage since it was recorded"):
+        with pytest.raises(
+            ChangedInStorageError, match=f"{key} changed in storage since it was recorded"
+        ):
             cache.fetch_sync(key, sha256, work / "a.fits")
         assert not (work / "a.fits").exists()
     store.put_bytes_sync(key, b"as registered" * 100)  # put right: fetched (not a cached refusal)

@@ -15,18 +15,16 @@ from faststream.nats.schemas import PullSub
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from calib_core import events
+from calib_core import events, wiring
 from calib_infra.config import Config
-
-DUPLICATE_WINDOW_S = 24 * 3600.0
 
 
 def calibration_stream() -> JStream:
     return JStream(
-        name=events.STREAM_NAME,
-        subjects=events.STREAM_SUBJECTS,
+        name=wiring.STREAM.name,
+        subjects=list(wiring.STREAM.subjects),
         storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=wiring.STREAM.duplicate_window_s,
         declare=True,
     )
 
@@ -68,24 +66,41 @@ async def publish(
         msgspec.json.encode(body),
         events.subject(kind, observatory_id),
         headers=headers,
-        stream=events.STREAM_NAME,
+        stream=wiring.STREAM.name,
     )
 
 
-async def publish_transient(broker: NatsBroker, kind: str, body: msgspec.Struct, *, observatory_id: str) -> None:
+async def publish_transient(
+    broker: NatsBroker, kind: str, body: msgspec.Struct, *, observatory_id: str
+) -> None:
     """Core NATS publish, not persisted (live progress)."""
-    await broker.publish(
-        msgspec.json.encode(body), events.subject(kind, observatory_id)
-    )
+    await broker.publish(msgspec.json.encode(body), events.subject(kind, observatory_id))
+
+
+class BusPublisher:
+    """The :class:`calib_app.ports.EventPublisher` over a FastStream NATS broker."""
+
+    def __init__(self, broker: NatsBroker):
+        self.broker = broker
+
+    async def publish(
+        self, kind: str, body: msgspec.Struct, *, observatory_id: str, msg_id: str | None
+    ) -> None:
+        await publish(self.broker, kind, body, observatory_id=observatory_id, msg_id=msg_id)
+
+    async def publish_transient(
+        self, kind: str, body: msgspec.Struct, *, observatory_id: str
+    ) -> None:
+        await publish_transient(self.broker, kind, body, observatory_id=observatory_id)
 
 
 async def ensure_stream(broker: NatsBroker) -> None:
     """Create (or update) the CALIBRATION stream: file storage, a day of de-duplication."""
     stream = StreamConfig(
-        name=events.STREAM_NAME,
-        subjects=events.STREAM_SUBJECTS,
+        name=wiring.STREAM.name,
+        subjects=list(wiring.STREAM.subjects),
         storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        duplicate_window=wiring.STREAM.duplicate_window_s,
     )
     js = broker.connection.jetstream()
     try:

@@ -26,8 +26,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from calib_app.ports import ObjectMissingError
 from calib_core.models import Frame
-from calib_infra.store import ObjectMissingError, ObjectStore
+from calib_infra.store import ObjectStore
 
 WORK_FOLDER = "work"
 #: Work folders older than this are left over from a process that died mid-job.
@@ -38,8 +39,10 @@ class ChangedInStorageError(Exception):
     """The stored object's content is not the one recorded (its SHA-256 differs)."""
 
     def __init__(self, key: str, expected: str, actual: str):
-        super().__init__(f"{key} changed in storage since it was recorded"
-                         f" (sha256 {actual[:12]}..., recorded {expected[:12]}...)")
+        super().__init__(
+            f"{key} changed in storage since it was recorded"
+            f" (sha256 {actual[:12]}..., recorded {expected[:12]}...)"
+        )
 
 
 class UnusableFileError(Exception):
@@ -109,10 +112,13 @@ class FileCache:
         """:meth:`fetch_sync` for a frame or master record; a missing or changed object
         raises :class:`UnusableFileError` naming ``role`` (say "source frame") and the frame."""
         try:
-            return await asyncio.to_thread(self.fetch_sync, frame.storage_key, frame.sha256, destination)
+            return await asyncio.to_thread(
+                self.fetch_sync, frame.storage_key, frame.sha256, destination
+            )
         except ObjectMissingError as error:
             raise UnusableFileError(
-                f"{role} {frame.id} ({frame.storage_key}) is missing from storage") from error
+                f"{role} {frame.id} ({frame.storage_key}) is missing from storage"
+            ) from error
         except ChangedInStorageError as error:
             raise UnusableFileError(f"{role} {frame.id}: {error}") from error
 

@@ -15,7 +15,8 @@ import msgspec
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
-from calib_infra.bus import durable_consumer, make_broker, start_with_retry
+from calib_core import wiring
+from calib_infra.bus import BusPublisher, durable_consumer, make_broker, start_with_retry
 from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
 from calib_infra.filecache import FileCache
@@ -66,8 +67,11 @@ class Runtime:
         self.maintenance_runs = MaintenanceRunRepository(self.db)
         self.clock = Clock(self.config.clock_offset_file)
         self.store = ObjectStore(self.config)
-        self.files = FileCache(self.store, self.config.file_cache_path, self.config.file_cache_mb << 20)
+        self.files = FileCache(
+            self.store, self.config.file_cache_path, self.config.file_cache_mb << 20
+        )
         self.broker: NatsBroker = make_broker(self.config)
+        self.events = BusPublisher(self.broker)
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()
 
@@ -99,12 +103,11 @@ class Runtime:
 
     def consume(
         self,
-        subject: str,
-        durable: str,
+        consumer: wiring.Consumer,
         event_type: type[E],
         handler: Callable[[E], Awaitable[None]],
         *,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float | None = None,
         retry_delay_s: float = 2.0,
     ) -> None:
         """Bind ``handler(event)`` to a durable consumer shared by all replicas.
@@ -117,7 +120,11 @@ class Runtime:
         :class:`RetryLater`, without an error.
         """
 
-        @self.broker.subscriber(subject, **durable_consumer(durable, ack_wait_s=ack_wait_s))
+        ack_wait_s = ack_wait_s or consumer.ack_wait_s
+
+        @self.broker.subscriber(
+            consumer.subject, **durable_consumer(consumer.durable, ack_wait_s=ack_wait_s)
+        )
         async def on_message(msg: NatsMessage) -> None:
             received = msg.raw_message.subject
             try:
@@ -130,12 +137,18 @@ class Runtime:
             try:
                 await handler(event)
             except RetryLater as later:
-                self.log.info("message handed back", subject=received, reason=str(later),
-                              retry_in_s=later.delay_s)
+                self.log.info(
+                    "message handed back",
+                    subject=received,
+                    reason=str(later),
+                    retry_in_s=later.delay_s,
+                )
                 await msg.nack(delay=later.delay_s)
                 return
             except Exception as error:  # noqa: BLE001 - redelivered, never lost
-                self.log.exception("message handling failed, will retry", subject=received, error=str(error))
+                self.log.exception(
+                    "message handling failed, will retry", subject=received, error=str(error)
+                )
                 await msg.nack(delay=retry_delay_s)
                 return
             finally:

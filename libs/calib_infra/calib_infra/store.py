@@ -10,8 +10,6 @@ import hashlib
 import io
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,6 +17,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
+from calib_app.ports import ObjectInfo, ObjectMissingError, ScannedObject
 from calib_infra.config import Config
 
 CHUNK = 1024 * 1024
@@ -26,26 +25,6 @@ CHUNK = 1024 * 1024
 #: memory): with the SDK's default 5 MiB parts, SeaweedFS spent far more CPU and time on
 #: the stackers' uploads (bench/bench_stacker.py: 8 jobs in 5.0 s instead of 3.2 s).
 UPLOAD_PART_SIZE = 64 * CHUNK
-
-
-class ObjectMissingError(FileNotFoundError):
-    pass
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    modified: datetime | None
-
-
-@dataclass(frozen=True)
-class ScannedObject:
-    """What one streamed read of an object tells: its size, digest and first bytes."""
-
-    size: int
-    sha256: str
-    head: bytes
 
 
 class ObjectStore:
@@ -76,22 +55,37 @@ class ObjectStore:
         await asyncio.to_thread(self.ensure_bucket_sync)
 
     # -- writes ------------------------------------------------------------------
-    def put_file_sync(self, key: str, path: str | Path, content_type: str = "application/fits") -> None:
-        self.client.fput_object(self.bucket, key, str(path), content_type=content_type,
-                                part_size=UPLOAD_PART_SIZE)
+    def put_file_sync(
+        self, key: str, path: str | Path, content_type: str = "application/fits"
+    ) -> None:
+        self.client.fput_object(
+            self.bucket, key, str(path), content_type=content_type, part_size=UPLOAD_PART_SIZE
+        )
 
-    async def put_file(self, key: str, path: str | Path, content_type: str = "application/fits") -> None:
+    async def put_file(
+        self, key: str, path: str | Path, content_type: str = "application/fits"
+    ) -> None:
         await asyncio.to_thread(self.put_file_sync, key, path, content_type)
 
-    def put_bytes_sync(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+    def put_bytes_sync(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
+        self.client.put_object(
+            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+        )
 
-    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    async def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None:
         await asyncio.to_thread(self.put_bytes_sync, key, data, content_type)
 
-    def put_stream_sync(self, key: str, stream: BinaryIO, content_type: str = "application/fits") -> None:
+    def put_stream_sync(
+        self, key: str, stream: BinaryIO, content_type: str = "application/fits"
+    ) -> None:
         """Upload a stream of unknown length in multipart chunks (constant memory)."""
-        self.client.put_object(self.bucket, key, stream, -1, part_size=8 * CHUNK, content_type=content_type)
+        self.client.put_object(
+            self.bucket, key, stream, -1, part_size=8 * CHUNK, content_type=content_type
+        )
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.client.remove_object, self.bucket, key)

@@ -14,6 +14,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from calib_app.ports import ObjectMissingError
 from calib_core import events
 from calib_core.access import Capability
 from calib_core.models import Frame, FrameType, MasterStatus
@@ -27,11 +28,17 @@ from calib_gateway.uploads import ParsedUpload, UploadError, parse_multipart
 from calib_infra.bus import publish
 from calib_infra.calibration import with_calibration, with_calibrations
 from calib_infra.runtime import Runtime
-from calib_infra.store import ObjectMissingError
 
 FRAME_TYPES = [t.value for t in FrameType]
 STATUSES = [s.value for s in MasterStatus]
-FORM_NUMBERS = {"gain", "offset", "exposure_s", "temperature_c", "set_temperature_c", "rotation_deg"}
+FORM_NUMBERS = {
+    "gain",
+    "offset",
+    "exposure_s",
+    "temperature_c",
+    "set_temperature_c",
+    "rotation_deg",
+}
 FORM_INTEGERS = {"width", "height"}
 
 
@@ -85,26 +92,37 @@ class LibraryController(Controller):
             filters["is_master"] = is_master
         if exclude_mastered:
             filters["master_id"] = None
-        for field, value in (("frame_type", frame_type), ("camera_name", camera_name),
-                             ("filter", filter_name), ("status", status)):
+        for field, value in (
+            ("frame_type", frame_type),
+            ("camera_name", camera_name),
+            ("filter", filter_name),
+            ("status", status),
+        ):
             if value is not None:
                 filters[field] = value
         runtime = runtime_of(request)
         items, total = await runtime.frames.library_page(
-            observatory_id, filters, skip=(page - 1) * limit, limit=limit)
-        return LibraryPage(items=await with_calibrations(runtime, items), page=page, limit=limit, total=total)
+            observatory_id, filters, skip=(page - 1) * limit, limit=limit
+        )
+        return LibraryPage(
+            items=await with_calibrations(runtime, items), page=page, limit=limit, total=total
+        )
 
     @get("/frames/{frame_id:str}")
     async def frame(self, request: Request, frame_id: str) -> Frame:
         """A frame or master; a light also gets its calibration status, masters and warnings."""
-        return await with_calibration(runtime_of(request), await frame_for(request, frame_id, Capability.VIEW))
+        return await with_calibration(
+            runtime_of(request), await frame_for(request, frame_id, Capability.VIEW)
+        )
 
     @get("/frames/{frame_id:str}/components")
     async def components(self, request: Request, frame_id: str) -> Components:
         master = await frame_for(request, frame_id, Capability.VIEW)
         if not master.is_master:
             raise NotFoundException(f"frame '{frame_id}' is not a master")
-        return Components(master_id=master.id, items=await runtime_of(request).frames.components(master))
+        return Components(
+            master_id=master.id, items=await runtime_of(request).frames.components(master)
+        )
 
     @get("/frames/{frame_id:str}/download")
     async def download(self, request: Request, frame_id: str) -> Stream:
@@ -130,21 +148,32 @@ class LibraryController(Controller):
     async def upload_frame(self, request: Request) -> Accepted:
         """Upload one frame (multipart field ``file`` plus optional §2 fields) and register it."""
         runtime = runtime_of(request)
-        async with received_upload(request, Capability.REGISTER,
-                                   default_observatory=request.user.plugin_observatory) as (
-                upload, observatory_id, fields):
+        async with received_upload(
+            request, Capability.REGISTER, default_observatory=request.user.plugin_observatory
+        ) as (upload, observatory_id, fields):
             event_id = uuid.uuid4().hex
             storage_key = f"frames/{observatory_id}/{event_id}.fits"
             try:
                 event = msgspec.convert(
-                    {**form_metadata(fields), "event_id": event_id, "observatory_id": observatory_id,
-                     "storage_key": storage_key},
-                    events.FrameRegistered, strict=False)
+                    {
+                        **form_metadata(fields),
+                        "event_id": event_id,
+                        "observatory_id": observatory_id,
+                        "storage_key": storage_key,
+                    },
+                    events.FrameRegistered,
+                    strict=False,
+                )
             except msgspec.ValidationError as error:
                 raise ValidationException(f"invalid form field: {error}") from error
             await anyio.to_thread.run_sync(runtime.store.put_stream_sync, storage_key, upload.file)
-        await publish(runtime.broker, events.FRAME_REGISTERED, event, observatory_id=observatory_id,
-                      msg_id=event_id)
+        await publish(
+            runtime.broker,
+            events.FRAME_REGISTERED,
+            event,
+            observatory_id=observatory_id,
+            msg_id=event_id,
+        )
         return Accepted(event_id=event_id, storage_key=storage_key)
 
 
@@ -174,7 +203,11 @@ async def received_upload(
 
 
 def form_metadata(fields: dict[str, str]) -> dict[str, Any]:
-    known = set(events.FrameRegistered.__struct_fields__) - {"event_id", "observatory_id", "storage_key"}
+    known = set(events.FrameRegistered.__struct_fields__) - {
+        "event_id",
+        "observatory_id",
+        "storage_key",
+    }
     metadata: dict[str, Any] = {}
     for name, value in fields.items():
         if name not in known:

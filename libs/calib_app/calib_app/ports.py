@@ -1,0 +1,343 @@
+"""The ports: what a use case needs from the world, as Protocols.
+
+Adapters in ``calib_infra`` implement them over MongoDB, S3 and NATS; the in-memory
+fakes in ``tests/unit/app/fakes.py`` implement them for the fast tests. A use case takes
+the ports it uses and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from calib_core.calibration import CacheEntry
+from calib_core.models import Frame, FrameType, JobStatus, Observatory, Rejection, StackJob
+from calib_core.settings import CalibrationSettings
+
+
+class FrameRepository(Protocol):
+    async def insert(self, frame: Frame) -> bool:
+        """Store a frame; False when the same file (observatory + sha256) is already stored."""
+        ...
+
+    async def insert_many(self, frames: Sequence[Frame]) -> list[bool]:
+        """Store frames in one round trip; per frame, False when its file was already stored."""
+        ...
+
+    async def get(self, frame_id: str) -> Frame | None: ...
+
+    async def by_file(self, observatory_id: str, sha256: str) -> Frame | None: ...
+
+    async def many(self, frame_ids: Sequence[str]) -> list[Frame]: ...
+
+    async def same_hardware(self, frame: Frame) -> list[Frame]:
+        """Individual frames that can share a group with ``frame`` (settings-independent)."""
+        ...
+
+    async def unclaimed_calibration_frames(self, observatory_id: str) -> list[Frame]: ...
+
+    async def calibration_frames(self, observatory_id: str, **filters: Any) -> list[Frame]: ...
+
+    async def current_masters(
+        self, observatory_id: str, frame_type: FrameType | None = None
+    ) -> list[Frame]: ...
+
+    async def claim(self, frame_ids: Sequence[str], master_id: str) -> None: ...
+
+    async def release(self, master_id: str) -> None:
+        """Frames claimed by ``master_id`` become unclaimed again."""
+        ...
+
+    async def update(self, frame_id: str, changes: dict[str, Any]) -> None: ...
+
+    async def components(self, master: Frame) -> list[Frame]: ...
+
+    async def library_page(
+        self, observatory_id: str, filters: dict[str, Any], *, skip: int, limit: int
+    ) -> tuple[list[Frame], int]:
+        """One page of an observatory's library, newest first, and the total. ``filters``
+        are equality conditions on plain values (the API never passes operators)."""
+        ...
+
+    async def recent_lights(self, observatory_id: str, since: datetime) -> list[Frame]:
+        """Light frames captured (or, without a capture time, registered) since ``since``."""
+        ...
+
+    async def tally(self, observatory_id: str) -> list[dict[str, Any]]:
+        """Frame counts by camera, type, master flag, status and claimed (in a master) or not."""
+        ...
+
+    async def delete(self, frame_id: str) -> None: ...
+
+    async def masters(self, observatory_id: str) -> list[Frame]:
+        """Every master of an observatory, whatever its status."""
+        ...
+
+    async def supersede(self, master_id: str, by: str, at: datetime) -> bool:
+        """Mark a current master superseded; False if it no longer was current."""
+        ...
+
+    async def superseded_by(self, master_id: str) -> list[Frame]: ...
+
+    async def expire(self, master_id: str) -> bool:
+        """Mark an active master expired; False if it no longer was active."""
+        ...
+
+    async def mark_deleting(self, frame_id: str) -> None:
+        """First step of a deletion: a record so marked is finished by the next cleanup."""
+        ...
+
+    async def pending_deletions(self, observatory_id: str | None = None) -> list[Frame]: ...
+
+    async def remove_component(self, frame_id: str) -> None:
+        """A deleted source frame leaves the masters it was stacked into."""
+        ...
+
+    async def referenced_keys(
+        self, keys: Sequence[str], *, except_id: str | None = None
+    ) -> set[str]:
+        """Which of ``keys`` a frame record (other than ``except_id``) names as its file
+        or preview."""
+        ...
+
+
+class JobRepository(Protocol):
+    async def create(self, job: StackJob) -> StackJob | None:
+        """Insert an open job; None when its configuration already has one (unique ``open_key``).
+
+        One open job per configuration, not per temperature cluster: a cluster's identity
+        shifts as frames arrive, a configuration's does not. Other clusters of the same
+        configuration are queued by the sweep that follows each new master."""
+        ...
+
+    async def get(self, job_id: str) -> StackJob | None: ...
+
+    async def open_job_for(self, observatory_id: str, config_key: str) -> StackJob | None: ...
+
+    async def last_failed(self, observatory_id: str, config_key: str) -> StackJob | None:
+        """The most recent failed job of a configuration, if its latest job failed."""
+        ...
+
+    async def configurations_with_open_jobs(
+        self, observatory_id: str, config_keys: Sequence[str]
+    ) -> set[str]:
+        """Which of ``config_keys`` have an open job (one query for a batch of frames)."""
+        ...
+
+    async def claim(
+        self, job_id: str, worker: str, now: datetime, *, stale_before: datetime | None = None
+    ) -> StackJob | None:
+        """Take a queued job, or a running one whose holder died (its message came back).
+
+        With ``stale_before``, a running job is taken only if its holder has not touched
+        it since (a live holder keeps ``updated_at`` fresh with :meth:`touch`), so a
+        duplicate request never starts a second stacking of a job that is being stacked."""
+        ...
+
+    async def touch(self, job_id: str, worker: str, now: datetime) -> bool:
+        """The holder of a running job renews its claim; False when the job is no longer its."""
+        ...
+
+    async def set_progress(self, job_id: str, progress: float, now: datetime) -> None: ...
+
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: datetime,
+        *,
+        master_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close a job (succeeded or failed): the group may get a new open job again."""
+        ...
+
+    async def defer(self, job_id: str, reason: str, now: datetime) -> None: ...
+
+    async def requeue(
+        self,
+        job_id: str,
+        now: datetime,
+        *,
+        from_statuses: Sequence[JobStatus],
+        frame_ids: Sequence[str] | None = None,
+        trigger: str | None = None,
+    ) -> StackJob | None:
+        """Put a deferred or failed job back in the queue (reopening its group slot)."""
+        ...
+
+    async def list(
+        self, observatory_id: str, status: str | None = None, limit: int = 200
+    ) -> list[StackJob]: ...
+
+    async def deferred(self, observatory_id: str | None = None) -> list[StackJob]: ...
+
+    async def open_jobs(self, observatory_id: str) -> list[StackJob]: ...
+
+    async def delete(self, job_id: str) -> None: ...
+
+
+class SettingsRepository(Protocol):
+    async def get(self, observatory_id: str) -> CalibrationSettings: ...
+
+    async def put(self, observatory_id: str, settings: CalibrationSettings) -> None: ...
+
+
+class ObservatoryRepository(Protocol):
+    async def create(self, observatory: Observatory) -> bool: ...
+
+    async def get(self, observatory_id: str) -> Observatory | None: ...
+
+    async def existing(self, observatory_ids: Sequence[str]) -> set[str]:
+        """Which of ``observatory_ids`` exist (one query for a batch of events)."""
+        ...
+
+    async def all(self) -> list[Observatory]: ...
+
+
+class RejectionRepository(Protocol):
+    async def record(self, rejection: Rejection) -> bool:
+        """Store a rejection once per event id; False when it was already stored."""
+        ...
+
+    async def list(self, observatory_id: str, limit: int = 200) -> list[Rejection]: ...
+
+
+class HeartbeatRepository(Protocol):
+    async def beat(self, service: str, instance: str, now: datetime) -> None: ...
+
+    async def all(self) -> list[dict[str, Any]]: ...
+
+
+class CalibrationCacheRepository(Protocol):
+    """Calibrated lights in the S3 cache (``calibrated``): one entry per light."""
+
+    async def get(self, light_id: str) -> CacheEntry | None: ...
+
+    async def many(self, light_ids: Sequence[str]) -> dict[str, CacheEntry]:
+        """The entries of these lights, by light id."""
+        ...
+
+    async def put(self, entry: CacheEntry) -> None: ...
+
+    async def entries(self, observatory_id: str | None = None) -> list[CacheEntry]: ...
+
+    async def mark_deleting(self, light_id: str) -> None: ...
+
+    async def pending_deletions(self, observatory_id: str | None = None) -> list[CacheEntry]: ...
+
+    async def delete(self, light_id: str, storage_key: str | None) -> None:
+        """Remove the entry, unless it was replaced meanwhile (a new plan, a new key)."""
+        ...
+
+    async def referenced_keys(self, keys: Sequence[str]) -> set[str]: ...
+
+
+class MaintenanceRunRepository(Protocol):
+    """When each daily maintenance task last ran server-wide (``maintenance_runs``)."""
+
+    async def last_run(self, task: str) -> datetime | None: ...
+
+    async def record(self, task: str, finished_at: datetime, report: dict[str, Any]) -> None: ...
+
+
+class ObjectMissingError(FileNotFoundError):
+    """The object a key names is not in the bucket."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime | None
+
+
+@dataclass(frozen=True)
+class ScannedObject:
+    """What one streamed read of an object tells: its size, digest and first bytes."""
+
+    size: int
+    sha256: str
+    head: bytes
+
+
+class ObjectStore(Protocol):
+    """The S3 bucket."""
+
+    async def put_file(
+        self, key: str, path: str | Path, content_type: str = "application/fits"
+    ) -> None: ...
+
+    async def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Bytes ``offset`` to ``offset + length`` (fewer at the end of the object); raises
+        :class:`ObjectMissingError`."""
+        ...
+
+    async def scan(self, key: str, head_bytes: int) -> ScannedObject:
+        """Stream the whole object once: its size, sha256 and first ``head_bytes``."""
+        ...
+
+    async def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def list_batches(self, prefix: str, size: int) -> AsyncIterator[list[ObjectInfo]]: ...
+
+
+class FrameFiles(Protocol):
+    """Local copies of stored frames for the numerics (the stacker's and lifecycle's
+    file cache), checked against the recorded sha256."""
+
+    def workdir(self, prefix: str) -> AbstractContextManager[Path]:
+        """A private folder, removed afterwards."""
+        ...
+
+    async def fetch_frame(self, frame: Frame, destination: Path, role: str) -> bool:
+        """Copy ``frame``'s object to ``destination``; True when it came from the cache."""
+        ...
+
+    async def trim(self) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """The bus, for what a use case announces (SPEC §10)."""
+
+    async def publish(
+        self, kind: str, body: msgspec.Struct, *, observatory_id: str, msg_id: str | None
+    ) -> None:
+        """Persisted on the stream; ``msg_id`` makes a repeat publish a no-op."""
+        ...
+
+    async def publish_transient(
+        self, kind: str, body: msgspec.Struct, *, observatory_id: str
+    ) -> None:
+        """Core NATS, not persisted (live progress)."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """UTC now."""
+        ...
+
+
+class Log(Protocol):
+    """A structured logger (structlog's bound logger is one)."""
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
+
+    def exception(self, event: str, **fields: Any) -> Any: ...
