@@ -29,8 +29,11 @@ system-deps:
 bench: setup
 	$(UV) run --frozen python bench/run.py
 
+PY_SOURCES := libs services tools tests bench repro
+
 lint: setup
-	$(UV) run --frozen ruff check libs services tools tests bench repro
+	$(UV) run --frozen ruff format --check $(PY_SOURCES)
+	$(UV) run --frozen ruff check $(PY_SOURCES)
 
 clean:
 	rm -rf .data .pytest_cache bench/results.json

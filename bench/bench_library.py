@@ -39,9 +39,19 @@ TYPES = ["light"] * 6 + ["dark"] * 2 + ["flat"] * 2 + ["bias"]
 #: The admin page's views: individual frames not yet in a master (per type, camera,
 #: filter) and masters (per type and camera, or by status).
 QUERIES = [
-    {"is_master": "false", "exclude_mastered": "true", "frame_type": "flat", "camera_name": CAMERAS[0],
-     "filter": "Ha"},
-    {"is_master": "false", "exclude_mastered": "true", "frame_type": "dark", "camera_name": CAMERAS[1]},
+    {
+        "is_master": "false",
+        "exclude_mastered": "true",
+        "frame_type": "flat",
+        "camera_name": CAMERAS[0],
+        "filter": "Ha",
+    },
+    {
+        "is_master": "false",
+        "exclude_mastered": "true",
+        "frame_type": "dark",
+        "camera_name": CAMERAS[1],
+    },
     {"is_master": "false", "frame_type": "light", "camera_name": CAMERAS[2], "filter": "L"},
     {"is_master": "true", "frame_type": "dark", "camera_name": CAMERAS[0]},
     {"is_master": "true", "status": "active"},
@@ -58,21 +68,39 @@ def _documents(count: int, now: datetime) -> list[dict]:
         is_master = frame_type != "light" and rng.random() < 0.01
         camera = rng.choice(CAMERAS)
         document = {
-            "_id": f"f{index:07d}", "observatory_id": OBSERVATORY, "frame_type": frame_type,
-            "camera_name": camera, "exposure_s": rng.choice([1.0, 2.0, 60.0, 120.0, 300.0]),
-            "width": 6248, "height": 4176, "gain": rng.choice([0.0, 100.0]), "offset": 50.0,
-            "binning": "1x1", "readout_mode": None,
+            "_id": f"f{index:07d}",
+            "observatory_id": OBSERVATORY,
+            "frame_type": frame_type,
+            "camera_name": camera,
+            "exposure_s": rng.choice([1.0, 2.0, 60.0, 120.0, 300.0]),
+            "width": 6248,
+            "height": 4176,
+            "gain": rng.choice([0.0, 100.0]),
+            "offset": 50.0,
+            "binning": "1x1",
+            "readout_mode": None,
             "filter": rng.choice(FILTERS) if frame_type in ("flat", "light") else None,
-            "temperature_c": -10.0 + rng.random(), "set_temperature_c": -10.0, "rotation_deg": None,
+            "temperature_c": -10.0 + rng.random(),
+            "set_temperature_c": -10.0,
+            "rotation_deg": None,
             "captured_at": now - timedelta(seconds=index * 50),
-            "storage_key": f"frames/{OBSERVATORY}/{index}.fits", "size_bytes": 52_183_040,
-            "sha256": f"{index:064x}", "registered_at": now - timedelta(seconds=index * 50 - 5),
-            "is_master": is_master, "config_key": None,
-            "master_id": f"m{index % 97}" if frame_type != "light" and not is_master and rng.random() < 0.7 else None,
+            "storage_key": f"frames/{OBSERVATORY}/{index}.fits",
+            "size_bytes": 52_183_040,
+            "sha256": f"{index:064x}",
+            "registered_at": now - timedelta(seconds=index * 50 - 5),
+            "is_master": is_master,
+            "config_key": None,
+            "master_id": f"m{index % 97}"
+            if frame_type != "light" and not is_master and rng.random() < 0.7
+            else None,
         }
         if is_master:
-            document.update(status=rng.choice(["active", "superseded", "superseded", "expired"]), n_frames=20,
-                            method="sigma_clip", created_at=document["registered_at"])
+            document.update(
+                status=rng.choice(["active", "superseded", "superseded", "expired"]),
+                n_frames=20,
+                method="sigma_clip",
+                created_at=document["registered_at"],
+            )
         documents.append(document)
     return documents
 
@@ -111,31 +139,48 @@ def _measure(api, direct) -> tuple[list[float], list[float]]:
 def run() -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="calib-bench-library-") as tmp:
         data = Path(tmp)
-        servers = EmbeddedServers(data_dir=data, ports=ServerPorts(nats=free_port(), s3=free_port(),
-                                                                   mongodb=free_port()),
-                                  s3_access_key="bench", s3_secret_key="bench-secret")
+        servers = EmbeddedServers(
+            data_dir=data,
+            ports=ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
+            s3_access_key="bench",
+            s3_secret_key="bench-secret",
+        )
         servers.start()
         gateway = None
         try:
             uri = f"mongodb://127.0.0.1:{servers.ports.mongodb}/?retryWrites=false"
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("CALIB_")}
-            env.update(CALIB_NATS_URL=f"nats://127.0.0.1:{servers.ports.nats}", CALIB_MONGODB_URI=uri,
-                       CALIB_MONGODB_DB="bench", CALIB_S3_ENDPOINT=f"127.0.0.1:{servers.ports.s3}",
-                       CALIB_S3_ACCESS_KEY="bench", CALIB_S3_SECRET_KEY="bench-secret", CALIB_S3_BUCKET="bench",
-                       CALIB_BOOTSTRAP_ADMIN_TOKEN=TOKEN, CALIB_GATEWAY_PORT=str(port), CALIB_LOG_LEVEL="WARNING")
-            gateway = spawn("gateway", [sys.executable, "-m", "calib_gateway.main"], data / "logs", env=env)
+            env.update(
+                CALIB_NATS_URL=f"nats://127.0.0.1:{servers.ports.nats}",
+                CALIB_MONGODB_URI=uri,
+                CALIB_MONGODB_DB="bench",
+                CALIB_S3_ENDPOINT=f"127.0.0.1:{servers.ports.s3}",
+                CALIB_S3_ACCESS_KEY="bench",
+                CALIB_S3_SECRET_KEY="bench-secret",
+                CALIB_S3_BUCKET="bench",
+                CALIB_BOOTSTRAP_ADMIN_TOKEN=TOKEN,
+                CALIB_GATEWAY_PORT=str(port),
+                CALIB_LOG_LEVEL="WARNING",
+            )
+            gateway = spawn(
+                "gateway", [sys.executable, "-m", "calib_gateway.main"], data / "logs", env=env
+            )
             base = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "gateway")
+            wait_until(
+                lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "gateway"
+            )
 
             now = datetime.now(UTC)
             with pymongo.MongoClient(uri, tz_aware=True) as mongo:
                 db = mongo["bench"]
-                db["observatories"].insert_one({"_id": OBSERVATORY, "name": "Bench", "created_at": now})
+                db["observatories"].insert_one(
+                    {"_id": OBSERVATORY, "name": "Bench", "created_at": now}
+                )
                 documents = _documents(FRAMES, now)
                 start = time.perf_counter()
                 for offset in range(0, len(documents), 5000):
-                    db["frames"].insert_many(documents[offset:offset + 5000], ordered=False)
+                    db["frames"].insert_many(documents[offset : offset + 5000], ordered=False)
                 insert_s = time.perf_counter() - start
                 frames = db["frames"]
 
@@ -145,11 +190,15 @@ def run() -> list[dict]:
                     cursor = frames.find(query).sort([("registered_at", -1), ("_id", -1)])
                     list(cursor.skip((page - 1) * LIMIT).limit(LIMIT))
 
-                with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
-                                  timeout=60) as client:
+                with httpx.Client(
+                    base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+                ) as client:
+
                     def api(params: dict[str, str], page: int) -> None:
-                        response = client.get(f"/api/v1/calibration/library/{OBSERVATORY}",
-                                              params={**params, "page": page, "limit": LIMIT})
+                        response = client.get(
+                            f"/api/v1/calibration/library/{OBSERVATORY}",
+                            params={**params, "page": page, "limit": LIMIT},
+                        )
                         assert response.status_code == 200, response.text
 
                     api(QUERIES[0], 1)  # warm both paths once
@@ -160,14 +209,24 @@ def run() -> list[dict]:
                 gateway.stop()
             servers.stop()
     value, reference = _p95(api_ms), _p95(direct_ms)
-    return [{
-        "name": "library_p95_ms", "value": round(value, 2), "unit": "ms", "reference": round(reference, 2),
-        "ratio": round(value / reference, 3),
-        "note": (f"{FRAMES} frames in one observatory (bulk insert {insert_s:.1f} s), {REQUESTS} requests "
-                 f"over {len(QUERIES)} filter sets x pages {PAGES}, limit {LIMIT}; median API "
-                 f"{statistics.median(api_ms):.1f} ms vs database {statistics.median(direct_ms):.1f} ms; "
-                 "reference = the same count + sorted page query straight on the database, interleaved"),
-    }]
+    return [
+        {
+            "name": "library_p95_ms",
+            "value": round(value, 2),
+            "unit": "ms",
+            "reference": round(reference, 2),
+            "ratio": round(value / reference, 3),
+            "note": (
+                f"{FRAMES} frames in one observatory (bulk insert {insert_s:.1f} s), "
+                f"{REQUESTS} requests "
+                f"over {len(QUERIES)} filter sets x pages {PAGES}, limit {LIMIT}; median API "
+                f"{statistics.median(api_ms):.1f} ms vs database "
+                f"{statistics.median(direct_ms):.1f} ms; "
+                "reference = the same count + sorted page query straight on the database, "
+                "interleaved"
+            ),
+        }
+    ]
 
 
 if __name__ == "__main__":

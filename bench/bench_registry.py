@@ -59,9 +59,17 @@ def night(count: int, start: datetime) -> Iterator[dict]:
     for index in range(count):
         captured_at = start + timedelta(seconds=5 * index)
         temperature = float(round(-10.0 + rng.normal(0, 0.2), 2))
-        fields = dict(camera_name=CAMERA.name, gain=100.0, offset=50.0, binning="1x1", width=CAMERA.width,
-                      height=CAMERA.height, temperature_c=temperature, set_temperature_c=-10.0,
-                      captured_at=captured_at)
+        fields = dict(
+            camera_name=CAMERA.name,
+            gain=100.0,
+            offset=50.0,
+            binning="1x1",
+            width=CAMERA.width,
+            height=CAMERA.height,
+            temperature_c=temperature,
+            set_temperature_c=-10.0,
+            captured_at=captured_at,
+        )
         kind = rng.random()
         if kind < LIGHT_SHARE:
             fields.update(frame_type="light", exposure_s=300.0, filter=str(rng.choice(FILTERS)))
@@ -78,14 +86,20 @@ def frame_files(metadata: list[dict]) -> list[bytes]:
     """One distinct small FITS file per frame: a N.I.N.A. header and a unique image."""
     template = synthetic.fits_bytes(
         np.full((CAMERA.height, CAMERA.width), 1000, dtype=np.uint16),
-        synthetic.nina_header(frame_type="dark", camera=CAMERA, exposure_s=60.0, temperature_c=-10.0,
-                              set_temperature_c=-10.0, captured_at=metadata[0]["captured_at"]),
+        synthetic.nina_header(
+            frame_type="dark",
+            camera=CAMERA,
+            exposure_s=60.0,
+            temperature_c=-10.0,
+            set_temperature_c=-10.0,
+            captured_at=metadata[0]["captured_at"],
+        ),
     )
     data_start = len(template) - 2880 * ((CAMERA.width * CAMERA.height * 2 + 2879) // 2880)
     files = []
     for index in range(len(metadata)):
         pixels = bytearray(template)
-        pixels[data_start:data_start + 8] = index.to_bytes(8, "big")
+        pixels[data_start : data_start + 8] = index.to_bytes(8, "big")
         files.append(bytes(pixels))
     return files
 
@@ -95,7 +109,11 @@ def upload(config: Config, files: list[bytes]) -> list[str]:
     store.ensure_bucket_sync()
     keys = [f"frames/{OBSERVATORY}/{uuid.uuid4().hex}.fits" for _ in files]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda key, data: store.put_bytes_sync(key, data, "application/fits"), keys, files))
+        list(
+            pool.map(
+                lambda key, data: store.put_bytes_sync(key, data, "application/fits"), keys, files
+            )
+        )
     return keys
 
 
@@ -119,7 +137,8 @@ async def prepare_database(config: Config) -> None:
         db = client[config.mongodb_db]
         await create_schema(db)
         await ObservatoryRepository(db).create(
-            Observatory(id=OBSERVATORY, name="Bench", created_at=datetime.now(UTC)))
+            Observatory(id=OBSERVATORY, name="Bench", created_at=datetime.now(UTC))
+        )
     finally:
         await client.close()
 
@@ -134,10 +153,12 @@ async def publish_and_wait(config: Config, messages: list[tuple[bytes, str]]) ->
         start = time.perf_counter()
         last_sequence = 0
         for chunk in range(0, len(messages), 500):
-            acks = await asyncio.gather(*(
-                js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
-                for body, msg_id in messages[chunk:chunk + 500]
-            ))
+            acks = await asyncio.gather(
+                *(
+                    js.publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+                    for body, msg_id in messages[chunk : chunk + 500]
+                )
+            )
             last_sequence = max(last_sequence, *(a.seq for a in acks))
         while True:
             info = await js.consumer_info(events.STREAM_NAME, "registry")
@@ -151,7 +172,9 @@ async def publish_and_wait(config: Config, messages: list[tuple[bytes, str]]) ->
 async def stored_frames(config: Config) -> int:
     client = mongo_client(config)
     try:
-        return await client[config.mongodb_db]["frames"].count_documents({"observatory_id": OBSERVATORY})
+        return await client[config.mongodb_db]["frames"].count_documents(
+            {"observatory_id": OBSERVATORY}
+        )
     finally:
         await client.close()
 
@@ -159,7 +182,7 @@ async def stored_frames(config: Config) -> int:
 def registry_throughput(count: int, workdir: Path) -> dict:
     servers = start_servers(workdir / "servers")
     try:
-        config = service_config(servers.ports, "calib_bench")
+        config = service_config(servers.endpoints, "calib_bench")
         asyncio.run(prepare_database(config))
         metadata = list(night(count, datetime.now(UTC) - timedelta(hours=12)))
         files = frame_files(metadata)
@@ -167,12 +190,23 @@ def registry_throughput(count: int, workdir: Path) -> dict:
         messages, documents = [], []
         for fields, data, key in zip(metadata, files, keys, strict=True):
             sha256 = hashlib.sha256(data).hexdigest()
-            event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=OBSERVATORY,
-                                           storage_key=key, sha256=sha256, **fields)
+            event = events.FrameRegistered(
+                event_id=uuid.uuid4().hex,
+                observatory_id=OBSERVATORY,
+                storage_key=key,
+                sha256=sha256,
+                **fields,
+            )
             messages.append((msgspec.json.encode(event), event.event_id))
-            frame = Frame(**msgspec.structs.asdict(resolve_metadata(fields, {})), id=uuid.uuid4().hex,
-                          observatory_id=OBSERVATORY, storage_key=key, size_bytes=len(data), sha256=sha256,
-                          registered_at=datetime.now(UTC))
+            frame = Frame(
+                **msgspec.structs.asdict(resolve_metadata(fields, {})),
+                id=uuid.uuid4().hex,
+                observatory_id=OBSERVATORY,
+                storage_key=key,
+                size_bytes=len(data),
+                sha256=sha256,
+                registered_at=datetime.now(UTC),
+            )
             documents.append(to_document(frame))
         reference = asyncio.run(single_inserts(config, documents))
 
@@ -180,7 +214,11 @@ def registry_throughput(count: int, workdir: Path) -> dict:
         services.start("registry")
         try:
             log = services.processes["registry"].log_path
-            wait_for(lambda: '"connected"' in log.read_text(), timeout_s=60, what="the registry to connect")
+            wait_for(
+                lambda: '"connected"' in log.read_text(),
+                timeout_s=60,
+                what="the registry to connect",
+            )
             seconds = asyncio.run(publish_and_wait(config, messages))
         finally:
             services.stop()
@@ -190,10 +228,15 @@ def registry_throughput(count: int, workdir: Path) -> dict:
     finally:
         servers.stop()
     value = count / seconds
-    return {"name": "registry_throughput", "value": value, "unit": "events/s", "reference": reference,
-            "ratio": value / reference,
-            "note": f"{count} events in {seconds:.2f} s; reference: {len(documents)} single "
-                    "insert_one of the same frame documents into a collection indexed like frames"}
+    return {
+        "name": "registry_throughput",
+        "value": value,
+        "unit": "events/s",
+        "reference": reference,
+        "ratio": value / reference,
+        "note": f"{count} events in {seconds:.2f} s; reference: {len(documents)} single "
+        "insert_one of the same frame documents into a collection indexed like frames",
+    }
 
 
 def run() -> list[dict]:

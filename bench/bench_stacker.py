@@ -80,8 +80,9 @@ class Rig:
         self.workdir = workdir
         self.servers = start_servers(workdir / "servers")
         # the production claim and ack wait: no test-speed redeliveries
-        self.config: Config = service_config(self.servers.ports, "calib_bench_stacker",
-                                             stacker_ack_wait_s=30.0)
+        self.config: Config = service_config(
+            self.servers.endpoints, "calib_bench_stacker", stacker_ack_wait_s=30.0
+        )
         self.services = Services(config=self.config, log_dir=workdir / "logs")
         self.store = ObjectStore(self.config)
         self.store.ensure_bucket_sync()
@@ -110,10 +111,16 @@ class Rig:
             self.started += 1
             name = f"stacker-{self.started}"
             self.services.processes[name] = spawn(
-                name, [sys.executable, "-m", "calib_stacker.main"], self.services.log_dir,
-                env={**environment(self.config, name), **environ})
-        wait_for(lambda: consumers_waiting(self.config, "stacker") >= count, timeout_s=120,
-                 what=f"{count} stackers to wait for work")
+                name,
+                [sys.executable, "-m", "calib_stacker.main"],
+                self.services.log_dir,
+                env={**environment(self.config, name), **environ},
+            )
+        wait_for(
+            lambda: consumers_waiting(self.config, "stacker") >= count,
+            timeout_s=120,
+            what=f"{count} stackers to wait for work",
+        )
 
     def stop_stackers(self) -> None:
         self.services.stop()
@@ -124,7 +131,9 @@ class Rig:
         used: dict[str, float] = {}
         for name, managed in [*self.servers.processes.items(), *self.services.processes.items()]:
             process = psutil.Process(managed.process.pid)
-            seconds = sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
+            seconds = sum(
+                sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)]
+            )
             key = "stacker" if name.startswith("stacker") else name
             used[key] = used.get(key, 0.0) + seconds
         return used
@@ -141,8 +150,11 @@ class Rig:
             key = f"frames/{OBSERVATORY}/{uuid.uuid4().hex}.fits"
             self.store.put_file_sync(key, path)
             added.append((_dark(key, path, shape, index), path))
-        asyncio.run(self._database(
-            lambda db: FrameRepository(db).insert_many([frame for frame, _ in added])))
+        asyncio.run(
+            self._database(
+                lambda db: FrameRepository(db).insert_many([frame for frame, _ in added])
+            )
+        )
         return added
 
     def stack(self, jobs: list[list[Frame]]) -> float:
@@ -165,8 +177,12 @@ class Rig:
                 done.set()
 
             try:
-                await connection.subscribe(events.subject(events.MASTER_CREATED, OBSERVATORY), cb=created)
-                await connection.subscribe(events.subject(events.STACK_FAILED, OBSERVATORY), cb=failed)
+                await connection.subscribe(
+                    events.subject(events.MASTER_CREATED, OBSERVATORY), cb=created
+                )
+                await connection.subscribe(
+                    events.subject(events.STACK_FAILED, OBSERVATORY), cb=failed
+                )
                 repository = JobRepository(client[self.config.mongodb_db])
                 for job in planned:
                     await repository.create(job)
@@ -174,8 +190,11 @@ class Rig:
                 start = time.perf_counter()
                 for job in planned:
                     request = events.StackRequested(job_id=job.id, observatory_id=OBSERVATORY)
-                    await js.publish(events.subject(events.STACK_REQUESTED, OBSERVATORY),
-                                     msgspec.json.encode(request), headers={"Nats-Msg-Id": f"{job.id}-1"})
+                    await js.publish(
+                        events.subject(events.STACK_REQUESTED, OBSERVATORY),
+                        msgspec.json.encode(request),
+                        headers={"Nats-Msg-Id": f"{job.id}-1"},
+                    )
                 await asyncio.wait_for(done.wait(), JOB_TIMEOUT_S)
                 seconds = time.perf_counter() - start
                 if failures:
@@ -191,7 +210,9 @@ class Rig:
 
         seconds = asyncio.run(queue_and_wait())
         for job in planned:  # the masters are in S3, and their records name them
-            master = asyncio.run(self._database(lambda db, j=job: FrameRepository(db).get(f"m{j.id}")))
+            master = asyncio.run(
+                self._database(lambda db, j=job: FrameRepository(db).get(f"m{j.id}"))
+            )
             stored = self.store.stat_sync(master.storage_key)
             if stored is None or stored.size != master.size_bytes:
                 raise RuntimeError(f"master {master.id} is not in S3 as recorded")
@@ -202,11 +223,23 @@ def _dark(key: str, path: Path, shape: tuple[int, int], index: int) -> Frame:
     data = path.read_bytes()
     now = datetime.now(UTC)
     return Frame(
-        id=uuid.uuid4().hex, observatory_id=OBSERVATORY, frame_type=FrameType.DARK, camera_name=CAMERA,
-        gain=100.0, offset=50.0, binning="1x1", exposure_s=60.0, temperature_c=-10.0,
-        set_temperature_c=-10.0, width=shape[1], height=shape[0],
-        captured_at=now - timedelta(minutes=index), storage_key=key, size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(), registered_at=now,
+        id=uuid.uuid4().hex,
+        observatory_id=OBSERVATORY,
+        frame_type=FrameType.DARK,
+        camera_name=CAMERA,
+        gain=100.0,
+        offset=50.0,
+        binning="1x1",
+        exposure_s=60.0,
+        temperature_c=-10.0,
+        set_temperature_c=-10.0,
+        width=shape[1],
+        height=shape[0],
+        captured_at=now - timedelta(minutes=index),
+        storage_key=key,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        registered_at=now,
     )
 
 
@@ -214,11 +247,19 @@ def _job(frames: list[Frame]) -> StackJob:
     job_id, now = uuid.uuid4().hex, datetime.now(UTC)
     config_key = f"bench-{job_id}"  # one open job per configuration: each job its own
     return StackJob(
-        id=job_id, observatory_id=OBSERVATORY, frame_type=FrameType.DARK, config_key=config_key,
-        group_key=config_key, configuration={"camera_name": CAMERA, "exposure_s": 60.0},
-        temperature_c=-10.0, trigger=JobTrigger.MANUAL, status=JobStatus.QUEUED,
-        frame_ids=[f.id for f in frames], settings=msgspec.structs.asdict(CalibrationSettings()),
-        created_at=now, updated_at=now,
+        id=job_id,
+        observatory_id=OBSERVATORY,
+        frame_type=FrameType.DARK,
+        config_key=config_key,
+        group_key=config_key,
+        configuration={"camera_name": CAMERA, "exposure_s": 60.0},
+        temperature_c=-10.0,
+        trigger=JobTrigger.MANUAL,
+        status=JobStatus.QUEUED,
+        frame_ids=[f.id for f in frames],
+        settings=msgspec.structs.asdict(CalibrationSettings()),
+        created_at=now,
+        updated_at=now,
     )
 
 
@@ -239,8 +280,10 @@ class Quiet:
                 return
 
     def note(self) -> str:
-        return (f"each run started once the CPUs were <= {IDLE_BUSY:.0%} busy (waiting at most"
-                f" {IDLE_WAIT_S} s; busiest start {self.busiest:.0%})")
+        return (
+            f"each run started once the CPUs were <= {IDLE_BUSY:.0%} busy (waiting at most"
+            f" {IDLE_WAIT_S} s; busiest start {self.busiest:.0%})"
+        )
 
 
 def best_time(quiet: Quiet, measure: Callable[[], float]) -> float:
@@ -265,9 +308,13 @@ def master_end_to_end(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
 
     def stacking_only() -> float:
         start = time.perf_counter()
-        stack_files([path for _, path in added], method=settings.stacking_method,
-                    sigma=settings.sigma_clip_value, maxiters=settings.sigma_clip_iterations,
-                    memory_limit_mb=rig.config.stacker_memory_limit_mb)
+        stack_files(
+            [path for _, path in added],
+            method=settings.stacking_method,
+            sigma=settings.sigma_clip_value,
+            maxiters=settings.sigma_clip_iterations,
+            memory_limit_mb=rig.config.stacker_memory_limit_mb,
+        )
         return time.perf_counter() - start
 
     reference = best_time(quiet, stacking_only)
@@ -278,12 +325,14 @@ def master_end_to_end(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
         "unit": "s",
         "reference": round(reference, 3),
         "ratio": round(seconds / reference, 2),
-        "note": f"{E2E_FRAMES} uint16 darks {shape[1]}x{shape[0]} in S3 -> master FITS + preview in S3"
-                f" and its record, through one stacker process on real servers (sigma_clip 3.0/5,"
-                f" memory_limit_mb={rig.config.stacker_memory_limit_mb}), timed from stack.requested to"
-                f" master.created, the frames downloaded every run (no file cache); reference: stack_files alone on the same local files (page cache"
-                f" warm), in this process with the same numba threads; best of {REPEATS} each;"
-                f" {quiet.note()}",
+        "note": f"{E2E_FRAMES} uint16 darks {shape[1]}x{shape[0]} in S3 -> master FITS"
+        " + preview in S3"
+        f" and its record, through one stacker process on real servers (sigma_clip 3.0/5,"
+        f" memory_limit_mb={rig.config.stacker_memory_limit_mb}), timed from stack.requested to"
+        f" master.created, the frames downloaded every run (no file cache); reference:"
+        " stack_files alone on the same local files (page cache"
+        f" warm), in this process with the same numba threads; best of {REPEATS} each;"
+        f" {quiet.note()}",
     }
 
 
@@ -300,27 +349,32 @@ def scaling(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
                 before = rig.cpu_seconds()
                 seconds[replicas] = min(seconds[replicas], rig.stack([frames] * SCALING_JOBS))
                 for name, used in rig.cpu_seconds().items():
-                    cpu[name] = cpu.get(name, 0.0) + (used - before[name]) / (SCALING_JOBS * 2 * REPEATS)
+                    cpu[name] = cpu.get(name, 0.0) + (used - before[name]) / (
+                        SCALING_JOBS * 2 * REPEATS
+                    )
             finally:
                 rig.stop_stackers()
     one, two = SCALING_JOBS / seconds[1], SCALING_JOBS / seconds[2]
     # with every CPU busy, the machine completes at most cpu_count / (CPU seconds per job) jobs/s
     ceiling = min(2.0, os.cpu_count() / sum(cpu.values()) / one)
-    spent = ", ".join(f"{name} {used:.2f} s" for name, used in sorted(cpu.items(), key=lambda i: -i[1]))
+    spent = ", ".join(
+        f"{name} {used:.2f} s" for name, used in sorted(cpu.items(), key=lambda i: -i[1])
+    )
     return {
         "name": "stacker_scaling_2_vs_1",
         "value": round(two, 3),
         "unit": "jobs/s",
         "reference": round(one, 3),
         "ratio": round(two / one, 2),
-        "note": f"{SCALING_JOBS} jobs of the same {len(frames)} uint16 darks {frames[0].width}x{frames[0].height}"
-                f" (sigma_clip, master + preview upload, record; the frames downloaded from S3 by the"
-                f" first jobs into the replicas' shared, initially empty file cache) queued at once:"
-                f" {seconds[2]:.1f} s with 2"
-                f" stacker replicas vs {seconds[1]:.1f} s with 1, each NUMBA_NUM_THREADS=1, on"
-                f" {os.cpu_count()} CPUs shared with the servers; best of {REPEATS} alternated runs each;"
-                f" {quiet.note()}. CPU per job: {spent}; so this machine allows a ratio of at most"
-                f" {ceiling:.2f} (2 replicas reached {two / one / ceiling:.0%} of it); goal >= 1.6",
+        "note": f"{SCALING_JOBS} jobs of the same {len(frames)} uint16 darks "
+        f"{frames[0].width}x{frames[0].height}"
+        f" (sigma_clip, master + preview upload, record; the frames downloaded from S3 by the"
+        f" first jobs into the replicas' shared, initially empty file cache) queued at once:"
+        f" {seconds[2]:.1f} s with 2"
+        f" stacker replicas vs {seconds[1]:.1f} s with 1, each NUMBA_NUM_THREADS=1, on"
+        f" {os.cpu_count()} CPUs shared with the servers; best of {REPEATS} alternated runs each;"
+        f" {quiet.note()}. CPU per job: {spent}; so this machine allows a ratio of at most"
+        f" {ceiling:.2f} (2 replicas reached {two / one / ceiling:.0%} of it); goal >= 1.6",
     }
 
 

@@ -171,8 +171,11 @@ def ensure_siril() -> str:
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     print("   installing siril (apt-get)", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "siril"],
-                   check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "siril"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("siril-cli")
     if found is None:
         raise RuntimeError("siril-cli is still missing after installing the siril package")
@@ -183,8 +186,12 @@ def siril_script(folder: Path, lines: list[str]) -> str:
     """Run a Siril script in ``folder``; its log."""
     script = folder / "bench.ssf"
     script.write_text("\n".join(["requires 1.0.0", *lines]) + "\n")
-    done = subprocess.run([ensure_siril(), "-d", str(folder), "-s", str(script)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [ensure_siril(), "-d", str(folder), "-s", str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout
 
 
@@ -207,30 +214,43 @@ def bench_vs_siril(paths: list[Path], repeats: int = 2) -> dict:
     folder = paths[0].parent
     siril_script(folder, ["convert frame -out=seq"])  # a sequence of links to the files
     siril_s = min(
-        siril_stack_seconds(siril_script(folder / "seq", [f"stack frame rej s {SIGMA} {SIGMA} -nonorm"
-                                                          f" -out=siril{attempt}"]))
+        siril_stack_seconds(
+            siril_script(
+                folder / "seq", [f"stack frame rej s {SIGMA} {SIGMA} -nonorm -out=siril{attempt}"]
+            )
+        )
         for attempt in range(repeats)
     )
 
     def ours() -> np.ndarray:
-        result = stack_files(paths, method="sigma_clip", sigma=SIGMA, maxiters=MAXITERS,
-                             memory_limit_mb=MEMORY_LIMIT_MB)
+        result = stack_files(
+            paths,
+            method="sigma_clip",
+            sigma=SIGMA,
+            maxiters=MAXITERS,
+            memory_limit_mb=MEMORY_LIMIT_MB,
+        )
         write_master_fits(folder / "ours.fits", result.image, [])
         return result.image
 
     ours_image, ours_s = _best_time(ours, repeats)
-    siril_image = fits.getdata(folder / "seq" / "siril0.fit").astype(np.float64) * 65535  # Siril: 0-1
+    siril_image = (
+        fits.getdata(folder / "seq" / "siril0.fit").astype(np.float64) * 65535
+    )  # Siril: 0-1
     relative = np.abs(siril_image - ours_image) / np.abs(ours_image)
     height, width = ours_image.shape
     return _entry(
         "sigma_clip_vs_siril",
         ours_s,
         siril_s,
-        f"{len(paths)} uint16 FITS files {width}x{height} to a float32 master FITS, best of {repeats}:"
-        f" Siril {_siril_version()} 'stack seq rej s {SIGMA} {SIGMA} -nonorm' (its own reported stacking"
+        f"{len(paths)} uint16 FITS files {width}x{height} to a float32 master FITS,"
+        f" best of {repeats}:"
+        f" Siril {_siril_version()} 'stack seq rej s {SIGMA} {SIGMA} -nonorm'"
+        " (its own reported stacking"
         f" time: read, combine, save; conversion to a sequence not counted) vs stack_files +"
         f" write_master_fits (memory_limit_mb={MEMORY_LIMIT_MB}; Siril sizes its blocks to the"
-        f" machine's free memory). Not the same rejection: Siril iterates until nothing changes, ours"
+        " machine's free memory). Not the same rejection: Siril iterates until nothing"
+        " changes, ours"
         f" stops after {MAXITERS} passes (astropy's rule); the masters differ by at most"
         f" {float(relative.max()):.1e} relative (median {float(np.median(relative)):.1e})",
     )
@@ -271,7 +291,8 @@ def bench_peak_rss(shape: tuple[int, int]) -> dict:
         "ratio": round(peak_mb / MEMORY_LIMIT_MB, 3),
         "note": f"stack_files sigma_clip of {RSS_FRAMES} uint16 FITS files {shape[1]}x{shape[0]}"
         f" with memory_limit_mb={MEMORY_LIMIT_MB} in a subprocess (RUSAGE_CHILDREN ru_maxrss"
-        f" seen by a small launcher; includes the interpreter and libraries); took {report['seconds']:.1f} s;"
+        " seen by a small launcher; includes the interpreter and libraries);"
+        f" took {report['seconds']:.1f} s;"
         f" goal <= {MEMORY_LIMIT_MB + 300} MB",
     }
 

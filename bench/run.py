@@ -29,8 +29,11 @@ def main(selected: list[str]) -> None:
         print(f"== {path.stem}", flush=True)
         for entry in load(path).run():
             results.append(entry)
-            print(f"   {entry['name']}: {entry['value']:.4g} {entry['unit']} "
-                  f"(reference {entry['reference']:.4g}, ratio {entry['ratio']:.3g})", flush=True)
+            print(
+                f"   {entry['name']}: {entry['value']:.4g} {entry['unit']} "
+                f"(reference {entry['reference']:.4g}, ratio {entry['ratio']:.3g})",
+                flush=True,
+            )
     target = HERE / "results.json"
     if selected and target.exists():  # a partial run replaces only its own figures
         fresh = {entry["name"] for entry in results}

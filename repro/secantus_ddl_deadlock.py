@@ -42,17 +42,22 @@ def free_port() -> int:
 
 async def create_indexes(db) -> None:
     for name in COLLECTIONS:
-        await db[name].create_indexes([
-            IndexModel([("a", ASCENDING), ("b", ASCENDING)], name="a_b"),
-            IndexModel([("c", ASCENDING)], name="c", sparse=True),
-        ])
+        await db[name].create_indexes(
+            [
+                IndexModel([("a", ASCENDING), ("b", ASCENDING)], name="a_b"),
+                IndexModel([("c", ASCENDING)], name="c", sparse=True),
+            ]
+        )
 
 
 async def write(db, writer: int, count: int) -> None:
     for i in range(count):
         name = COLLECTIONS[(writer + i) % len(COLLECTIONS)]
-        await db[name].update_one({"_id": f"{writer}-{i % 4}"},
-                                  {"$set": {"a": i, "b": writer}, "$inc": {"n": 1}}, upsert=True)
+        await db[name].update_one(
+            {"_id": f"{writer}-{i % 4}"},
+            {"$set": {"a": i, "b": writer}, "$inc": {"n": 1}},
+            upsert=True,
+        )
 
 
 async def round_(client: AsyncMongoClient, number: int, writers: int, precreate: bool) -> None:
@@ -81,7 +86,9 @@ async def run_rounds(uri: str, args: argparse.Namespace) -> int | None:
     for number in range(args.rounds):
         started = time.monotonic()
         try:
-            await asyncio.wait_for(round_(client, number, args.writers, args.precreate), args.deadline)
+            await asyncio.wait_for(
+                round_(client, number, args.writers, args.precreate), args.deadline
+            )
         except TimeoutError:
             probe = AsyncMongoClient(uri, serverSelectionTimeoutMS=2000, socketTimeoutMS=5000)
             try:
@@ -100,16 +107,29 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--deadline", type=float, default=30.0)
-    parser.add_argument("--precreate", action="store_true",
-                        help="create each database's collections before writing to them (no hang)")
+    parser.add_argument(
+        "--precreate",
+        action="store_true",
+        help="create each database's collections before writing to them (no hang)",
+    )
     args = parser.parse_args()
 
     storage = Path(tempfile.mkdtemp(prefix="secantus-repro-"))
     port = free_port()
     server_bin = Path(sys.executable).parent / "secantusd-py"
-    server = subprocess.Popen([str(server_bin if server_bin.exists() else "secantusd-py"),
-                               "--host", "127.0.0.1", "--port", str(port),
-                               "--storage-path", str(storage), "--log-level", "WARNING"])
+    server = subprocess.Popen(
+        [
+            str(server_bin if server_bin.exists() else "secantusd-py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+        ]
+    )
     try:
         hung = asyncio.run(run_rounds(f"mongodb://127.0.0.1:{port}/?retryWrites=false", args))
         if hung is None:

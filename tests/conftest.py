@@ -9,12 +9,12 @@ import pytest
 from calib_stacker.main import load_kernels
 from tests.support.clock import MovableClock
 from tests.support.plugin import Plugin
+from tests.support.servers import session_servers
 from tests.support.system import (
     ADMIN_TOKEN,
     Services,
     free_port,
     service_config,
-    start_servers,
     unique,
 )
 
@@ -23,7 +23,7 @@ TEN_YEARS_S = 10 * 365 * 86400.0
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
-    servers = start_servers(tmp_path_factory.mktemp("servers"))
+    servers = session_servers(tmp_path_factory.mktemp("servers"))
     try:
         yield servers
     finally:
@@ -35,9 +35,15 @@ def system(servers, tmp_path_factory):
     """The five services (two stacker replicas) against the session's servers."""
     # The clock is movable (tests.support.clock); the daily maintenance runs once at start-up
     # only, so a test that moves the clock runs expiry and retention itself, for its observatory.
-    config = service_config(servers.ports, unique("calib_e2e").replace("-", "_"), gateway_port=free_port(),
-                            sweep_interval_s=3.0, clock_offset_file=str(tmp_path_factory.mktemp("clock") / "offset"),
-                            expiry_check_interval_s=TEN_YEARS_S, retention_interval_s=TEN_YEARS_S)
+    config = service_config(
+        servers.endpoints,
+        unique("calib_e2e").replace("-", "_"),
+        gateway_port=free_port(),
+        sweep_interval_s=3.0,
+        clock_offset_file=str(tmp_path_factory.mktemp("clock") / "offset"),
+        expiry_check_interval_s=TEN_YEARS_S,
+        retention_interval_s=TEN_YEARS_S,
+    )
     services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
     load_kernels()  # compile numba's disk cache once, here, rather than in three services at once
     try:
@@ -50,8 +56,9 @@ def system(servers, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def admin(system):
-    with httpx.Client(base_url=system.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                      timeout=30) as client:
+    with httpx.Client(
+        base_url=system.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as client:
         yield client
 
 
@@ -69,7 +76,9 @@ def clock(system):
 def observatory(admin):
     """A new observatory for one test (tests share the services, not their data)."""
     observatory_id = unique("obs")
-    response = admin.post("/api/v1/admin/observatories", json={"id": observatory_id, "name": "Test"})
+    response = admin.post(
+        "/api/v1/admin/observatories", json={"id": observatory_id, "name": "Test"}
+    )
     assert response.status_code == 201, response.text
     return observatory_id
 

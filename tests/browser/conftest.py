@@ -21,8 +21,16 @@ from tests.support.plugin import Plugin
 from tests.support.system import ADMIN_TOKEN
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 WIDE, NARROW = 1280, 768
 HEIGHT = 900
@@ -43,8 +51,14 @@ def off_main_thread(function, *args):
         return pool.submit(function, *args).result()
 
 
-def dark_files(camera: synthetic.Camera, count: int, *, exposure_s: float = 30.0,
-               temperature_c: float = -10.0, seed: int = 1) -> list[bytes]:
+def dark_files(
+    camera: synthetic.Camera,
+    count: int,
+    *,
+    exposure_s: float = 30.0,
+    temperature_c: float = -10.0,
+    seed: int = 1,
+) -> list[bytes]:
     """``count`` distinct dark FITS files: one simulated dark plus cheap per-frame noise."""
     rng = np.random.default_rng(seed)
     base = synthetic.dark_frame(camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng)
@@ -52,9 +66,13 @@ def dark_files(camera: synthetic.Camera, count: int, *, exposure_s: float = 30.0
     for index in range(count):
         noise = rng.integers(0, 8, size=base.shape, dtype=np.uint32)
         header = synthetic.nina_header(
-            frame_type="dark", camera=camera, exposure_s=exposure_s,
-            temperature_c=temperature_c + 0.05 * (index % 3), set_temperature_c=temperature_c,
-            captured_at=datetime.now(UTC) - timedelta(minutes=60 - index))
+            frame_type="dark",
+            camera=camera,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c + 0.05 * (index % 3),
+            set_temperature_c=temperature_c,
+            captured_at=datetime.now(UTC) - timedelta(minutes=60 - index),
+        )
         pixels = (base.astype(np.uint32) + noise).clip(max=65535).astype(np.uint16)
         files.append(synthetic.fits_bytes(pixels, header))
     return files
@@ -67,8 +85,11 @@ def register_all(plugin: Plugin, observatory_id: str, files: list[bytes]) -> Non
         messages = []
         for data in files:
             event = events.FrameRegistered(
-                event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-                storage_key=plugin.upload(observatory_id, data), sha256=hashlib.sha256(data).hexdigest())
+                event_id=uuid.uuid4().hex,
+                observatory_id=observatory_id,
+                storage_key=plugin.upload(observatory_id, data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
             messages.append((event, event.event_id))
         plugin.announce(messages)
 
@@ -96,7 +117,9 @@ class AdminPage:
         query = f"?obs={observatory}" if observatory else ""
         self.page.goto(f"{self.base_url}/admin/#/{tab}{query}")
 
-    def sign_in(self, token: str = ADMIN_TOKEN, tab: str = "masters", observatory: str = "") -> None:
+    def sign_in(
+        self, token: str = ADMIN_TOKEN, tab: str = "masters", observatory: str = ""
+    ) -> None:
         self.open(tab, observatory)
         self.page.get_by_label("Access token").fill(token)
         self.page.get_by_role("button", name="Sign in").click()
@@ -104,7 +127,9 @@ class AdminPage:
 
     def tab(self, name: str) -> None:
         self.page.get_by_role("tab", name=name, exact=True).click()
-        expect(self.page.get_by_role("tab", name=name, exact=True)).to_have_attribute("aria-selected", "true")
+        expect(self.page.get_by_role("tab", name=name, exact=True)).to_have_attribute(
+            "aria-selected", "true"
+        )
 
     def screenshot(self, name: str) -> None:
         """``<name>-1280.png`` and ``<name>-768.png`` in test-artifacts/browser/; at both
@@ -114,7 +139,9 @@ class AdminPage:
             self.page.set_viewport_size({"width": width, "height": HEIGHT})
             self.page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
             overflowing = self.page.evaluate(OVERFLOWING)
-            assert overflowing == [], f"{name} at {width} px is wider than the window: {overflowing}"
+            assert overflowing == [], (
+                f"{name} at {width} px is wider than the window: {overflowing}"
+            )
         self.page.set_viewport_size({"width": WIDE, "height": HEIGHT})
 
 
@@ -132,7 +159,10 @@ def admin_page(browser, system):
         yield AdminPage(page, system.base_url)
     finally:
         context.close()
-    outside = [url for url in requests
-               if not url.startswith(system.base_url + "/") and not re.match(r"^(data|blob):", url)]
+    outside = [
+        url
+        for url in requests
+        if not url.startswith(system.base_url + "/") and not re.match(r"^(data|blob):", url)
+    ]
     assert outside == [], f"the page reached outside the gateway: {outside}"
     assert script_errors == [], f"script errors on the page: {script_errors}"

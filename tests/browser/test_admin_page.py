@@ -33,13 +33,17 @@ def masters(admin, observatory_id: str) -> list[dict]:
 
 
 def unclaimed(admin, observatory_id: str) -> int:
-    response = admin.get(f"{CALIBRATION}/library/{observatory_id}",
-                         params={"is_master": "false", "exclude_mastered": "true"})
+    response = admin.get(
+        f"{CALIBRATION}/library/{observatory_id}",
+        params={"is_master": "false", "exclude_mastered": "true"},
+    )
     assert response.status_code == 200, response.text
     return response.json()["total"]
 
 
-def test_sign_in_by_keyboard_keeps_the_token_for_the_tab_and_refuses_a_bad_one(admin_page: AdminPage, observatory):
+def test_sign_in_by_keyboard_keeps_the_token_for_the_tab_and_refuses_a_bad_one(
+    admin_page: AdminPage, observatory
+):
     page = admin_page.page
     admin_page.open("masters", observatory)
     token = page.get_by_label("Access token")
@@ -59,19 +63,32 @@ def test_sign_in_by_keyboard_keeps_the_token_for_the_tab_and_refuses_a_bad_one(a
     # the tabs are reachable by keyboard: arrow keys move between them
     masters_tab.focus()
     masters_tab.press("ArrowRight")
-    expect(page.get_by_role("tab", name="Individual Frames")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_role("tab", name="Individual Frames")).to_have_attribute(
+        "aria-selected", "true"
+    )
     expect(page).to_have_url(re.compile(rf"#/frames\?obs={observatory}$"))
 
     # every control of every tab has a label
     labelled = 0
-    for name in ["Masters", "Individual Frames", "Needs", "Jobs", "Settings", "Upload master", "Maintenance"]:
+    for name in [
+        "Masters",
+        "Individual Frames",
+        "Needs",
+        "Jobs",
+        "Settings",
+        "Upload master",
+        "Maintenance",
+    ]:
         admin_page.tab(name)
         panel = page.locator("[role=tabpanel]:not([hidden])")
         controls = panel.locator("input, select")
         for index in range(controls.count()):
             control = controls.nth(index)
             control_id = control.get_attribute("id")
-            assert control_id and page.locator(f"label[for='{control_id}']").count() == 1, (name, control_id)
+            assert control_id and page.locator(f"label[for='{control_id}']").count() == 1, (
+                name,
+                control_id,
+            )
             labelled += 1
     assert labelled > 25  # filters, settings, upload metadata, maintenance scope
 
@@ -85,9 +102,12 @@ def test_sign_in_by_keyboard_keeps_the_token_for_the_tab_and_refuses_a_bad_one(a
 
 
 def test_frames_become_a_master_whose_progress_moves_live_then_expand_and_delete(
-        admin_page: AdminPage, admin, plugin, observatory):
+    admin_page: AdminPage, admin, plugin, observatory
+):
     page = admin_page.page
-    files = dark_files(BIG_CAMERA, 10)  # 10 = the default threshold: the registration trigger stacks them
+    files = dark_files(
+        BIG_CAMERA, 10
+    )  # 10 = the default threshold: the registration trigger stacks them
     admin_page.sign_in(tab="jobs", observatory=observatory)
     jobs = page.locator("#panel-jobs")
     expect(jobs.get_by_text("No jobs.")).to_be_visible()
@@ -119,7 +139,9 @@ def test_frames_become_a_master_whose_progress_moves_live_then_expand_and_delete
     expect(row).to_contain_text("dark")
     expect(row).to_contain_text("active")
     expect(row.locator("td.number")).to_have_text("10")
-    expect(row.locator("img.thumb")).to_have_class(re.compile(r"\bloaded\b"))  # the preview PNG arrived
+    expect(row.locator("img.thumb")).to_have_class(
+        re.compile(r"\bloaded\b")
+    )  # the preview PNG arrived
     admin_page.screenshot("masters")
 
     row.get_by_role("button", name="Components").click()
@@ -130,7 +152,9 @@ def test_frames_become_a_master_whose_progress_moves_live_then_expand_and_delete
     row.get_by_role("button", name="Details", exact=True).click()
     detail = page.get_by_role("dialog")
     expect(detail.locator("pre.fits-header")).to_contain_text("NCOMBINE=                   10")
-    expect(detail.locator(".histogram + .hint")).to_contain_text(f"{2048 * 1536 // 2:,} pixels (1 in 2 sampled)")
+    expect(detail.locator(".histogram + .hint")).to_contain_text(
+        f"{2048 * 1536 // 2:,} pixels (1 in 2 sampled)"
+    )
     expect(detail.locator("figure img")).to_have_class(re.compile(r"\bloaded\b"))
     admin_page.screenshot("master-detail")
     detail.get_by_role("button", name="Close").click()
@@ -145,7 +169,9 @@ def test_frames_become_a_master_whose_progress_moves_live_then_expand_and_delete
     assert admin.get(f"{CALIBRATION}/frames/{master['id']}").status_code == 404
 
 
-def test_manual_create_with_force_below_the_threshold(admin_page: AdminPage, admin, plugin, observatory):
+def test_manual_create_with_force_below_the_threshold(
+    admin_page: AdminPage, admin, plugin, observatory
+):
     page = admin_page.page
     register_all(plugin, observatory, dark_files(SMALL_CAMERA, 3))
     wait_for(lambda: unclaimed(admin, observatory) == 3, timeout_s=30, what="3 registered darks")
@@ -169,7 +195,9 @@ def test_manual_create_with_force_below_the_threshold(admin_page: AdminPage, adm
     page.get_by_role("dialog").get_by_role("button", name="Create master").click()
     expect(group.locator(".status")).to_contain_text("Follow it on the Jobs tab")
 
-    master = wait_for(lambda: masters(admin, observatory), timeout_s=60, what="the forced master")[0]
+    master = wait_for(lambda: masters(admin, observatory), timeout_s=60, what="the forced master")[
+        0
+    ]
     assert master["n_frames"] == 3
     admin_page.tab("Masters")
     expect(page.locator(f"tr[data-master-id='{master['id']}']")).to_contain_text("active")
@@ -178,32 +206,57 @@ def test_manual_create_with_force_below_the_threshold(admin_page: AdminPage, adm
 
 
 def test_lights_show_their_calibration_status(admin_page: AdminPage, admin, plugin, observatory):
-    raw, _ = synthetic.light_frame(SMALL_CAMERA, filter_name="L", exposure_s=120.0, temperature_c=-10.0,
-                                   rng=np.random.default_rng(9))
-    header = synthetic.nina_header(frame_type="light", camera=SMALL_CAMERA, exposure_s=120.0,
-                                   temperature_c=-10.0, filter_name="L", captured_at=datetime.now(UTC))
+    raw, _ = synthetic.light_frame(
+        SMALL_CAMERA,
+        filter_name="L",
+        exposure_s=120.0,
+        temperature_c=-10.0,
+        rng=np.random.default_rng(9),
+    )
+    header = synthetic.nina_header(
+        frame_type="light",
+        camera=SMALL_CAMERA,
+        exposure_s=120.0,
+        temperature_c=-10.0,
+        filter_name="L",
+        captured_at=datetime.now(UTC),
+    )
     register_all(plugin, observatory, [synthetic.fits_bytes(raw, header)])
     wait_for(lambda: unclaimed(admin, observatory) == 1, timeout_s=30, what="the registered light")
 
     admin_page.sign_in(tab="frames", observatory=observatory)
     page = admin_page.page
-    page.get_by_role("tabpanel", name="Individual Frames").get_by_label("Type").select_option("light")
+    page.get_by_role("tabpanel", name="Individual Frames").get_by_label("Type").select_option(
+        "light"
+    )
     group = page.locator("article.group")
     expect(group).to_contain_text("light")
     group.locator("summary").click()
     status = group.locator("td.calibration")
     expect(status).to_have_text("no masters")
-    expect(status).to_have_attribute("title", re.compile("^no current master dark matches this light"))
+    expect(status).to_have_attribute(
+        "title", re.compile("^no current master dark matches this light")
+    )
 
 
-def test_a_failed_job_shows_its_error_and_can_be_retried_and_deleted(admin_page: AdminPage, admin, plugin,
-                                                                    observatory):
+def test_a_failed_job_shows_its_error_and_can_be_retried_and_deleted(
+    admin_page: AdminPage, admin, plugin, observatory
+):
     page = admin_page.page
-    odd = synthetic.Camera(name=SMALL_CAMERA.name, width=32, height=24)  # same configuration, other size
+    odd = synthetic.Camera(
+        name=SMALL_CAMERA.name, width=32, height=24
+    )  # same configuration, other size
     register_all(plugin, observatory, dark_files(SMALL_CAMERA, 2) + dark_files(odd, 1, seed=2))
     wait_for(lambda: unclaimed(admin, observatory) == 3, timeout_s=30, what="3 registered darks")
-    created = admin.post(f"{CALIBRATION}/masters/create", json={
-        "observatory_id": observatory, "frame_type": "dark", "camera_name": SMALL_CAMERA.name, "force": True})
+    created = admin.post(
+        f"{CALIBRATION}/masters/create",
+        json={
+            "observatory_id": observatory,
+            "frame_type": "dark",
+            "camera_name": SMALL_CAMERA.name,
+            "force": True,
+        },
+    )
     assert created.status_code == 202, created.text
     job_id = created.json()["id"]
 
@@ -231,12 +284,16 @@ def test_a_failed_job_shows_its_error_and_can_be_retried_and_deleted(admin_page:
     assert admin.get(f"{CALIBRATION}/jobs/{observatory}").json()["items"] == []
 
 
-def test_an_out_of_range_setting_shows_the_servers_message_at_the_field(admin_page: AdminPage, admin, observatory):
+def test_an_out_of_range_setting_shows_the_servers_message_at_the_field(
+    admin_page: AdminPage, admin, observatory
+):
     page = admin_page.page
     admin_page.sign_in(tab="settings", observatory=observatory)
     field = page.get_by_label("Min frames for master")
     expect(field).to_have_value("10")
-    refused = admin.put(f"{CALIBRATION}/settings/{observatory}", json={"min_frames_for_master": 500})
+    refused = admin.put(
+        f"{CALIBRATION}/settings/{observatory}", json={"min_frames_for_master": 500}
+    )
     assert refused.status_code == 422
 
     field.fill("500")
@@ -256,26 +313,39 @@ def test_an_out_of_range_setting_shows_the_servers_message_at_the_field(admin_pa
     expect(page.locator(".settings .status")).to_have_text("Settings saved.")
     expect(error).to_be_hidden()
     saved = admin.get(f"{CALIBRATION}/settings/{observatory}").json()
-    assert (saved["min_frames_for_master"], saved["sigma_clip_value"], saved["stacking_method"]) == (12, 2.5, "median")
+    assert (
+        saved["min_frames_for_master"],
+        saved["sigma_clip_value"],
+        saved["stacking_method"],
+    ) == (12, 2.5, "median")
     admin_page.screenshot("settings")
 
 
 def test_an_observatory_admin_sees_no_maintenance_and_cannot_reach_another_observatory(
-        admin_page: AdminPage, admin, observatory):
+    admin_page: AdminPage, admin, observatory
+):
     page = admin_page.page
     other = unique("obs")
-    assert admin.post("/api/v1/admin/observatories", json={"id": other, "name": "Other"}).status_code == 201
-    created = admin.post("/api/v1/admin/users", json={
-        "name": "Olga", "memberships": [{"observatory_id": observatory, "can_admin": True}]})
+    assert (
+        admin.post("/api/v1/admin/observatories", json={"id": other, "name": "Other"}).status_code
+        == 201
+    )
+    created = admin.post(
+        "/api/v1/admin/users",
+        json={"name": "Olga", "memberships": [{"observatory_id": observatory, "can_admin": True}]},
+    )
     assert created.status_code == 201, created.text
     token = created.json()["token"]
 
     admin_page.sign_in(token, observatory=observatory)
     expect(page.locator(".who .role")).not_to_have_text("server admin")
     expect(page.get_by_role("tab")).to_have_text(
-        ["Masters", "Individual Frames", "Needs", "Jobs", "Settings", "Upload master"])
+        ["Masters", "Individual Frames", "Needs", "Jobs", "Settings", "Upload master"]
+    )
     expect(page.locator("#panel-maintenance")).to_have_count(0)
-    expect(page.locator("#panel-masters")).to_contain_text("No masters match.")  # its own library loads
+    expect(page.locator("#panel-masters")).to_contain_text(
+        "No masters match."
+    )  # its own library loads
     expect(page.get_by_label("Observatory", exact=True)).not_to_contain_text(other)
     admin_page.screenshot("observatory-admin")
 
@@ -284,11 +354,18 @@ def test_an_observatory_admin_sees_no_maintenance_and_cannot_reach_another_obser
     refusal = re.compile(rf"You have no access to observatory '{other}'\.|Not allowed: .*'{other}'")
     expect(page.get_by_text(refusal)).to_be_visible()
     expect(page.locator("#panel-masters tbody tr[data-master-id]")).to_have_count(0)
-    assert page.request.get(f"{admin_page.base_url}{CALIBRATION}/library/{other}",
-                            headers={"Authorization": f"Bearer {token}"}).status == 403
+    assert (
+        page.request.get(
+            f"{admin_page.base_url}{CALIBRATION}/library/{other}",
+            headers={"Authorization": f"Bearer {token}"},
+        ).status
+        == 403
+    )
 
 
-def test_maintenance_tools_show_their_results_and_the_health_of_everything(admin_page: AdminPage, observatory):
+def test_maintenance_tools_show_their_results_and_the_health_of_everything(
+    admin_page: AdminPage, observatory
+):
     page = admin_page.page
     admin_page.sign_in(tab="maintenance", observatory=observatory)
     panel = page.locator("#panel-maintenance")
@@ -298,7 +375,16 @@ def test_maintenance_tools_show_their_results_and_the_health_of_everything(admin
         expect(card.locator(".status")).to_have_text(f"{title}: done.")
         expect(card.locator(".result dl")).to_be_visible()
     health = panel.locator(".health")
-    for name in ["mongodb", "s3", "nats", "gateway", "registry", "stacker", "scheduler", "lifecycle"]:
+    for name in [
+        "mongodb",
+        "s3",
+        "nats",
+        "gateway",
+        "registry",
+        "stacker",
+        "scheduler",
+        "lifecycle",
+    ]:
         expect(health).to_contain_text(name)
     admin_page.screenshot("maintenance")
 
@@ -306,14 +392,22 @@ def test_maintenance_tools_show_their_results_and_the_health_of_everything(admin
 def test_upload_a_master_with_its_metadata(admin_page: AdminPage, admin, observatory):
     page = admin_page.page
     image = synthetic.bias_frame(SMALL_CAMERA, rng=np.random.default_rng(3)).astype(np.float32)
-    header = synthetic.nina_header(frame_type="bias", camera=SMALL_CAMERA, exposure_s=0.0, temperature_c=-5.0,
-                                   set_temperature_c=-5.0, captured_at=datetime.now(UTC))
+    header = synthetic.nina_header(
+        frame_type="bias",
+        camera=SMALL_CAMERA,
+        exposure_s=0.0,
+        temperature_c=-5.0,
+        set_temperature_c=-5.0,
+        captured_at=datetime.now(UTC),
+    )
     file = io.BytesIO()
     fits.PrimaryHDU(data=image, header=header).writeto(file)
     admin_page.sign_in(tab="upload", observatory=observatory)
     page.get_by_label("Master FITS file").set_input_files(
-        files=[{"name": "master-bias.fits", "mimeType": "application/fits",
-                "buffer": file.getvalue()}])
+        files=[
+            {"name": "master-bias.fits", "mimeType": "application/fits", "buffer": file.getvalue()}
+        ]
+    )
     form = page.locator("#panel-upload")
     form.get_by_label("Type").select_option("bias")
     form.get_by_label("Gain").fill("120")
@@ -323,17 +417,24 @@ def test_upload_a_master_with_its_metadata(admin_page: AdminPage, admin, observa
 
     # the lifecycle service describes an uploaded master: its details show statistics and preview
     uploaded = masters(admin, observatory)
-    wait_for(lambda: admin.get(f"{CALIBRATION}/frames/{uploaded[0]['id']}").json()["stats"],
-             timeout_s=30, what="the uploaded master's statistics")
+    wait_for(
+        lambda: admin.get(f"{CALIBRATION}/frames/{uploaded[0]['id']}").json()["stats"],
+        timeout_s=30,
+        what="the uploaded master's statistics",
+    )
     page.locator("#panel-upload").get_by_role("button", name="Details").click()
     detail = page.get_by_role("dialog")
     expect(detail.locator("pre.fits-header")).to_contain_text("IMAGETYP= 'BIAS")
     expect(detail.locator(".histogram + .hint")).to_contain_text(f"{64 * 48:,} pixels from")
     expect(detail).to_contain_text("robust std")
     expect(detail).not_to_contain_text("No statistics")
-    expect(detail.get_by_role("img", name="Preview of bias master")).to_have_js_property("naturalWidth", 64)
+    expect(detail.get_by_role("img", name="Preview of bias master")).to_have_js_property(
+        "naturalWidth", 64
+    )
     detail.get_by_role("button", name="Close").click()
 
-    assert [(m["frame_type"], m["gain"], m["status"]) for m in uploaded] == [("bias", 120.0, "active")]
+    assert [(m["frame_type"], m["gain"], m["status"]) for m in uploaded] == [
+        ("bias", 120.0, "active")
+    ]
     admin_page.tab("Masters")
     expect(page.locator(f"tr[data-master-id='{uploaded[0]['id']}']")).to_contain_text("bias")

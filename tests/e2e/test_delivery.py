@@ -34,11 +34,17 @@ def library(admin, observatory_id: str, **params) -> dict:
 
 def test_a_repeated_event_and_a_repeated_file_store_one_frame(admin, plugin, system, observatory):
     data = dark_bytes(np.random.default_rng(3), 0)
-    event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
-                                   storage_key=plugin.upload(observatory, data))
+    event = events.FrameRegistered(
+        event_id=uuid.uuid4().hex,
+        observatory_id=observatory,
+        storage_key=plugin.upload(observatory, data),
+    )
     plugin.announce([(event, event.event_id), (event, event.event_id)])  # same Nats-Msg-Id
-    same_file = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
-                                       storage_key=plugin.upload(observatory, data))
+    same_file = events.FrameRegistered(
+        event_id=uuid.uuid4().hex,
+        observatory_id=observatory,
+        storage_key=plugin.upload(observatory, data),
+    )
     plugin.announce([(same_file, same_file.event_id)])  # same bytes under a new event and key
 
     wait_for(lambda: library(admin, observatory)["total"] >= 1, what="the frame")
@@ -60,7 +66,9 @@ def big_dark(rng: np.random.Generator, index: int, shape=(1400, 2000)) -> bytes:
     return synthetic.fits_bytes(data, header)
 
 
-def test_a_stacker_killed_mid_job_leaves_the_job_to_the_other_replica(admin, plugin, system, observatory):
+def test_a_stacker_killed_mid_job_leaves_the_job_to_the_other_replica(
+    admin, plugin, system, observatory
+):
     rng = np.random.default_rng(5)
     for index in range(12):
         plugin.register(observatory, big_dark(rng, index))
@@ -73,6 +81,7 @@ def test_a_stacker_killed_mid_job_leaves_the_job_to_the_other_replica(admin, plu
     victim = job["worker"]
     system.processes[victim].kill()
     try:
+
         def finished():
             current = admin.get(f"/api/v1/calibration/jobs/{observatory}").json()["items"]
             done = [j for j in current if j["id"] == job["id"] and j["status"] == "succeeded"]
@@ -92,11 +101,13 @@ def test_a_stacker_killed_mid_job_leaves_the_job_to_the_other_replica(admin, plu
 def test_services_started_before_their_servers_wait_and_connect(tmp_path):
     """Services pointed at servers that are not up yet report not-ready, then connect."""
     ports = ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port())
-    config = service_config(ports, unique("calib_late").replace("-", "_"), gateway_port=free_port())
+    late = EmbeddedServers(tmp_path / "late", ports, S3_ACCESS_KEY, S3_SECRET_KEY)
+    config = service_config(
+        late.endpoints, unique("calib_late").replace("-", "_"), gateway_port=free_port()
+    )
     services = Services(config=config, log_dir=tmp_path / "logs")
     services.start("gateway")
     services.start("registry")
-    late = EmbeddedServers(tmp_path / "late", ports, S3_ACCESS_KEY, S3_SECRET_KEY)
 
     def health():
         try:
@@ -109,14 +120,22 @@ def test_services_started_before_their_servers_wait_and_connect(tmp_path):
         assert response.status_code == 503
         assert response.json()["status"] == "starting"
         time.sleep(2)
-        assert all(p.process.poll() is None for p in services.processes.values()), "a service crashed"
+        assert all(p.process.poll() is None for p in services.processes.values()), (
+            "a service crashed"
+        )
 
         late.start()
         services.create_schema()  # as `calib run` does once the servers are up
-        wait_for(lambda: (r := health()) is not None and r.status_code == 200, timeout_s=60,
-                 what="the gateway to become ready")
-        wait_for(lambda: '"connected"' in (services.log_dir / "registry.log").read_text(), timeout_s=60,
-                 what="the registry to connect")
+        wait_for(
+            lambda: (r := health()) is not None and r.status_code == 200,
+            timeout_s=60,
+            what="the gateway to become ready",
+        )
+        wait_for(
+            lambda: '"connected"' in (services.log_dir / "registry.log").read_text(),
+            timeout_s=60,
+            what="the registry to connect",
+        )
     finally:
         services.stop()
         late.stop()

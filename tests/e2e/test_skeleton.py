@@ -19,14 +19,20 @@ CAMERA = synthetic.Camera(name="ZWO ASI294MM Pro", width=96, height=64)
 def dark_bytes(rng: np.random.Generator, index: int, exposure_s: float = 30.0) -> bytes:
     data = synthetic.dark_frame(CAMERA, exposure_s=exposure_s, temperature_c=-10.0, rng=rng)
     header = synthetic.nina_header(
-        frame_type="dark", camera=CAMERA, exposure_s=exposure_s, temperature_c=-10.0 + 0.05 * (index % 3),
-        set_temperature_c=-10.0, captured_at=datetime.now(UTC) - timedelta(minutes=60 - index),
+        frame_type="dark",
+        camera=CAMERA,
+        exposure_s=exposure_s,
+        temperature_c=-10.0 + 0.05 * (index % 3),
+        set_temperature_c=-10.0,
+        captured_at=datetime.now(UTC) - timedelta(minutes=60 - index),
     )
     return synthetic.fits_bytes(data, header)
 
 
 def masters(admin, observatory_id: str) -> list[dict]:
-    response = admin.get(f"/api/v1/calibration/library/{observatory_id}", params={"is_master": "true"})
+    response = admin.get(
+        f"/api/v1/calibration/library/{observatory_id}", params={"is_master": "true"}
+    )
     assert response.status_code == 200, response.text
     return response.json()["items"]
 
@@ -51,11 +57,15 @@ def test_darks_become_a_master_equal_to_astropy_sigma_clip(admin, plugin, observ
     components = admin.get(f"/api/v1/calibration/frames/{master['id']}/components").json()
     assert components["master_id"] == master["id"]
     assert len(components["items"]) == 10
-    cube = np.stack([
-        fits_pixels(admin.get(f"/api/v1/calibration/frames/{c['id']}/download").content)
-        for c in components["items"]
-    ])
-    expected = sigma_clip(cube, sigma=3.0, maxiters=5, axis=0, cenfunc="median", stdfunc="std").mean(axis=0)
+    cube = np.stack(
+        [
+            fits_pixels(admin.get(f"/api/v1/calibration/frames/{c['id']}/download").content)
+            for c in components["items"]
+        ]
+    )
+    expected = sigma_clip(
+        cube, sigma=3.0, maxiters=5, axis=0, cenfunc="median", stdfunc="std"
+    ).mean(axis=0)
 
     download = admin.get(f"/api/v1/calibration/frames/{master['id']}/download")
     assert download.status_code == 200
@@ -73,8 +83,10 @@ def test_darks_become_a_master_equal_to_astropy_sigma_clip(admin, plugin, observ
     assert preview.content[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the frames are now claimed: an unclaimed-only view of the library is empty
-    unclaimed = admin.get(f"/api/v1/calibration/library/{observatory}",
-                          params={"is_master": "false", "exclude_mastered": "true"}).json()
+    unclaimed = admin.get(
+        f"/api/v1/calibration/library/{observatory}",
+        params={"is_master": "false", "exclude_mastered": "true"},
+    ).json()
     assert unclaimed["total"] == 0
 
 

@@ -22,36 +22,68 @@ API = "/api/v1/calibration"
 CAMERA = synthetic.Camera(name="QHY268M", width=64, height=48)
 
 
-def frame_bytes(kind: str, index: int = 0, *, camera: synthetic.Camera = CAMERA, exposure_s: float = 30.0,
-                temperature_c: float = -10.0, filter_name: str | None = None,
-                minutes_ago: float | None = None) -> bytes:
+def frame_bytes(
+    kind: str,
+    index: int = 0,
+    *,
+    camera: synthetic.Camera = CAMERA,
+    exposure_s: float = 30.0,
+    temperature_c: float = -10.0,
+    filter_name: str | None = None,
+    minutes_ago: float | None = None,
+) -> bytes:
     """A small FITS frame as N.I.N.A. writes it; ``index`` makes the pixels (and file) unique."""
     rng = np.random.default_rng(index + 1000 * len(kind))
     if kind == "bias":
         data = synthetic.bias_frame(camera, rng=rng)
     elif kind == "dark":
-        data = synthetic.dark_frame(camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng)
+        data = synthetic.dark_frame(
+            camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng
+        )
     elif kind == "flat":
-        data = synthetic.flat_frame(camera, filter_name=filter_name, exposure_s=exposure_s,
-                                    temperature_c=temperature_c, rng=rng)
+        data = synthetic.flat_frame(
+            camera,
+            filter_name=filter_name,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c,
+            rng=rng,
+        )
     else:
-        data = synthetic.light_frame(camera, filter_name=filter_name, exposure_s=exposure_s,
-                                     temperature_c=temperature_c, rng=rng)[0]
+        data = synthetic.light_frame(
+            camera,
+            filter_name=filter_name,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c,
+            rng=rng,
+        )[0]
     data = np.asarray(data)
     data.flat[0] = index % 60000  # distinct files even where the noise repeats
-    captured_at = datetime.now(UTC) - timedelta(minutes=minutes_ago if minutes_ago is not None else 120 - index)
-    header = synthetic.nina_header(frame_type=kind, camera=camera, exposure_s=exposure_s,
-                                   temperature_c=temperature_c, set_temperature_c=round(temperature_c),
-                                   filter_name=filter_name, captured_at=captured_at)
+    captured_at = datetime.now(UTC) - timedelta(
+        minutes=minutes_ago if minutes_ago is not None else 120 - index
+    )
+    header = synthetic.nina_header(
+        frame_type=kind,
+        camera=camera,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        set_temperature_c=round(temperature_c),
+        filter_name=filter_name,
+        captured_at=captured_at,
+    )
     return synthetic.fits_bytes(data, header)
 
 
-def register_all(plugin: Plugin, observatory_id: str, files: list[bytes]) -> list[events.FrameRegistered]:
+def register_all(
+    plugin: Plugin, observatory_id: str, files: list[bytes]
+) -> list[events.FrameRegistered]:
     """Upload every file, then announce them all at once (the plugin after a sequence)."""
     registered = [
-        events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-                               storage_key=plugin.upload(observatory_id, data),
-                               sha256=hashlib.sha256(data).hexdigest())
+        events.FrameRegistered(
+            event_id=uuid.uuid4().hex,
+            observatory_id=observatory_id,
+            storage_key=plugin.upload(observatory_id, data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
         for data in files
     ]
     plugin.announce([(event, event.event_id) for event in registered])
@@ -83,12 +115,20 @@ def put_settings(client: httpx.Client, observatory_id: str, **changes) -> dict:
     return response.json()
 
 
-def wait_registered(client: httpx.Client, config: Config, observatory_id: str, count: int,
-                    timeout_s: float = 60.0) -> list[dict]:
+def wait_registered(
+    client: httpx.Client, config: Config, observatory_id: str, count: int, timeout_s: float = 60.0
+) -> list[dict]:
     """Wait until ``count`` individual frames are stored and the registry has nothing left."""
-    wait_for(lambda: library(client, observatory_id, is_master="false")["total"] >= count, timeout_s=timeout_s,
-             what=f"{count} frames")
-    wait_for(lambda: consumer_drained(config, "registry"), timeout_s=timeout_s, what="the registry to drain")
+    wait_for(
+        lambda: library(client, observatory_id, is_master="false")["total"] >= count,
+        timeout_s=timeout_s,
+        what=f"{count} frames",
+    )
+    wait_for(
+        lambda: consumer_drained(config, "registry"),
+        timeout_s=timeout_s,
+        what="the registry to drain",
+    )
     return library(client, observatory_id, is_master="false")["items"]
 
 
@@ -99,7 +139,9 @@ def stream_messages(config: Config, subject: str) -> list[nats.aio.msg.Msg]:
         connection = await nats.connect(config.nats_url)
         try:
             js = connection.jetstream()
-            pending = (await js.stream_info(events.STREAM_NAME, subjects_filter=subject)).state.subjects or {}
+            pending = (
+                await js.stream_info(events.STREAM_NAME, subjects_filter=subject)
+            ).state.subjects or {}
             expected = sum(pending.values())
             subscription = await js.subscribe(subject, ordered_consumer=True)
             found = []

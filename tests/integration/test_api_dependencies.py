@@ -27,15 +27,22 @@ from tests.support.system import (
 def isolated(tmp_path):
     """Servers and a gateway (upload limit 1 MB) that this test may break."""
     servers = start_servers(tmp_path / "servers")
-    config = service_config(servers.ports, unique("calib_faults").replace("-", "_"), gateway_port=free_port(),
-                            max_upload_mb=1)
+    config = service_config(
+        servers.endpoints,
+        unique("calib_faults").replace("-", "_"),
+        gateway_port=free_port(),
+        max_upload_mb=1,
+    )
     gateway = Services(config=config, log_dir=tmp_path / "logs")
     try:
         gateway.create_schema()
         gateway.start("gateway")
         gateway.wait_ready()
-        with httpx.Client(base_url=gateway.base_url, timeout=30,
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        with httpx.Client(
+            base_url=gateway.base_url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as client:
             yield servers, client
     finally:
         gateway.stop()
@@ -67,7 +74,10 @@ def test_size_limit_and_each_dependency_down(isolated):
     assert library(client, observatory)["total"] == 1  # the record was taken back
     assert_unavailable(client.get(f"{API}/events/{observatory}"), "nats")
     report = assert_unavailable(client.get(f"{API}/health"), "nats")
-    assert report["dependencies"]["nats"]["ok"] is False and report["dependencies"]["mongodb"]["ok"] is True
+    assert (
+        report["dependencies"]["nats"]["ok"] is False
+        and report["dependencies"]["mongodb"]["ok"] is True
+    )
 
     servers.processes["s3"].stop()
     download = client.get(f"{API}/frames/{master_id}/download")
@@ -76,6 +86,10 @@ def test_size_limit_and_each_dependency_down(isolated):
     assert report["dependencies"]["s3"]["ok"] is False and "nats" in report["detail"]
 
     servers.processes["mongodb"].stop()
-    assert assert_unavailable(client.get(f"{API}/library/{observatory}"), "mongodb")["dependency"] == "mongodb"
-    assert_unavailable(client.post("/api/v1/admin/observatories", json={"id": unique("o"), "name": "x"}),
-                       "mongodb")
+    assert (
+        assert_unavailable(client.get(f"{API}/library/{observatory}"), "mongodb")["dependency"]
+        == "mongodb"
+    )
+    assert_unavailable(
+        client.post("/api/v1/admin/observatories", json={"id": unique("o"), "name": "x"}), "mongodb"
+    )

@@ -19,8 +19,13 @@ from tests.integration.api_helpers import (
 from tests.support.system import unique, wait_for
 
 
-def read_events(client: httpx.Client, observatory_id: str, into: queue.Queue, connected: threading.Event,
-                stop: threading.Event) -> None:
+def read_events(
+    client: httpx.Client,
+    observatory_id: str,
+    into: queue.Queue,
+    connected: threading.Event,
+    stop: threading.Event,
+) -> None:
     """Parse the stream into (event, data) pairs until ``stop`` is set (and the client closed)."""
     try:
         with client.stream("GET", f"{API}/events/{observatory_id}") as response:
@@ -43,12 +48,19 @@ def test_progress_and_job_states_stream_while_a_job_runs(admin, observatory):
     put_settings(admin, observatory, min_frames_for_master=3)
     received: queue.Queue = queue.Queue()
     connected, stop = threading.Event(), threading.Event()
-    client = httpx.Client(base_url=admin.base_url, headers=admin.headers, timeout=httpx.Timeout(30, read=60))
-    reader = threading.Thread(target=read_events, args=(client, observatory, received, connected, stop), daemon=True)
+    client = httpx.Client(
+        base_url=admin.base_url, headers=admin.headers, timeout=httpx.Timeout(30, read=60)
+    )
+    reader = threading.Thread(
+        target=read_events, args=(client, observatory, received, connected, stop), daemon=True
+    )
     reader.start()
     assert connected.wait(10), "the stream did not start"
     for index in range(3):
-        assert upload_frame(admin, observatory, frame_bytes("dark", index=index, seed=77)).status_code == 202
+        assert (
+            upload_frame(admin, observatory, frame_bytes("dark", index=index, seed=77)).status_code
+            == 202
+        )
 
     seen: list[tuple] = []
 
@@ -70,7 +82,9 @@ def test_progress_and_job_states_stream_while_a_job_runs(admin, observatory):
     assert len(job_ids) == 1  # one job, every event about it
     progress = [e[1]["progress"] for e in seen if e[0] == "progress"]
     assert progress and progress == sorted(progress) and progress[-1] == 1.0
-    master_id = next(e[1]["master_id"] for e in seen if e[0] == "job" and e[1]["status"] == "succeeded")
+    master_id = next(
+        e[1]["master_id"] for e in seen if e[0] == "job" and e[1]["status"] == "succeeded"
+    )
     assert admin.get(f"{API}/frames/{master_id}").json()["status"] == "active"
 
 

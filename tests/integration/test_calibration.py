@@ -45,11 +45,22 @@ def warm_camera(name: str) -> synthetic.Camera:
 
 
 def flats(cam, rng, now, filter_name="L"):
-    return [frame_file(cam, "flat", rng=rng, captured_at=now - (N_FRAMES - i) * MINUTE,
-                       exposure_s=FLAT_EXPOSURE_S, filter_name=filter_name) for i in range(N_FRAMES)]
+    return [
+        frame_file(
+            cam,
+            "flat",
+            rng=rng,
+            captured_at=now - (N_FRAMES - i) * MINUTE,
+            exposure_s=FLAT_EXPOSURE_S,
+            filter_name=filter_name,
+        )
+        for i in range(N_FRAMES)
+    ]
 
 
-def calibrated(client: httpx.Client, frame_id: str, cache: str) -> tuple[fits.Header, np.ndarray, bytes]:
+def calibrated(
+    client: httpx.Client, frame_id: str, cache: str
+) -> tuple[fits.Header, np.ndarray, bytes]:
     response = client.get(f"{API}/frames/{frame_id}/calibrated")
     assert response.status_code == 200, response.text
     assert response.headers["x-calibration-cache"] == cache
@@ -70,11 +81,11 @@ def assert_matches_truth(cam: synthetic.Camera, pixels: np.ndarray, truth: np.nd
     or an inflated spread."""
     flat = synthetic.flat_field(cam, "L").astype(np.float64)
     dark = synthetic.dark_rate(cam, -10.0).astype(np.float64) * EXPOSURE_S
-    read = cam.read_noise_adu ** 2 + 1 / 12  # read noise and rounding to integers
+    read = cam.read_noise_adu**2 + 1 / 12  # read noise and rounding to integers
     light_var = truth * flat + dark + read
     dark_master_var = (dark + read) / N_FRAMES
     flat_rel_var = (FLAT_LEVEL_ADU * flat + read) / (FLAT_LEVEL_ADU * flat) ** 2 / N_FRAMES
-    sigma = np.sqrt((light_var + dark_master_var) / flat ** 2 + truth ** 2 * flat_rel_var)
+    sigma = np.sqrt((light_var + dark_master_var) / flat**2 + truth**2 * flat_rel_var)
 
     def within_noise(result: np.ndarray) -> bool:
         z = (result - truth) / sigma
@@ -88,17 +99,27 @@ def assert_matches_truth(cam: synthetic.Camera, pixels: np.ndarray, truth: np.nd
 
 
 def test_cmos_light_matches_the_truth_is_cached_and_a_new_master_invalidates_it(
-        admin, plugin, observatory, system):
+    admin, plugin, observatory, system
+):
     obs, cam, rng = observatory, warm_camera("Calibration CMOS"), np.random.default_rng(21)
     put_settings(admin, obs, min_frames_for_master=N_FRAMES, stacking_method="mean")
     now = datetime.now(UTC)
-    register(plugin, obs, darks(cam, rng, now, N_FRAMES, exposure_s=EXPOSURE_S)
-             + darks(cam, rng, now, N_FRAMES, exposure_s=FLAT_EXPOSURE_S) + flats(cam, rng, now))
+    register(
+        plugin,
+        obs,
+        darks(cam, rng, now, N_FRAMES, exposure_s=EXPOSURE_S)
+        + darks(cam, rng, now, N_FRAMES, exposure_s=FLAT_EXPOSURE_S)
+        + flats(cam, rng, now),
+    )
     wait_masters(admin, obs, 1, frame_type="flat")  # after both darks: the flat needs one
     dark = wait_masters(admin, obs, 1, frame_type="dark", exposure_s=EXPOSURE_S)[0]
     flat = wait_masters(admin, obs, 1, frame_type="flat")[0]
-    light_bytes, truth = light_file(cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S)
-    broken_bytes, _ = light_file(cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S)
+    light_bytes, truth = light_file(
+        cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S
+    )
+    broken_bytes, _ = light_file(
+        cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S
+    )
     light_key, broken_key = register(plugin, obs, [light_bytes, broken_bytes])
     light, broken = light_id_for(admin, obs, light_key), light_id_for(admin, obs, broken_key)
 
@@ -116,35 +137,56 @@ def test_cmos_light_matches_the_truth_is_cached_and_a_new_master_invalidates_it(
     [cached] = plugin.store.list_sync(f"calibrated/{obs}/")
     again = admin.get(f"{API}/frames/{light}/calibrated")
     assert again.headers["x-calibration-cache"] == "hit" and again.content == content
-    assert plugin.store.list_sync(f"calibrated/{obs}/") == [cached]  # the same object, not rewritten
+    assert plugin.store.list_sync(f"calibrated/{obs}/") == [
+        cached
+    ]  # the same object, not rewritten
 
     # a light whose file is damaged: cal_failed, with the reason, on both endpoints
     plugin.store.put_bytes_sync(broken_key, broken_bytes[:4000])
     failed = admin.get(f"{API}/frames/{broken}/calibrated")
     assert (failed.status_code, failed.json()["error"]) == (409, "cal_failed")
     view = get_frame(admin, broken)
-    assert view["calibration_status"] == "cal_failed" and f"light {broken}" in view["calibration_error"]
+    assert (
+        view["calibration_status"] == "cal_failed"
+        and f"light {broken}" in view["calibration_error"]
+    )
     listed = admin.get(f"{API}/library/{obs}", params={"frame_type": "light"}).json()["items"]
     by_id = {item["id"]: item for item in listed}
-    assert (by_id[light]["calibration_status"], by_id[broken]["calibration_status"]) == ("calibrated", "cal_failed")
+    assert (by_id[light]["calibration_status"], by_id[broken]["calibration_status"]) == (
+        "calibrated",
+        "cal_failed",
+    )
     assert by_id[broken]["calibration_error"] == view["calibration_error"]
     assert by_id[light]["calibration_masters"] == {"dark": dark["id"], "flat": flat["id"]}
 
     # five more darks: a new master dark supersedes the one the cached file used
     register(plugin, obs, darks(cam, rng, datetime.now(UTC), N_FRAMES, exposure_s=EXPOSURE_S))
-    new_dark = wait_masters(admin, obs, 1, frame_type="dark", exposure_s=EXPOSURE_S, n_frames=2 * N_FRAMES)[0]
-    wait_for(lambda: plugin.store.list_sync(f"calibrated/{obs}/") == [], what="the cache invalidated")
+    new_dark = wait_masters(
+        admin, obs, 1, frame_type="dark", exposure_s=EXPOSURE_S, n_frames=2 * N_FRAMES
+    )[0]
+    wait_for(
+        lambda: plugin.store.list_sync(f"calibrated/{obs}/") == [], what="the cache invalidated"
+    )
     assert subject_count(system.config, f"cache.invalidated.{obs}") >= 1
     header, pixels, _ = calibrated(admin, light, cache="miss")
     assert header["CALDARK"] == new_dark["id"]
     assert_matches_truth(cam, pixels, truth)
 
     # a server admin clears the cache of the observatory; an observatory admin may not
-    user = admin.post("/api/v1/admin/users", json={
-        "name": "observatory admin", "memberships": [{"observatory_id": obs, "can_admin": True}]}).json()
-    with httpx.Client(base_url=str(admin.base_url),
-                      headers={"Authorization": f"Bearer {user['token']}"}) as observatory_admin:
-        assert observatory_admin.post(f"{API}/cache/clear", params={"observatory_id": obs}).status_code == 403
+    user = admin.post(
+        "/api/v1/admin/users",
+        json={
+            "name": "observatory admin",
+            "memberships": [{"observatory_id": obs, "can_admin": True}],
+        },
+    ).json()
+    with httpx.Client(
+        base_url=str(admin.base_url), headers={"Authorization": f"Bearer {user['token']}"}
+    ) as observatory_admin:
+        assert (
+            observatory_admin.post(f"{API}/cache/clear", params={"observatory_id": obs}).status_code
+            == 403
+        )
         assert observatory_admin.get(f"{API}/frames/{light}/calibrated").status_code == 200
     cleared = admin.post(f"{API}/cache/clear", params={"observatory_id": obs})
     assert cleared.status_code == 200 and cleared.json() == {"observatory_id": obs, "entries": 1}
@@ -153,27 +195,43 @@ def test_cmos_light_matches_the_truth_is_cached_and_a_new_master_invalidates_it(
 
 
 def test_ccd_light_matches_the_truth_and_its_header_carries_the_warnings(
-        admin, plugin, observatory, clock):
+    admin, plugin, observatory, clock
+):
     obs, cam, rng = observatory, warm_camera("Calibration CCD"), np.random.default_rng(22)
-    put_settings(admin, obs, camera_type="CCD", min_frames_for_master=N_FRAMES, stacking_method="mean")
+    put_settings(
+        admin, obs, camera_type="CCD", min_frames_for_master=N_FRAMES, stacking_method="mean"
+    )
     now = datetime.now(UTC)
-    bias = [frame_file(cam, "bias", rng=rng, captured_at=now - i * MINUTE, exposure_s=0.0)
-            for i in range(N_FRAMES)]
+    bias = [
+        frame_file(cam, "bias", rng=rng, captured_at=now - i * MINUTE, exposure_s=0.0)
+        for i in range(N_FRAMES)
+    ]
     # the dark waits for the bias, the flat for the dark (deferred, then resumed)
-    register(plugin, obs, bias + darks(cam, rng, now, N_FRAMES, exposure_s=EXPOSURE_S) + flats(cam, rng, now))
+    register(
+        plugin,
+        obs,
+        bias + darks(cam, rng, now, N_FRAMES, exposure_s=EXPOSURE_S) + flats(cam, rng, now),
+    )
     flat = wait_masters(admin, obs, 1, frame_type="flat")[0]
     dark = wait_masters(admin, obs, 1, frame_type="dark")[0]
     master_bias = wait_masters(admin, obs, 1, frame_type="bias")[0]
     assert dark["method_params"].get("unit") == "adu/s"
 
-    light_bytes, truth = light_file(cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S)
-    odd_bytes, _ = light_file(cam, rng=rng, captured_at=now, exposure_s=EXPOSURE_S, temperature_c=-11.5,
-                              filter_name="R")
+    light_bytes, truth = light_file(
+        cam, rng=rng, captured_at=now, sky_adu_s=SKY_ADU_S, exposure_s=EXPOSURE_S
+    )
+    odd_bytes, _ = light_file(
+        cam, rng=rng, captured_at=now, exposure_s=EXPOSURE_S, temperature_c=-11.5, filter_name="R"
+    )
     light_key, odd_key = register(plugin, obs, [light_bytes, odd_bytes])
     light, odd = light_id_for(admin, obs, light_key), light_id_for(admin, obs, odd_key)
 
     header, pixels, _ = calibrated(admin, light, cache="miss")
-    assert (header["CALBIAS"], header["CALDARK"], header["CALFLAT"]) == (master_bias["id"], dark["id"], flat["id"])
+    assert (header["CALBIAS"], header["CALDARK"], header["CALFLAT"]) == (
+        master_bias["id"],
+        dark["id"],
+        flat["id"],
+    )
     assert header["CALCAMT"] == "CCD" and header["CALNWARN"] == 0
     assert "(light - bias - dark_rate * exposure) / flat" in str(header["HISTORY"])
     assert_matches_truth(cam, pixels, truth)
@@ -181,8 +239,10 @@ def test_ccd_light_matches_the_truth_and_its_header_carries_the_warnings(
     header, _, _ = calibrated(admin, odd, cache="miss")
     warnings = warnings_in(header)
     assert "CALFLAT" not in header
-    assert any(w.startswith(f"temperature mismatch: master dark {dark['id']} at -10.0 C, light at -11.5 C")
-               for w in warnings)
+    assert any(
+        w.startswith(f"temperature mismatch: master dark {dark['id']} at -10.0 C, light at -11.5 C")
+        for w in warnings
+    )
     assert any(w.startswith("missing flat") for w in warnings)
     assert get_frame(admin, odd)["calibration_warnings"] == warnings
 

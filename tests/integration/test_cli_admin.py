@@ -15,8 +15,21 @@ from tests.support.system import ADMIN_TOKEN, unique
 
 def calib(system, *args: str, token: str = ADMIN_TOKEN) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "calib_cli.main", "admin", "--url", system.base_url, "--token", token, *args],
-        capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "calib_cli.main",
+            "admin",
+            "--url",
+            system.base_url,
+            "--token",
+            token,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def output(done: subprocess.CompletedProcess):
@@ -25,8 +38,10 @@ def output(done: subprocess.CompletedProcess):
 
 
 def status(system, token: str, observatory_id: str) -> int:
-    response = httpx.get(f"{system.base_url}{API}/library/{observatory_id}",
-                         headers={"Authorization": f"Bearer {token}"})
+    response = httpx.get(
+        f"{system.base_url}{API}/library/{observatory_id}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     return response.status_code
 
 
@@ -49,8 +64,10 @@ def test_observatories_users_tokens_and_revocation_from_the_command_line(system)
 
     plugin = output(calib(system, "plugin-token", observatory))
     assert plugin["observatory_id"] == observatory
-    plan = httpx.get(f"{system.base_url}{API}/capture-plan/{observatory}",
-                     headers={"Authorization": f"Bearer {plugin['token']}"})
+    plan = httpx.get(
+        f"{system.base_url}{API}/capture-plan/{observatory}",
+        headers={"Authorization": f"Bearer {plugin['token']}"},
+    )
     assert plan.status_code == 200 and plan.json()["items"] == []
 
 

@@ -16,11 +16,22 @@ def test_docker_compose_config_is_valid():
         pytest.fail("docker-compose is not installed (deploy/install-system-deps.sh installs it)")
     result = subprocess.run(
         [docker_compose, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True, text=True, env={**os.environ, "CALIB_BOOTSTRAP_ADMIN_TOKEN": "t"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CALIB_BOOTSTRAP_ADMIN_TOKEN": "t"},
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for service in ("nats", "mongodb", "minio", "gateway", "registry", "stacker", "scheduler", "lifecycle"):
+    for service in (
+        "nats",
+        "mongodb",
+        "minio",
+        "gateway",
+        "registry",
+        "stacker",
+        "scheduler",
+        "lifecycle",
+    ):
         assert f"\n  {service}:" in result.stdout
     assert "replicas: 2" in result.stdout
     # every service waits for the one-shot schema step (calib init-db)

@@ -34,15 +34,22 @@ def alive(pid: int) -> bool:
 
 
 def test_servers_die_with_a_parent_killed_outright(tmp_path):
-    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path)], stdout=subprocess.PIPE,
-                               text=True, cwd=os.getcwd())
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
     try:
         pids = json.loads(starter.stdout.readline())
         assert len(pids) == 3 and all(alive(pid) for pid in pids)
         os.kill(pids[-1], signal.SIGSTOP)  # a hung server, deaf to SIGTERM, must go too
         os.kill(starter.pid, signal.SIGKILL)  # no cleanup code of the parent runs
         starter.wait()
-        wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s=10,
-                 what="the servers to die with their parent")
+        wait_for(
+            lambda: not any(alive(pid) for pid in pids),
+            timeout_s=10,
+            what="the servers to die with their parent",
+        )
     finally:
         starter.kill()

@@ -23,7 +23,13 @@ from tests.support.system import wait_for
 
 
 def create(admin, observatory_id: str, force: bool = False, **group) -> tuple[int, dict]:
-    body = {"observatory_id": observatory_id, "frame_type": "dark", "exposure_s": 30.0, "force": force, **group}
+    body = {
+        "observatory_id": observatory_id,
+        "frame_type": "dark",
+        "exposure_s": 30.0,
+        "force": force,
+        **group,
+    }
     response = admin.post(f"{API}/masters/create", json=body)
     return response.status_code, response.json()
 
@@ -48,8 +54,12 @@ def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
     wait_registered(admin, system.config, observatory, 3)
     status, forced = create(admin, observatory, force=True)
     assert status == 202 and forced["trigger"] == "manual" and len(forced["frame_ids"]) == 3
-    assert wait_for(lambda: finished(admin, observatory, forced["id"]), timeout_s=60,
-                    what="the forced job")["status"] == "succeeded"
+    assert (
+        wait_for(
+            lambda: finished(admin, observatory, forced["id"]), timeout_s=60, what="the forced job"
+        )["status"]
+        == "succeeded"
+    )
 
     # the threshold counts the group's retained frames, claimed ones included
     register_all(plugin, observatory, [frame_bytes("dark", 3)])
@@ -60,8 +70,12 @@ def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
     wait_registered(admin, system.config, observatory, 5)
     status, manual = create(admin, observatory)
     assert status == 202 and len(manual["frame_ids"]) == 5
-    assert wait_for(lambda: finished(admin, observatory, manual["id"]), timeout_s=60,
-                    what="the manual job")["status"] == "succeeded"
+    assert (
+        wait_for(
+            lambda: finished(admin, observatory, manual["id"]), timeout_s=60, what="the manual job"
+        )["status"]
+        == "succeeded"
+    )
     assert sorted(m["n_frames"] for m in masters(admin, observatory)) == [3, 5]
 
     put_settings(admin, observatory, stacking_method="mean")  # force: a single frame will do
@@ -69,18 +83,30 @@ def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
     wait_registered(admin, system.config, observatory, 6)
     status, single = create(admin, observatory, force=True, frame_type="bias", exposure_s=None)
     assert status == 202 and len(single["frame_ids"]) == 1
-    assert wait_for(lambda: finished(admin, observatory, single["id"]), timeout_s=60,
-                    what="the single-frame job")["status"] == "succeeded"
+    assert (
+        wait_for(
+            lambda: finished(admin, observatory, single["id"]),
+            timeout_s=60,
+            what="the single-frame job",
+        )["status"]
+        == "succeeded"
+    )
 
     assert {j["id"] for j in jobs(admin, observatory, status="succeeded")} == {
-        forced["id"], manual["id"], single["id"]}
+        forced["id"],
+        manual["id"],
+        single["id"],
+    }
     assert jobs(admin, observatory, status="failed") == []
     assert admin.get(f"{API}/jobs/{observatory}", params={"status": "lost"}).status_code == 400
 
 
 def test_a_failed_job_retried_is_a_new_request_and_succeeds(admin, plugin, system, observatory):
     put_settings(admin, observatory, min_frames_for_master=100)  # nothing automatic
-    files = {hashlib.sha256(data).hexdigest(): data for data in (frame_bytes("dark", i) for i in range(3))}
+    files = {
+        hashlib.sha256(data).hexdigest(): data
+        for data in (frame_bytes("dark", i) for i in range(3))
+    }
     register_all(plugin, observatory, list(files.values()))
     lost = wait_registered(admin, system.config, observatory, 3)[0]
     store = ObjectStore(system.config)
@@ -88,7 +114,9 @@ def test_a_failed_job_retried_is_a_new_request_and_succeeds(admin, plugin, syste
 
     status, job = create(admin, observatory, force=True)
     assert status == 202
-    failed = wait_for(lambda: finished(admin, observatory, job["id"]), timeout_s=60, what="the job to fail")
+    failed = wait_for(
+        lambda: finished(admin, observatory, job["id"]), timeout_s=60, what="the job to fail"
+    )
     assert failed["status"] == "failed" and lost["id"] in failed["error"]
     assert [j["id"] for j in jobs(admin, observatory, status="failed")] == [job["id"]]
     assert admin.post(f"{API}/jobs/no-such-job/retry").status_code == 404
@@ -97,7 +125,9 @@ def test_a_failed_job_retried_is_a_new_request_and_succeeds(admin, plugin, syste
     response = admin.post(f"{API}/jobs/{job['id']}/retry")
     assert response.status_code == 202
     assert response.json()["status"] == "queued" and response.json()["trigger"] == "retry"
-    retried = wait_for(lambda: finished(admin, observatory, job["id"]), timeout_s=60, what="the retried job")
+    retried = wait_for(
+        lambda: finished(admin, observatory, job["id"]), timeout_s=60, what="the retried job"
+    )
     assert retried["status"] == "succeeded" and retried["attempts"] == 2
     [master] = masters(admin, observatory)
     assert master["job_id"] == job["id"] and master["n_frames"] == 3

@@ -35,44 +35,85 @@ def camera(name: str) -> synthetic.Camera:
     return synthetic.Camera(name=name, width=64, height=48)
 
 
-def frame_file(cam: synthetic.Camera, frame_type: str, *, rng: np.random.Generator, captured_at: datetime,
-               exposure_s: float = 30.0, temperature_c: float = -10.0,
-               filter_name: str | None = None) -> bytes:
+def frame_file(
+    cam: synthetic.Camera,
+    frame_type: str,
+    *,
+    rng: np.random.Generator,
+    captured_at: datetime,
+    exposure_s: float = 30.0,
+    temperature_c: float = -10.0,
+    filter_name: str | None = None,
+) -> bytes:
     """A synthetic N.I.N.A. frame (darks without cosmic rays: mean-stacked in these tests)."""
     if frame_type == "dark":
-        data = synthetic.dark_frame(cam, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng,
-                                    cosmic_rays=False)
+        data = synthetic.dark_frame(
+            cam, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng, cosmic_rays=False
+        )
     elif frame_type == "flat":
-        data = synthetic.flat_frame(cam, filter_name=filter_name, exposure_s=exposure_s,
-                                    temperature_c=temperature_c, rng=rng)
+        data = synthetic.flat_frame(
+            cam,
+            filter_name=filter_name,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c,
+            rng=rng,
+        )
     elif frame_type == "bias":
         data = synthetic.bias_frame(cam, rng=rng)
     else:
         raise ValueError(frame_type)
-    header = synthetic.nina_header(frame_type=frame_type, camera=cam, exposure_s=exposure_s,
-                                   temperature_c=temperature_c, set_temperature_c=temperature_c,
-                                   filter_name=filter_name, captured_at=captured_at)
+    header = synthetic.nina_header(
+        frame_type=frame_type,
+        camera=cam,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        set_temperature_c=temperature_c,
+        filter_name=filter_name,
+        captured_at=captured_at,
+    )
     return synthetic.fits_bytes(data, header)
 
 
-def light_file(cam: synthetic.Camera, *, rng: np.random.Generator, captured_at: datetime,
-               exposure_s: float = 30.0, temperature_c: float = -10.0,
-               filter_name: str | None = "L", sky_adu_s: float = 2.0) -> tuple[bytes, np.ndarray]:
+def light_file(
+    cam: synthetic.Camera,
+    *,
+    rng: np.random.Generator,
+    captured_at: datetime,
+    exposure_s: float = 30.0,
+    temperature_c: float = -10.0,
+    filter_name: str | None = "L",
+    sky_adu_s: float = 2.0,
+) -> tuple[bytes, np.ndarray]:
     """A light and its true signal (see synthetic.light_frame)."""
-    raw, truth = synthetic.light_frame(cam, filter_name=filter_name, exposure_s=exposure_s,
-                                       temperature_c=temperature_c, rng=rng, sky_adu_s=sky_adu_s)
-    header = synthetic.nina_header(frame_type="light", camera=cam, exposure_s=exposure_s,
-                                   temperature_c=temperature_c, set_temperature_c=temperature_c,
-                                   filter_name=filter_name, captured_at=captured_at)
+    raw, truth = synthetic.light_frame(
+        cam,
+        filter_name=filter_name,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        rng=rng,
+        sky_adu_s=sky_adu_s,
+    )
+    header = synthetic.nina_header(
+        frame_type="light",
+        camera=cam,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        set_temperature_c=temperature_c,
+        filter_name=filter_name,
+        captured_at=captured_at,
+    )
     return synthetic.fits_bytes(raw, header), truth
 
 
 def register(plugin: Plugin, observatory_id: str, files: list[bytes]) -> list[str]:
     """Upload and announce frames in one batch, like the capture plugin; returns their keys."""
     batch = [
-        events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-                               storage_key=plugin.upload(observatory_id, data),
-                               sha256=hashlib.sha256(data).hexdigest())
+        events.FrameRegistered(
+            event_id=uuid.uuid4().hex,
+            observatory_id=observatory_id,
+            storage_key=plugin.upload(observatory_id, data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
         for data in files
     ]
     plugin.announce([(event, event.event_id) for event in batch])
@@ -96,9 +137,13 @@ def masters(admin: httpx.Client, observatory_id: str) -> list[dict]:
 
 def wait_masters(admin: httpx.Client, observatory_id: str, count: int, **match) -> list[dict]:
     """Wait until ``count`` masters (with the ``match`` field values) exist, oldest first."""
+
     def found():
-        items = [m for m in masters(admin, observatory_id) if all(m[k] == v for k, v in match.items())]
+        items = [
+            m for m in masters(admin, observatory_id) if all(m[k] == v for k, v in match.items())
+        ]
         return sorted(items, key=lambda m: m["created_at"]) if len(items) >= count else None
+
     return wait_for(found, timeout_s=90, what=f"{count} masters {match}")
 
 
@@ -110,8 +155,15 @@ def get_frame(admin: httpx.Client, frame_id: str) -> dict:
 
 def light_id_for(admin: httpx.Client, observatory_id: str, storage_key: str) -> str:
     def find():
-        return next((f["id"] for f in library(admin, observatory_id, frame_type="light")
-                     if f["storage_key"] == storage_key), None)
+        return next(
+            (
+                f["id"]
+                for f in library(admin, observatory_id, frame_type="light")
+                if f["storage_key"] == storage_key
+            ),
+            None,
+        )
+
     return wait_for(find, timeout_s=30, what="the light's registration")
 
 
@@ -127,13 +179,17 @@ def moment(text: str) -> datetime:
 
 def subject_count(config: Config, subject: str) -> int:
     """How many messages the stream holds on ``subject``."""
+
     async def count() -> int:
         connection = await nats.connect(config.nats_url)
         try:
-            info = await connection.jetstream().stream_info(events.STREAM_NAME, subjects_filter=subject)
+            info = await connection.jetstream().stream_info(
+                events.STREAM_NAME, subjects_filter=subject
+            )
             return (info.state.subjects or {}).get(subject, 0)
         finally:
             await connection.close()
+
     return asyncio.run(count())
 
 
@@ -143,9 +199,12 @@ def publish_event(config: Config, kind: str, body: msgspec.Struct, observatory_i
         await broker.connect()
         await ensure_stream(broker)
         try:
-            await publish(broker, kind, body, observatory_id=observatory_id, msg_id=uuid.uuid4().hex)
+            await publish(
+                broker, kind, body, observatory_id=observatory_id, msg_id=uuid.uuid4().hex
+            )
         finally:
             await broker.stop()
+
     asyncio.run(send())
 
 
@@ -153,9 +212,20 @@ def database(config: Config):
     return pymongo.MongoClient(config.mongodb_uri, tz_aware=True)[config.mongodb_db]
 
 
-def darks(cam, rng, now: datetime, n: int = 3, temperature_c: float = -10.0, exposure_s: float = 30.0):
-    return [frame_file(cam, "dark", rng=rng, captured_at=now - (n - i) * MINUTE, temperature_c=temperature_c,
-                       exposure_s=exposure_s) for i in range(n)]
+def darks(
+    cam, rng, now: datetime, n: int = 3, temperature_c: float = -10.0, exposure_s: float = 30.0
+):
+    return [
+        frame_file(
+            cam,
+            "dark",
+            rng=rng,
+            captured_at=now - (n - i) * MINUTE,
+            temperature_c=temperature_c,
+            exposure_s=exposure_s,
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -169,10 +239,15 @@ def small_masters(admin, observatory):
 
 
 def test_supersession_keeps_other_temperatures_replaces_expired_masters_and_is_idempotent(
-        admin, plugin, small_masters, clock, system):
+    admin, plugin, small_masters, clock, system
+):
     obs, cam, rng = small_masters, camera("Supersession Cam"), np.random.default_rng(1)
-    register(plugin, obs, darks(cam, rng, clock.now(), temperature_c=-10.0)
-             + darks(cam, rng, clock.now(), temperature_c=-20.0))
+    register(
+        plugin,
+        obs,
+        darks(cam, rng, clock.now(), temperature_c=-10.0)
+        + darks(cam, rng, clock.now(), temperature_c=-20.0),
+    )
     warm, cold = sorted(wait_masters(admin, obs, 2), key=lambda m: -m["temperature_c"])
     assert (warm["status"], cold["status"]) == ("active", "active")  # other temperatures coexist
 
@@ -184,6 +259,7 @@ def test_supersession_keeps_other_temperatures_replaces_expired_masters_and_is_i
     def settled():
         by_id = {m["id"]: m for m in masters(admin, obs)}
         return by_id if by_id[warm["id"]]["status"] == "superseded" else None
+
     by_id = wait_for(settled, what="the expired warm master superseded")
     assert by_id[warm["id"]]["superseded_by"] == newest["id"]
     assert by_id[cold["id"]]["status"] == "expired"  # -20 °C is not replaced by a -10.5 °C master
@@ -192,9 +268,16 @@ def test_supersession_keeps_other_temperatures_replaces_expired_masters_and_is_i
 
     # a redelivered (here: republished) master.created changes nothing and publishes nothing new
     before = {m["id"]: m for m in masters(admin, obs)}
-    publish_event(system.config, events.MASTER_CREATED,
-                  events.MasterCreated(master_id=newest["id"], observatory_id=obs), obs)
-    wait_for(lambda: consumer_drained(system.config, "lifecycle-master-created"), what="lifecycle to drain")
+    publish_event(
+        system.config,
+        events.MASTER_CREATED,
+        events.MasterCreated(master_id=newest["id"], observatory_id=obs),
+        obs,
+    )
+    wait_for(
+        lambda: consumer_drained(system.config, "lifecycle-master-created"),
+        what="lifecycle to drain",
+    )
     assert {m["id"]: m for m in masters(admin, obs)} == before
     assert subject_count(system.config, f"master.superseded.{obs}") == 1
 
@@ -203,7 +286,8 @@ def test_supersession_keeps_other_temperatures_replaces_expired_masters_and_is_i
 
 
 def test_expiry_happens_just_past_the_max_age_and_the_master_stays_in_use(
-        admin, plugin, small_masters, clock, system):
+    admin, plugin, small_masters, clock, system
+):
     obs, cam, rng = small_masters, camera("Expiry Cam"), np.random.default_rng(2)
     light_bytes, _ = light_file(cam, rng=rng, captured_at=clock.now())
     light_key = register(plugin, obs, [*darks(cam, rng, clock.now()), light_bytes])[-1]
@@ -225,17 +309,36 @@ def test_expiry_happens_just_past_the_max_age_and_the_master_stays_in_use(
     view = get_frame(admin, light)
     assert view["calibration_status"] == "calibrated"  # an expired master is still used
     assert view["calibration_masters"] == {"dark": master["id"]}
-    assert any(w.startswith(f"stale master: master dark {master['id']}") for w in view["calibration_warnings"])
+    assert any(
+        w.startswith(f"stale master: master dark {master['id']}")
+        for w in view["calibration_warnings"]
+    )
 
 
 def test_maintenance_is_for_server_admins_and_known_observatories(admin, observatory):
-    user = admin.post("/api/v1/admin/users", json={
-        "name": "observatory admin", "memberships": [{"observatory_id": observatory, "can_admin": True}]}).json()
-    with httpx.Client(base_url=str(admin.base_url),
-                      headers={"Authorization": f"Bearer {user['token']}"}) as observatory_admin:
+    user = admin.post(
+        "/api/v1/admin/users",
+        json={
+            "name": "observatory admin",
+            "memberships": [{"observatory_id": observatory, "can_admin": True}],
+        },
+    ).json()
+    with httpx.Client(
+        base_url=str(admin.base_url), headers={"Authorization": f"Bearer {user['token']}"}
+    ) as observatory_admin:
         for path in ("maintenance/expiry-check", "maintenance/retention-cleanup", "cache/clear"):
-            assert observatory_admin.post(f"{API}/{path}", params={"observatory_id": observatory}).status_code == 403
-    assert admin.post(f"{API}/maintenance/expiry-check", params={"observatory_id": "no-such-obs"}).status_code == 404
+            assert (
+                observatory_admin.post(
+                    f"{API}/{path}", params={"observatory_id": observatory}
+                ).status_code
+                == 403
+            )
+    assert (
+        admin.post(
+            f"{API}/maintenance/expiry-check", params={"observatory_id": "no-such-obs"}
+        ).status_code
+        == 404
+    )
     everything = admin.post(f"{API}/maintenance/expiry-check")
     assert everything.status_code == 200 and everything.json()["observatory_id"] is None
     assert everything.json()["observatories"] >= 1
@@ -245,13 +348,16 @@ def test_maintenance_is_for_server_admins_and_known_observatories(admin, observa
 
 
 def test_retention_deletes_frames_and_superseded_masters_just_past_their_windows(
-        admin, plugin, small_masters, clock):
+    admin, plugin, small_masters, clock
+):
     obs, cam, rng = small_masters, camera("Retention Cam"), np.random.default_rng(3)
     register(plugin, obs, darks(cam, rng, clock.now()))
     first = wait_masters(admin, obs, 1)[0]
     register(plugin, obs, darks(cam, rng, clock.now()))
     second = wait_masters(admin, obs, 1, status="active", n_frames=6)[0]
-    first = wait_for(lambda: (m := get_frame(admin, first["id"]))["superseded_at"] and m, what="superseded")
+    first = wait_for(
+        lambda: (m := get_frame(admin, first["id"]))["superseded_at"] and m, what="superseded"
+    )
     frames = library(admin, obs, is_master="false")
     assert len(frames) == 6
     keys = [f["storage_key"] for f in frames]
@@ -259,10 +365,18 @@ def test_retention_deletes_frames_and_superseded_masters_just_past_their_windows
     frames_master_created = moment(second["created_at"])  # the frames' latest master
     clock.move_to(frames_master_created + 30 * DAY - MINUTE)
     report = maintenance(admin, "retention-cleanup", obs)
-    assert (report["frames_deleted"], report["masters_deleted"], report["orphans_deleted"]) == (0, 0, 0)
+    assert (report["frames_deleted"], report["masters_deleted"], report["orphans_deleted"]) == (
+        0,
+        0,
+        0,
+    )
     clock.move_to(frames_master_created + 30 * DAY + MINUTE)
     report = maintenance(admin, "retention-cleanup", obs)
-    assert (report["frames_deleted"], report["masters_deleted"], report["orphans_deleted"]) == (6, 0, 0)
+    assert (report["frames_deleted"], report["masters_deleted"], report["orphans_deleted"]) == (
+        6,
+        0,
+        0,
+    )
     assert library(admin, obs, is_master="false") == []
     assert [k for k in keys if plugin.store.stat_sync(k) is not None] == []
     assert get_frame(admin, second["id"])["components"] == []  # the master stays; its list shrinks
@@ -278,7 +392,9 @@ def test_retention_deletes_frames_and_superseded_masters_just_past_their_windows
     assert get_frame(admin, second["id"])["status"] == "active"  # never superseded: kept
 
 
-def test_objects_no_record_names_are_deleted_once_older_than_a_day(admin, plugin, observatory, clock):
+def test_objects_no_record_names_are_deleted_once_older_than_a_day(
+    admin, plugin, observatory, clock
+):
     cam, rng = camera("Orphan Cam"), np.random.default_rng(4)
     light_bytes, _ = light_file(cam, rng=rng, captured_at=clock.now())
     light_key = register(plugin, observatory, [light_bytes])[0]
@@ -324,12 +440,18 @@ def test_delete_a_source_frame_a_master_and_a_light(admin, plugin, small_masters
     light = light_id_for(admin, obs, light_key)
     assert admin.get(f"{API}/frames/{light}/calibrated").status_code == 200
     assert len(plugin.store.list_sync(f"calibrated/{obs}/")) == 1
-    put_settings(admin, obs, min_frames_for_master=100)  # the sweep must not restack released frames
+    put_settings(
+        admin, obs, min_frames_for_master=100
+    )  # the sweep must not restack released frames
 
     assert admin.delete(f"{API}/frames/no-such-frame").status_code == 404
-    member = admin.post("/api/v1/admin/users", json={
-        "name": "viewer", "memberships": [{"observatory_id": obs, "can_admin": False}]}).json()
-    with httpx.Client(base_url=str(admin.base_url), headers={"Authorization": f"Bearer {member['token']}"}) as viewer:
+    member = admin.post(
+        "/api/v1/admin/users",
+        json={"name": "viewer", "memberships": [{"observatory_id": obs, "can_admin": False}]},
+    ).json()
+    with httpx.Client(
+        base_url=str(admin.base_url), headers={"Authorization": f"Bearer {member['token']}"}
+    ) as viewer:
         assert viewer.delete(f"{API}/frames/{master['id']}").status_code == 403
         assert viewer.get(f"{API}/frames/{master['id']}").status_code == 200
 

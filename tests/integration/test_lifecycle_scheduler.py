@@ -5,6 +5,7 @@ session's MongoDB and S3): requests on a shared one would reach the session's li
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import httpx
@@ -31,31 +32,53 @@ from tests.support.system import (
 @pytest.fixture
 def ports(servers, tmp_path):
     """The session's MongoDB and S3 with a NATS server of this test's own."""
-    own = ServerPorts(nats=free_port(), s3=servers.ports.s3, mongodb=servers.ports.mongodb)
-    bus = EmbeddedServers(data_dir=tmp_path / "nats", ports=own, s3_access_key=S3_ACCESS_KEY,
-                          s3_secret_key=S3_SECRET_KEY)
+    bus = EmbeddedServers(
+        data_dir=tmp_path / "nats",
+        ports=ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
+        s3_access_key=S3_ACCESS_KEY,
+        s3_secret_key=S3_SECRET_KEY,
+    )
     bus.start(s3=False, mongodb=False)
     try:
-        yield own
+        yield dataclasses.replace(servers.endpoints, nats_url=bus.endpoints.nats_url)
     finally:
         bus.stop()
 
 
 def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, tmp_path):
     clock = MovableClock(str(tmp_path / "clock"))
-    config = service_config(ports, unique("calib_daily").replace("-", "_"),
-                            clock_offset_file=clock.offset_file, maintenance_poll_s=0.5)
+    config = service_config(
+        ports,
+        unique("calib_daily").replace("-", "_"),
+        clock_offset_file=clock.offset_file,
+        maintenance_poll_s=0.5,
+    )
     services = Services(config=config, log_dir=tmp_path / "logs")
     services.create_schema()
     db, store = database(config), ObjectStore(config)
     store.ensure_bucket_sync()
     now, observatory = clock.now(), unique("obs")
-    db.observatories.insert_one(to_document(Observatory(id=observatory, name="Daily", created_at=now)))
+    db.observatories.insert_one(
+        to_document(Observatory(id=observatory, name="Daily", created_at=now))
+    )
     # a master half a day short of its 30 days, an object no record names, runs done just now
-    master = Frame(id="m-daily", observatory_id=observatory, frame_type=FrameType.DARK, camera_name="Cam",
-                   exposure_s=30.0, width=4, height=4, storage_key=f"masters/{observatory}/m-daily.fits",
-                   size_bytes=1, sha256="0" * 64, registered_at=now, is_master=True, status=MasterStatus.ACTIVE,
-                   created_at=now - timedelta(days=29, hours=12), config_key="dark|Cam")
+    master = Frame(
+        id="m-daily",
+        observatory_id=observatory,
+        frame_type=FrameType.DARK,
+        camera_name="Cam",
+        exposure_s=30.0,
+        width=4,
+        height=4,
+        storage_key=f"masters/{observatory}/m-daily.fits",
+        size_bytes=1,
+        sha256="0" * 64,
+        registered_at=now,
+        is_master=True,
+        status=MasterStatus.ACTIVE,
+        created_at=now - timedelta(days=29, hours=12),
+        config_key="dark|Cam",
+    )
     store.put_bytes_sync(master.storage_key, b"master")
     db.frames.insert_one(to_document(master))
     orphan = f"frames/{observatory}/never-announced.fits"
@@ -66,8 +89,11 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
     try:
         services.start("lifecycle")
         services.start("scheduler")
-        wait_for(lambda: {"lifecycle", "scheduler"} <= {h["service"] for h in db.heartbeats.find()},
-                 timeout_s=30, what="the services' heartbeats")
+        wait_for(
+            lambda: {"lifecycle", "scheduler"} <= {h["service"] for h in db.heartbeats.find()},
+            timeout_s=30,
+            what="the services' heartbeats",
+        )
         assert db.frames.find_one({"_id": master.id})["status"] == "active"
 
         clock.move_to(now + DAY + MINUTE)
@@ -75,6 +101,7 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
         def both_ran():
             runs = {run["_id"]: run for run in db.maintenance_runs.find()}
             return runs if all(run["finished_at"] > now + DAY for run in runs.values()) else None
+
         runs = wait_for(both_ran, timeout_s=30, what="the daily runs")
         assert db.frames.find_one({"_id": master.id})["status"] == "expired"
         assert store.stat_sync(orphan) is None
@@ -86,14 +113,19 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
 
 
 def test_without_a_lifecycle_service_maintenance_answers_503_naming_it(ports, tmp_path):
-    config = service_config(ports, unique("calib_nolifecycle").replace("-", "_"), gateway_port=free_port())
+    config = service_config(
+        ports, unique("calib_nolifecycle").replace("-", "_"), gateway_port=free_port()
+    )
     services = Services(config=config, log_dir=tmp_path / "logs")
     try:
         services.create_schema()
         services.start("gateway")
         services.wait_ready()
-        with httpx.Client(base_url=services.base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                          timeout=30) as admin:
+        with httpx.Client(
+            base_url=services.base_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+        ) as admin:
             for task in ("expiry-check", "retention-cleanup"):
                 response = admin.post(f"/api/v1/calibration/maintenance/{task}")
                 assert response.status_code == 503, response.text

@@ -18,7 +18,12 @@ from tests.support.system import ADMIN_TOKEN
 MAX_EXAMPLES = 20
 #: The event stream never ends by itself: it is tested by reading it (test_api_events).
 STREAMS = r"/events/"
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def fuzz(operation, base_url: str) -> int:
@@ -27,21 +32,32 @@ def fuzz(operation, base_url: str) -> int:
     many requests were made."""
     calls = 0
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy())
     def run(case) -> None:
         nonlocal calls
         calls += 1
-        case.call_and_validate(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                               checks=CHECKS, timeout=30)
+        case.call_and_validate(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            checks=CHECKS,
+            timeout=30,
+        )
 
     run()
     return calls
 
 
 def test_generated_requests_get_documented_answers(system):
-    schema = schemathesis.openapi.from_url(f"{system.base_url}/api/openapi.json").exclude(path_regex=STREAMS)
+    schema = schemathesis.openapi.from_url(f"{system.base_url}/api/openapi.json").exclude(
+        path_regex=STREAMS
+    )
     failures, tested, calls = [], 0, 0
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -58,7 +74,9 @@ def test_the_document_and_swagger_ui_are_served(admin):
     document = admin.get("/api/openapi.json")
     assert document.status_code == 200
     assert document.json()["openapi"].startswith("3.")
-    error = document.json()["paths"]["/api/v1/calibration/library/{observatory_id}"]["get"]["responses"]["404"]
+    error = document.json()["paths"]["/api/v1/calibration/library/{observatory_id}"]["get"][
+        "responses"
+    ]["404"]
     assert error["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     docs = admin.get("/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

@@ -65,7 +65,13 @@ ROWS = [
     Row("PUT", f"{API}/settings/{{own}}", "manage", 200, body="json:settings"),
     Row("GET", f"{API}/jobs/{{own}}", "manage", 200),
     Row("GET", f"{API}/rejections/{{own}}", "manage", 200),
-    Row("POST", f"{API}/jobs/{{job}}/retry", "manage", 409, note="the job succeeded: nothing to retry"),
+    Row(
+        "POST",
+        f"{API}/jobs/{{job}}/retry",
+        "manage",
+        409,
+        note="the job succeeded: nothing to retry",
+    ),
     Row("DELETE", f"{API}/jobs/{{job}}", "server", 409, note="only failed jobs can be deleted"),
     Row("POST", f"{API}/masters/create", "manage", 404, body="json:create", note="no bias frames"),
     Row("POST", f"{API}/masters/upload", "manage", 201, body="master"),
@@ -107,8 +113,11 @@ class World:
     counter: itertools.count
 
     def fresh_master(self) -> str:
-        response = self.admin.post(f"{API}/masters/upload", data={"observatory_id": self.own},
-                                   files={"file": ("m.fits", master_bytes(seed=next(self.counter)))})
+        response = self.admin.post(
+            f"{API}/masters/upload",
+            data={"observatory_id": self.own},
+            files={"file": ("m.fits", master_bytes(seed=next(self.counter)))},
+        )
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
@@ -122,20 +131,28 @@ class World:
         if kind is None:
             return {}
         if kind == "frame":
-            return {"data": {"observatory_id": self.own},
-                    "files": {"file": ("f.fits", frame_bytes("dark", index=n, seed=900))}}
+            return {
+                "data": {"observatory_id": self.own},
+                "files": {"file": ("f.fits", frame_bytes("dark", index=n, seed=900))},
+            }
         if kind == "master":
-            return {"data": {"observatory_id": self.own},
-                    "files": {"file": ("m.fits", master_bytes(seed=1000 + n))}}
-        return {"json": {
-            "json:settings": {"min_frames_for_master": 10},
-            "json:create": {"observatory_id": self.own, "frame_type": "bias", "force": True},
-            "json:observatory": {"id": unique("perm"), "name": "permissions"},
-            "json:user": {"name": f"user {n}"},
-        }[kind]}
+            return {
+                "data": {"observatory_id": self.own},
+                "files": {"file": ("m.fits", master_bytes(seed=1000 + n))},
+            }
+        return {
+            "json": {
+                "json:settings": {"min_frames_for_master": 10},
+                "json:create": {"observatory_id": self.own, "frame_type": "bias", "force": True},
+                "json:observatory": {"id": unique("perm"), "name": "permissions"},
+                "json:user": {"name": f"user {n}"},
+            }[kind]
+        }
 
     def url(self, template: str) -> str:
-        values = {name: getattr(self, name) for name in ("own", "frame", "light", "master", "job", "user")}
+        values = {
+            name: getattr(self, name) for name in ("own", "frame", "light", "master", "job", "user")
+        }
         if "{fresh_master}" in template:
             values["fresh_master"] = self.fresh_master()
         if "{fresh_token}" in template:
@@ -148,23 +165,46 @@ def world(admin):
     own = create_observatory(admin, unique("own"))
     other = create_observatory(admin, unique("other"))
     for index in range(3):
-        assert upload_frame(admin, own, frame_bytes("dark", index=index, seed=500)).status_code == 202
-    assert upload_frame(admin, own, frame_bytes("light", filter_name="L", exposure_s=300.0)).status_code == 202
+        assert (
+            upload_frame(admin, own, frame_bytes("dark", index=index, seed=500)).status_code == 202
+        )
+    assert (
+        upload_frame(
+            admin, own, frame_bytes("light", filter_name="L", exposure_s=300.0)
+        ).status_code
+        == 202
+    )
     wait_for(lambda: library(admin, own)["total"] == 4, timeout_s=30, what="the frames")
     frame = library(admin, own, frame_type="dark")["items"][0]["id"]
     light = library(admin, own, frame_type="light")["items"][0]["id"]
-    created = admin.post(f"{API}/masters/create", json={
-        "observatory_id": own, "frame_type": "dark", "force": True})
+    created = admin.post(
+        f"{API}/masters/create", json={"observatory_id": own, "frame_type": "dark", "force": True}
+    )
     assert created.status_code == 202, created.text
     job = created.json()["id"]
-    wait_for(lambda: admin.get(f"{API}/jobs/{own}").json()["items"][0]["status"] == "succeeded",
-             timeout_s=60, what="the manual job")
+    wait_for(
+        lambda: admin.get(f"{API}/jobs/{own}").json()["items"][0]["status"] == "succeeded",
+        timeout_s=60,
+        what="the manual job",
+    )
     user = admin.post(f"{ADMIN}/users", json={"name": "someone"}).json()["id"]
-    world = World(own=own, other=other, frame=frame, light=light, master="", job=job, user=user, admin=admin,
-                  counter=itertools.count())
+    world = World(
+        own=own,
+        other=other,
+        frame=frame,
+        light=light,
+        master="",
+        job=job,
+        user=user,
+        admin=admin,
+        counter=itertools.count(),
+    )
     world.master = world.fresh_master()
-    wait_for(lambda: admin.get(f"{API}/frames/{world.master}").json()["preview_key"], timeout_s=30,
-             what="the uploaded master's preview")
+    wait_for(
+        lambda: admin.get(f"{API}/frames/{world.master}").json()["preview_key"],
+        timeout_s=30,
+        what="the uploaded master's preview",
+    )
     return world
 
 
@@ -196,8 +236,12 @@ def _shape(method: str, path: str) -> tuple[str, str]:
 
 def test_every_route_has_a_row(admin):
     document = admin.get("/api/openapi.json").json()
-    routes = {_shape(method, path) for path, item in document["paths"].items()
-              for method in item if method in ("get", "put", "post", "delete", "patch")}
+    routes = {
+        _shape(method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    }
     covered = {_shape(row.method, row.path) for row in ROWS}
     assert routes - covered == set(), "routes without a row in the permission matrix"
     assert covered - routes == {("GET", "/healthz"), ("GET", "/api/openapi.json")}

@@ -50,7 +50,9 @@ def publish_raw(config: Config, subject: str, body: bytes) -> None:
     async def send() -> None:
         connection = await nats.connect(config.nats_url)
         try:
-            await connection.jetstream().publish(subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
+            await connection.jetstream().publish(
+                subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex}
+            )
         finally:
             await connection.close()
 
@@ -63,8 +65,9 @@ def frames_with_key(config: Config, storage_key: str) -> int:
 
 
 def event_body(observatory_id: str, storage_key: str, **fields) -> tuple[str, bytes]:
-    event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-                                   storage_key=storage_key, **fields)
+    event = events.FrameRegistered(
+        event_id=uuid.uuid4().hex, observatory_id=observatory_id, storage_key=storage_key, **fields
+    )
     return event.event_id, msgspec.json.encode(event)
 
 
@@ -76,7 +79,9 @@ def headerless_fits() -> bytes:
 # ---- what is stored ------------------------------------------------------------------------
 
 
-def test_light_and_calibration_frames_are_stored_with_header_metadata(admin, plugin, system, observatory):
+def test_light_and_calibration_frames_are_stored_with_header_metadata(
+    admin, plugin, system, observatory
+):
     light = frame_bytes("light", 1, exposure_s=120.0, filter_name="Ha", temperature_c=-9.5)
     dark = frame_bytes("dark", 2, exposure_s=60.0)
     register_all(plugin, observatory, [light, dark])
@@ -95,14 +100,24 @@ def test_light_and_calibration_frames_are_stored_with_header_metadata(admin, plu
     assert stored["dark"]["binning"] == "1x1"
 
 
-def test_a_header_longer_than_the_first_ranged_read_is_read_in_full(admin, plugin, system, observatory):
-    header = synthetic.nina_header(frame_type="flat", camera=CAMERA, exposure_s=2.0, temperature_c=-10.0,
-                                   filter_name="OIII", captured_at=datetime.now(UTC))
+def test_a_header_longer_than_the_first_ranged_read_is_read_in_full(
+    admin, plugin, system, observatory
+):
+    header = synthetic.nina_header(
+        frame_type="flat",
+        camera=CAMERA,
+        exposure_s=2.0,
+        temperature_c=-10.0,
+        filter_name="OIII",
+        captured_at=datetime.now(UTC),
+    )
     for index in range(HEAD_BYTES // 80 + 200):
         header.add_history(f"processing step {index}")
     for keyword in ("ROTATANG", "ROTATOR"):
         header.remove(keyword, ignore_missing=True)
-    header.append(("ROTATANG", 42.5), end=True)  # after the history: in the header's last blocks only
+    header.append(
+        ("ROTATANG", 42.5), end=True
+    )  # after the history: in the header's last blocks only
     data = synthetic.fits_bytes(np.ones((48, 64), dtype=np.uint16), header)
     assert data.index(b"ROTATANG") > HEAD_BYTES
 
@@ -115,9 +130,13 @@ def test_a_header_longer_than_the_first_ranged_read_is_read_in_full(admin, plugi
 
 def test_event_fields_win_over_the_header(admin, plugin, system, observatory):
     data = frame_bytes("dark", 3, exposure_s=60.0)
-    event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
-                                   storage_key=plugin.upload(observatory, data), camera_name="Renamed Cam",
-                                   gain=0.0)
+    event = events.FrameRegistered(
+        event_id=uuid.uuid4().hex,
+        observatory_id=observatory,
+        storage_key=plugin.upload(observatory, data),
+        camera_name="Renamed Cam",
+        gain=0.0,
+    )
     plugin.announce([(event, event.event_id)])
     [stored] = wait_registered(admin, system.config, observatory, 1)
     assert stored["camera_name"] == "Renamed Cam"
@@ -128,13 +147,24 @@ def test_event_fields_win_over_the_header(admin, plugin, system, observatory):
 # ---- rejections --------------------------------------------------------------------------
 
 
-REJECTIONS = ["unknown observatory", "subject and body differ", "missing object", "not FITS", "empty object",
-              "truncated header", "truncated data", "missing required fields", "sha256 mismatch",
-              "undecodable event"]
+REJECTIONS = [
+    "unknown observatory",
+    "subject and body differ",
+    "missing object",
+    "not FITS",
+    "empty object",
+    "truncated header",
+    "truncated data",
+    "missing required fields",
+    "sha256 mismatch",
+    "undecodable event",
+]
 
 
 @pytest.mark.parametrize("case", REJECTIONS)
-def test_each_rejection_is_recorded_announced_and_stores_nothing(case, admin, plugin, system, observatory):
+def test_each_rejection_is_recorded_announced_and_stores_nothing(
+    case, admin, plugin, system, observatory
+):
     valid = frame_bytes("dark", 7)
     listed_under = observatory
     subject_observatory = observatory
@@ -145,7 +175,12 @@ def test_each_rejection_is_recorded_announced_and_stores_nothing(case, admin, pl
         reason = f"unknown observatory '{subject_observatory}'"
     elif case == "subject and body differ":
         other = unique("other")
-        assert admin.post("/api/v1/admin/observatories", json={"id": other, "name": "Other"}).status_code == 201
+        assert (
+            admin.post(
+                "/api/v1/admin/observatories", json={"id": other, "name": "Other"}
+            ).status_code
+            == 201
+        )
         key = plugin.upload(other, valid)
         event_id, body = event_body(other, key)
         reason = f"subject names observatory '{observatory}' but the body names '{other}'"
@@ -169,14 +204,19 @@ def test_each_rejection_is_recorded_announced_and_stores_nothing(case, admin, pl
         needed = plain_image_layout(valid)[1]  # header blocks and data, without the final padding
         key = plugin.upload(observatory, valid[: needed - 100])
         event_id, body = event_body(observatory, key)
-        reason = f"is not a valid FITS image: truncated, its image needs {needed} bytes, the object has {needed - 100}"
+        reason = (
+            f"is not a valid FITS image: truncated, its image needs {needed} bytes,"
+            f" the object has {needed - 100}"
+        )
     elif case == "missing required fields":
         key = plugin.upload(observatory, headerless_fits())
         event_id, body = event_body(observatory, key)
         reason = "missing required fields: frame_type, camera_name, exposure_s"
     elif case == "sha256 mismatch":
         key = plugin.upload(observatory, valid)
-        event_id, body = event_body(observatory, key, sha256=hashlib.sha256(b"other bytes").hexdigest())
+        event_id, body = event_body(
+            observatory, key, sha256=hashlib.sha256(b"other bytes").hexdigest()
+        )
         reason = "sha256 mismatch"
     else:
         key, event_id, body = None, "", b'{"event_id": 12, "storage_key": "frames/x.fits"'
@@ -192,10 +232,15 @@ def test_each_rejection_is_recorded_announced_and_stores_nothing(case, admin, pl
     assert rejection["observatory_id"] == listed_under
     if event_id:
         assert rejection["event_id"] == event_id
-    [announced] = wait_for(lambda: stream_messages(system.config, f"frame.rejected.{listed_under}"),
-                           timeout_s=30, what="frame.rejected")
+    [announced] = wait_for(
+        lambda: stream_messages(system.config, f"frame.rejected.{listed_under}"),
+        timeout_s=30,
+        what="frame.rejected",
+    )
     assert msgspec.json.decode(announced.data) == {
-        "event_id": rejection["event_id"], "observatory_id": listed_under, "reason": rejection["reason"],
+        "event_id": rejection["event_id"],
+        "observatory_id": listed_under,
+        "reason": rejection["reason"],
         "storage_key": key,
     }
     wait_for(lambda: consumer_drained(system.config, "registry"), what="the registry to drain")
@@ -216,8 +261,13 @@ def test_a_large_object_is_judged_from_its_first_bytes(system, observatory):
     big = 4 * 1024 * 1024
     not_fits = os.urandom(big)
     headerless = synthetic.fits_bytes(np.zeros((1024, 2048), dtype=np.uint16), {})
-    header = synthetic.nina_header(frame_type="dark", camera=CAMERA, exposure_s=30.0, temperature_c=-10.0,
-                                   captured_at=datetime.now(UTC))
+    header = synthetic.nina_header(
+        frame_type="dark",
+        camera=CAMERA,
+        exposure_s=30.0,
+        temperature_c=-10.0,
+        captured_at=datetime.now(UTC),
+    )
     good = synthetic.fits_bytes(np.full((1024, 2048), 7, dtype=np.uint16), header)
 
     async def reads_of(data: bytes) -> tuple[list[tuple], str]:
@@ -237,7 +287,9 @@ def test_a_large_object_is_judged_from_its_first_bytes(system, observatory):
                 return await scan(k, head)
 
             runtime.store.read_range, runtime.store.scan = spy_range, spy_scan
-            event = events.FrameRegistered(event_id="e", observatory_id=observatory, storage_key=key)
+            event = events.FrameRegistered(
+                event_id="e", observatory_id=observatory, storage_key=key
+            )
             try:
                 outcome = (await read_frame(runtime, event)).sha256
             except Rejected as refused:
@@ -269,19 +321,27 @@ def test_two_registry_replicas_store_each_file_once(admin, plugin, system, obser
     keys = [plugin.upload(observatory, data) for data in files]
     system.start("registry-2")
     try:
-        wait_for(lambda: '"connected"' in (system.log_dir / "registry-2.log").read_text(), timeout_s=60,
-                 what="the second replica to connect")
+        wait_for(
+            lambda: '"connected"' in (system.log_dir / "registry-2.log").read_text(),
+            timeout_s=60,
+            what="the second replica to connect",
+        )
         announced = []
         for _ in range(30):
             for key in keys:
-                event = events.FrameRegistered(event_id=uuid.uuid4().hex, observatory_id=observatory,
-                                               storage_key=key)
+                event = events.FrameRegistered(
+                    event_id=uuid.uuid4().hex, observatory_id=observatory, storage_key=key
+                )
                 announced += [(event, event.event_id), (event, uuid.uuid4().hex)]
         plugin.announce(announced)
         stored = wait_registered(admin, system.config, observatory, 10)
 
         def handled_by(name: str) -> int:
-            return (system.log_dir / f"{name}.log").read_text().count(f'"observatory_id": "{observatory}"')
+            return (
+                (system.log_dir / f"{name}.log")
+                .read_text()
+                .count(f'"observatory_id": "{observatory}"')
+            )
 
         assert handled_by("registry") > 0 and handled_by("registry-2") > 0
     finally:
@@ -291,10 +351,14 @@ def test_two_registry_replicas_store_each_file_once(admin, plugin, system, obser
 
 
 @pytest.mark.parametrize("crash", ["sigterm", "sigkill"])
-def test_a_registry_restarted_mid_stream_stores_every_event_once(crash, admin, plugin, system, observatory):
+def test_a_registry_restarted_mid_stream_stores_every_event_once(
+    crash, admin, plugin, system, observatory
+):
     files = [frame_bytes("light", i, filter_name="R") for i in range(40)]
     register_all(plugin, observatory, files[:20])
-    wait_for(lambda: library(admin, observatory)["total"] >= 1, timeout_s=30, what="the first frames")
+    wait_for(
+        lambda: library(admin, observatory)["total"] >= 1, timeout_s=30, what="the first frames"
+    )
     registry = system.processes["registry"]
     registry.stop() if crash == "sigterm" else registry.kill()
     register_all(plugin, observatory, files[20:])
@@ -309,24 +373,32 @@ def test_a_nats_server_restarted_mid_stream_loses_nothing(tmp_path):
     """The registry and the stream survive a NATS restart: the file store keeps the
     stream and the consumer, the registry reconnects and carries on."""
     servers = start_servers(tmp_path / "servers")
-    config = service_config(servers.ports, unique("calib_natsrestart").replace("-", "_"))
+    config = service_config(servers.endpoints, unique("calib_natsrestart").replace("-", "_"))
     services = Services(config=config, log_dir=tmp_path / "logs")
     observatory = unique("obs")
     try:
         services.create_schema()
         with MongoClient(config.mongodb_uri) as client:
             client[config.mongodb_db]["observatories"].insert_one(
-                to_document(Observatory(id=observatory, name="Restart", created_at=datetime.now(UTC))))
+                to_document(
+                    Observatory(id=observatory, name="Restart", created_at=datetime.now(UTC))
+                )
+            )
         services.start("registry")
         plugin = Plugin(config)
         files = [frame_bytes("light", i, filter_name="G") for i in range(40)]
 
         def stored() -> int:
             with MongoClient(config.mongodb_uri) as client:
-                return client[config.mongodb_db]["frames"].count_documents({"observatory_id": observatory})
+                return client[config.mongodb_db]["frames"].count_documents(
+                    {"observatory_id": observatory}
+                )
 
-        wait_for(lambda: '"connected"' in (tmp_path / "logs" / "registry.log").read_text(), timeout_s=60,
-                 what="the registry to connect")
+        wait_for(
+            lambda: '"connected"' in (tmp_path / "logs" / "registry.log").read_text(),
+            timeout_s=60,
+            what="the registry to connect",
+        )
         register_all(plugin, observatory, files[:20])
         wait_for(lambda: stored() >= 1, timeout_s=30, what="the first frames")
         servers.processes["nats"].stop()
@@ -345,10 +417,19 @@ def test_a_nats_server_restarted_mid_stream_loses_nothing(tmp_path):
 def test_invalid_metadata_in_the_event_is_rejected(admin, plugin, system, observatory):
     data = frame_bytes("dark", 9)
     key = plugin.upload(observatory, data)
-    body = msgspec.json.encode({"event_id": uuid.uuid4().hex, "observatory_id": observatory,
-                                "storage_key": key, "width": -3})
+    body = msgspec.json.encode(
+        {
+            "event_id": uuid.uuid4().hex,
+            "observatory_id": observatory,
+            "storage_key": key,
+            "width": -3,
+        }
+    )
     publish_raw(system.config, f"frame.registered.{observatory}", body)
-    [rejection] = wait_for(lambda: admin.get(f"{API}/rejections/{observatory}").json()["items"], timeout_s=30,
-                           what="the rejection")
+    [rejection] = wait_for(
+        lambda: admin.get(f"{API}/rejections/{observatory}").json()["items"],
+        timeout_s=30,
+        what="the rejection",
+    )
     assert "invalid" in rejection["reason"]
     assert frames_with_key(system.config, key) == 0

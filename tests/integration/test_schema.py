@@ -20,8 +20,13 @@ def database_name() -> str:
 
 
 def init_db(config) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "calib_cli.main", "init-db"], capture_output=True,
-                          text=True, timeout=60, env=environment(config, "init-db"))
+    return subprocess.run(
+        [sys.executable, "-m", "calib_cli.main", "init-db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(config, "init-db"),
+    )
 
 
 async def check(config) -> None:
@@ -41,7 +46,7 @@ async def drop_index(config, collection: str, index: str) -> None:
 
 
 def test_init_db_creates_what_services_check_and_a_missing_index_is_named(servers):
-    config = service_config(servers.ports, database_name())
+    config = service_config(servers.endpoints, database_name())
     with pytest.raises(SchemaMissing, match="lacks frames, calibrated, jobs, ") as missing:
         asyncio.run(check(config))
     assert "calib init-db" in str(missing.value)

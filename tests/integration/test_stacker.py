@@ -33,13 +33,18 @@ MIN_FRAMES = 5
 
 # -- helpers shared by the test_stacker_*.py files ---------------------------------------
 
+
 class Subscription:
     """Core NATS messages on ``subject`` (JetStream publishes are seen too), collected by a
     thread of its own; ``on_message(subject, body)`` runs in that thread as each arrives
     (and when it returns a coroutine, such as :meth:`publish`'s, that is awaited)."""
 
-    def __init__(self, config: Config, subject: str,
-                 on_message: Callable[[str, dict], Awaitable[None] | None] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        subject: str,
+        on_message: Callable[[str, dict], Awaitable[None] | None] | None = None,
+    ):
         self.url, self.subject, self.on_message = config.nats_url, subject, on_message
         self.messages: list[tuple[str, dict]] = []
         self._loop = asyncio.new_event_loop()
@@ -77,11 +82,16 @@ class Subscription:
 
     def publish(self, subject: str, body: dict, msg_id: str) -> Awaitable[None]:
         """Publish on this connection (from ``on_message``: no time lost connecting)."""
-        return self._connection.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": msg_id})
+        return self._connection.publish(
+            subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": msg_id}
+        )
 
     def bodies(self, kind: str, job_id: str) -> list[dict]:
-        return [body for subject, body in list(self.messages)
-                if subject.startswith(f"{kind}.") and body.get("job_id") == job_id]
+        return [
+            body
+            for subject, body in list(self.messages)
+            if subject.startswith(f"{kind}.") and body.get("job_id") == job_id
+        ]
 
 
 def stackers_pulling(config: Config, replicas: int = 2) -> bool:
@@ -90,8 +100,13 @@ def stackers_pulling(config: Config, replicas: int = 2) -> bool:
 
 
 def stacker_log_lines(services, text: str) -> list[str]:
-    return [line for name in services.processes if name.startswith("stacker")
-            for line in (services.log_dir / f"{name}.log").read_text().splitlines() if text in line]
+    return [
+        line
+        for name in services.processes
+        if name.startswith("stacker")
+        for line in (services.log_dir / f"{name}.log").read_text().splitlines()
+        if text in line
+    ]
 
 
 def configure(admin, observatory_id: str, **settings) -> None:
@@ -104,8 +119,11 @@ def register_all(plugin: Plugin, observatory_id: str, files: list[bytes]) -> lis
     announced = []
     for data in files:
         event = events.FrameRegistered(
-            event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-            storage_key=plugin.upload(observatory_id, data), sha256=hashlib.sha256(data).hexdigest())
+            event_id=uuid.uuid4().hex,
+            observatory_id=observatory_id,
+            storage_key=plugin.upload(observatory_id, data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
         announced.append((event, event.event_id))
     plugin.announce(announced)
     return [event.storage_key for event, _ in announced]
@@ -115,27 +133,52 @@ def captured(index: int) -> datetime:
     return datetime.now(UTC) - timedelta(minutes=120 - index)
 
 
-def dark_file(index: int, *, exposure_s: float, temperature_c: float, camera=CAMERA, seed: int = 0) -> bytes:
+def dark_file(
+    index: int, *, exposure_s: float, temperature_c: float, camera=CAMERA, seed: int = 0
+) -> bytes:
     rng = np.random.default_rng(seed * 1000 + index)
-    data = synthetic.dark_frame(camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng,
-                                cosmic_rays=False)
-    header = synthetic.nina_header(frame_type="dark", camera=camera, exposure_s=exposure_s,
-                                   temperature_c=temperature_c, captured_at=captured(index))
+    data = synthetic.dark_frame(
+        camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng, cosmic_rays=False
+    )
+    header = synthetic.nina_header(
+        frame_type="dark",
+        camera=camera,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        captured_at=captured(index),
+    )
     return synthetic.fits_bytes(data, header)
 
 
 def bias_file(index: int, *, temperature_c: float) -> bytes:
     data = synthetic.bias_frame(CAMERA, rng=np.random.default_rng(500 + index))
-    header = synthetic.nina_header(frame_type="bias", camera=CAMERA, exposure_s=0.0,
-                                   temperature_c=temperature_c, captured_at=captured(index))
+    header = synthetic.nina_header(
+        frame_type="bias",
+        camera=CAMERA,
+        exposure_s=0.0,
+        temperature_c=temperature_c,
+        captured_at=captured(index),
+    )
     return synthetic.fits_bytes(data, header)
 
 
 def flat_file(index: int, *, exposure_s: float, temperature_c: float, level_adu: float) -> bytes:
-    data = synthetic.flat_frame(CAMERA, filter_name="L", exposure_s=exposure_s, temperature_c=temperature_c,
-                                rng=np.random.default_rng(900 + index), level_adu=level_adu)
-    header = synthetic.nina_header(frame_type="flat", camera=CAMERA, exposure_s=exposure_s,
-                                   temperature_c=temperature_c, filter_name="L", captured_at=captured(index))
+    data = synthetic.flat_frame(
+        CAMERA,
+        filter_name="L",
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        rng=np.random.default_rng(900 + index),
+        level_adu=level_adu,
+    )
+    header = synthetic.nina_header(
+        frame_type="flat",
+        camera=CAMERA,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        filter_name="L",
+        captured_at=captured(index),
+    )
     return synthetic.fits_bytes(data, header)
 
 
@@ -151,13 +194,22 @@ def masters(admin, observatory_id: str, frame_type: str | None = None) -> list[d
 
 
 def wait_master(admin, observatory_id: str, frame_type: str, timeout_s: float = 60) -> dict:
-    return wait_for(lambda: masters(admin, observatory_id, frame_type), timeout_s=timeout_s,
-                    what=f"a master {frame_type}")[0]
+    return wait_for(
+        lambda: masters(admin, observatory_id, frame_type),
+        timeout_s=timeout_s,
+        what=f"a master {frame_type}",
+    )[0]
 
 
 def wait_frames(admin, observatory_id: str, count: int) -> list[dict]:
-    return wait_for(lambda: (items := library(admin, observatory_id, is_master="false"))
-                    and len(items) >= count and items, what=f"{count} frames registered")
+    return wait_for(
+        lambda: (
+            (items := library(admin, observatory_id, is_master="false"))
+            and len(items) >= count
+            and items
+        ),
+        what=f"{count} frames registered",
+    )
 
 
 def job(admin, observatory_id: str, job_id: str) -> dict:
@@ -167,13 +219,18 @@ def job(admin, observatory_id: str, job_id: str) -> dict:
 
 
 def wait_job(admin, observatory_id: str, job_id: str, status: str, timeout_s: float = 60) -> dict:
-    return wait_for(lambda: (found := job(admin, observatory_id, job_id))["status"] == status and found,
-                    timeout_s=timeout_s, what=f"job {job_id} to be {status}")
+    return wait_for(
+        lambda: (found := job(admin, observatory_id, job_id))["status"] == status and found,
+        timeout_s=timeout_s,
+        what=f"job {job_id} to be {status}",
+    )
 
 
 def create_master(admin, observatory_id: str, **group) -> dict:
-    response = admin.post(f"{API}/masters/create", json={"observatory_id": observatory_id, "force": True,
-                                                          "camera_name": CAMERA.name, **group})
+    response = admin.post(
+        f"{API}/masters/create",
+        json={"observatory_id": observatory_id, "force": True, "camera_name": CAMERA.name, **group},
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -191,16 +248,25 @@ def object_keys(config: Config, prefix: str) -> list[str]:
 
 # -- preprocessing ---------------------------------------------------------------------
 
+
 def test_ccd_master_dark_is_the_bias_subtracted_dark_rate(admin, plugin, observatory):
     """CCD darks of several exposures stack into one rate map (ADU/s) after the master
     bias is subtracted from each; compared with the synthetic camera's true dark rate."""
     configure(admin, observatory, camera_type="CCD", min_frames_for_master=MIN_FRAMES)
     temperature = 10.0
-    register_all(plugin, observatory, [bias_file(i, temperature_c=temperature) for i in range(MIN_FRAMES)])
+    register_all(
+        plugin, observatory, [bias_file(i, temperature_c=temperature) for i in range(MIN_FRAMES)]
+    )
     bias = wait_master(admin, observatory, "bias")
     exposures = [120.0, 180.0, 240.0, 300.0, 300.0]
-    register_all(plugin, observatory, [dark_file(i, exposure_s=t, temperature_c=temperature, seed=1)
-                                       for i, t in enumerate(exposures)])
+    register_all(
+        plugin,
+        observatory,
+        [
+            dark_file(i, exposure_s=t, temperature_c=temperature, seed=1)
+            for i, t in enumerate(exposures)
+        ],
+    )
     dark = wait_master(admin, observatory, "dark")
 
     header, rate, _ = download(admin, dark["id"])
@@ -212,8 +278,9 @@ def test_ccd_master_dark_is_the_bias_subtracted_dark_rate(admin, plugin, observa
     # per pixel: the mean of (read noise 3.5 ADU + shot noise) / exposure over the frames,
     # plus the noise of the master bias divided by the exposure
     t = np.array(exposures)[:, None, None]
-    variance = (((CAMERA.read_noise_adu**2 + truth[None] * t) / t**2).sum(axis=0) / len(exposures) ** 2
-                + CAMERA.read_noise_adu**2 / MIN_FRAMES * float(np.mean(1 / t)) ** 2)
+    variance = ((CAMERA.read_noise_adu**2 + truth[None] * t) / t**2).sum(axis=0) / len(
+        exposures
+    ) ** 2 + CAMERA.read_noise_adu**2 / MIN_FRAMES * float(np.mean(1 / t)) ** 2
     noise = float(np.sqrt(np.median(variance)))
     assert abs(float(np.median(residual))) < 0.1 * noise  # no bias left: it would be ~500/exposure
     assert 0.5 * noise < 1.4826 * float(np.median(np.abs(residual))) < 1.5 * noise
@@ -227,12 +294,24 @@ def test_master_flat_is_dark_subtracted_and_normalised_to_one(admin, plugin, obs
     the master flat has median 1.0 and follows the synthetic camera's flat field."""
     configure(admin, observatory, min_frames_for_master=MIN_FRAMES)
     temperature, exposure = -10.0, 2.0
-    register_all(plugin, observatory, [dark_file(i, exposure_s=exposure, temperature_c=temperature, seed=2)
-                                       for i in range(MIN_FRAMES)])
+    register_all(
+        plugin,
+        observatory,
+        [
+            dark_file(i, exposure_s=exposure, temperature_c=temperature, seed=2)
+            for i in range(MIN_FRAMES)
+        ],
+    )
     dark = wait_master(admin, observatory, "dark")
     level = 5000.0  # the bias (~500 ADU) is a tenth of the signal: leaving it in would show
-    register_all(plugin, observatory, [flat_file(i, exposure_s=exposure, temperature_c=temperature,
-                                                 level_adu=level) for i in range(MIN_FRAMES)])
+    register_all(
+        plugin,
+        observatory,
+        [
+            flat_file(i, exposure_s=exposure, temperature_c=temperature, level_adu=level)
+            for i in range(MIN_FRAMES)
+        ],
+    )
     flat = wait_master(admin, observatory, "flat")
 
     header, pixels, _ = download(admin, flat["id"])
@@ -249,19 +328,35 @@ def test_master_flat_is_dark_subtracted_and_normalised_to_one(admin, plugin, obs
     assert abs(slope) < 0.02
 
 
-def test_ccd_master_flat_loses_the_bias_and_the_dark_rate_times_its_exposure(admin, plugin, observatory):
+def test_ccd_master_flat_loses_the_bias_and_the_dark_rate_times_its_exposure(
+    admin, plugin, observatory
+):
     """On CCD the master dark is a rate: flats get the master bias subtracted plus that
     rate × their exposure, then normalise to the synthetic flat field."""
     configure(admin, observatory, camera_type="CCD", min_frames_for_master=MIN_FRAMES)
     temperature, exposure = 10.0, 30.0
-    register_all(plugin, observatory, [bias_file(i, temperature_c=temperature) for i in range(MIN_FRAMES)])
+    register_all(
+        plugin, observatory, [bias_file(i, temperature_c=temperature) for i in range(MIN_FRAMES)]
+    )
     bias = wait_master(admin, observatory, "bias")
-    register_all(plugin, observatory, [dark_file(i, exposure_s=300.0, temperature_c=temperature, seed=3)
-                                       for i in range(MIN_FRAMES)])
+    register_all(
+        plugin,
+        observatory,
+        [
+            dark_file(i, exposure_s=300.0, temperature_c=temperature, seed=3)
+            for i in range(MIN_FRAMES)
+        ],
+    )
     dark = wait_master(admin, observatory, "dark")
     level = 5000.0
-    register_all(plugin, observatory, [flat_file(i, exposure_s=exposure, temperature_c=temperature,
-                                                 level_adu=level) for i in range(MIN_FRAMES)])
+    register_all(
+        plugin,
+        observatory,
+        [
+            flat_file(i, exposure_s=exposure, temperature_c=temperature, level_adu=level)
+            for i in range(MIN_FRAMES)
+        ],
+    )
     flat = wait_master(admin, observatory, "flat")
 
     header, pixels, _ = download(admin, flat["id"])
@@ -274,18 +369,25 @@ def test_ccd_master_flat_loses_the_bias_and_the_dark_rate_times_its_exposure(adm
     assert abs(np.polyfit((truth - 1).ravel(), residual.ravel(), 1)[0]) < 0.02
 
 
-def test_frames_of_unequal_size_fail_the_job_naming_the_odd_frame(admin, plugin, system, observatory):
+def test_frames_of_unequal_size_fail_the_job_naming_the_odd_frame(
+    admin, plugin, system, observatory
+):
     configure(admin, observatory, min_frames_for_master=100)  # only the manual job below
     small = synthetic.Camera(name=CAMERA.name, width=32, height=24)
     files = [dark_file(i, exposure_s=60.0, temperature_c=-10.0) for i in range(4)]
-    odd_key = register_all(plugin, observatory, [*files, dark_file(9, exposure_s=60.0, temperature_c=-10.0,
-                                                                    camera=small)])[-1]
+    odd_key = register_all(
+        plugin,
+        observatory,
+        [*files, dark_file(9, exposure_s=60.0, temperature_c=-10.0, camera=small)],
+    )[-1]
     frames = wait_frames(admin, observatory, 5)
     odd = next(f for f in frames if f["storage_key"] == odd_key)
 
     queued = create_master(admin, observatory, frame_type="dark", exposure_s=60.0)
     failed = wait_job(admin, observatory, queued["id"], "failed")
-    assert odd["id"] in failed["error"] and odd_key in failed["error"] and "32x24" in failed["error"]
+    assert (
+        odd["id"] in failed["error"] and odd_key in failed["error"] and "32x24" in failed["error"]
+    )
     assert all(f["id"] not in failed["error"] for f in frames if f["id"] != odd["id"])
     assert masters(admin, observatory) == []
     assert object_keys(system.config, f"masters/{observatory}/") == []
@@ -295,14 +397,25 @@ def test_frames_of_unequal_size_fail_the_job_naming_the_odd_frame(admin, plugin,
 
 # -- the master file and record --------------------------------------------------------
 
+
 def test_same_frames_and_settings_give_bit_identical_pixels(admin, plugin, system, observatory):
     configure(admin, observatory, min_frames_for_master=MIN_FRAMES)
     temperatures = [-10.0, -10.2, -9.8, -10.1, -9.9]
-    files = [synthetic.fits_bytes(
-        synthetic.dark_frame(CAMERA, exposure_s=30.0, temperature_c=t, rng=np.random.default_rng(i)),
-        synthetic.nina_header(frame_type="dark", camera=CAMERA, exposure_s=30.0, temperature_c=t,
-                              captured_at=captured(i)))
-        for i, t in enumerate(temperatures)]
+    files = [
+        synthetic.fits_bytes(
+            synthetic.dark_frame(
+                CAMERA, exposure_s=30.0, temperature_c=t, rng=np.random.default_rng(i)
+            ),
+            synthetic.nina_header(
+                frame_type="dark",
+                camera=CAMERA,
+                exposure_s=30.0,
+                temperature_c=t,
+                captured_at=captured(i),
+            ),
+        )
+        for i, t in enumerate(temperatures)
+    ]
     register_all(plugin, observatory, files)
     first = wait_master(admin, observatory, "dark")
     # the master is recorded just before its job closes; until then a manual request joins that job
@@ -343,4 +456,5 @@ def test_same_frames_and_settings_give_bit_identical_pixels(admin, plugin, syste
     assert preview.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(preview.content[16:20], "big") == CAMERA.width  # IHDR width
     assert object_keys(system.config, f"masters/{observatory}/") == sorted(
-        [first["storage_key"], second["storage_key"]])
+        [first["storage_key"], second["storage_key"]]
+    )

@@ -20,15 +20,24 @@ LEASE = timedelta(seconds=30)
 def queued_job(now: datetime) -> StackJob:
     job_id = unique("job")
     return StackJob(
-        id=job_id, observatory_id="claims", frame_type=FrameType.DARK, config_key=job_id, group_key=job_id,
-        configuration={}, temperature_c=None, trigger=JobTrigger.MANUAL, status=JobStatus.QUEUED,
-        frame_ids=["f1"], settings=msgspec.structs.asdict(CalibrationSettings()), created_at=now,
+        id=job_id,
+        observatory_id="claims",
+        frame_type=FrameType.DARK,
+        config_key=job_id,
+        group_key=job_id,
+        configuration={},
+        temperature_c=None,
+        trigger=JobTrigger.MANUAL,
+        status=JobStatus.QUEUED,
+        frame_ids=["f1"],
+        settings=msgspec.structs.asdict(CalibrationSettings()),
+        created_at=now,
         updated_at=now,
     )
 
 
 def test_a_running_job_is_taken_over_only_when_its_claim_is_stale(servers):
-    config = service_config(servers.ports, unique("calib_claims").replace("-", "_"))
+    config = service_config(servers.endpoints, unique("calib_claims").replace("-", "_"))
 
     async def scenario() -> None:
         client = mongo_client(config)

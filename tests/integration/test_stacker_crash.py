@@ -26,13 +26,20 @@ from tests.integration.test_stacker import (
 from tests.support.system import wait_for
 
 
-def test_a_stacker_killed_after_uploading_the_master_leaves_no_orphan(admin, plugin, system, observatory):
+def test_a_stacker_killed_after_uploading_the_master_leaves_no_orphan(
+    admin, plugin, system, observatory
+):
     configure(admin, observatory, min_frames_for_master=100)
-    register_all(plugin, observatory, [dark_file(i, exposure_s=60.0, temperature_c=-10.0, seed=6)
-                                       for i in range(6)])
+    register_all(
+        plugin,
+        observatory,
+        [dark_file(i, exposure_s=60.0, temperature_c=-10.0, seed=6) for i in range(6)],
+    )
     wait_frames(admin, observatory, 6)
     wait_for(lambda: stackers_pulling(system.config), what="both stackers to wait for work")
-    stackers = {name: p.process.pid for name, p in system.processes.items() if name.startswith("stacker")}
+    stackers = {
+        name: p.process.pid for name, p in system.processes.items() if name.startswith("stacker")
+    }
     frozen = threading.Event()
 
     def freeze_at_upload(subject: str, body: dict) -> None:
@@ -48,7 +55,10 @@ def test_a_stacker_killed_after_uploading_the_master_leaves_no_orphan(admin, plu
     victim = job(admin, observatory, queued["id"])["worker"]
     master_id = f"m{queued['id']}"
     try:
-        assert ObjectStore(system.config).stat_sync(f"masters/{observatory}/{master_id}.fits") is not None
+        assert (
+            ObjectStore(system.config).stat_sync(f"masters/{observatory}/{master_id}.fits")
+            is not None
+        )
         assert admin.get(f"{API}/frames/{master_id}").status_code == 404  # object, no record yet
         system.processes[victim].kill()
     finally:

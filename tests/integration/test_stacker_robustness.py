@@ -32,8 +32,11 @@ from tests.support.system import consumer_drained, wait_for
 def test_a_duplicate_request_for_a_running_job_makes_one_master(admin, plugin, system, observatory):
     configure(admin, observatory, min_frames_for_master=100)
     big = synthetic.Camera(name=CAMERA.name, width=1024, height=768)  # a job long enough to overlap
-    register_all(plugin, observatory, [dark_file(i, exposure_s=60.0, temperature_c=-10.0, camera=big)
-                                       for i in range(8)])
+    register_all(
+        plugin,
+        observatory,
+        [dark_file(i, exposure_s=60.0, temperature_c=-10.0, camera=big) for i in range(8)],
+    )
     wait_frames(admin, observatory, 8)
     wait_for(lambda: stackers_pulling(system.config), what="both stackers to wait for work")
 
@@ -45,17 +48,27 @@ def test_a_duplicate_request_for_a_running_job_makes_one_master(admin, plugin, s
         if requested_again.is_set():
             return None
         requested_again.set()
-        return progress.publish(events.subject(events.STACK_REQUESTED, observatory),
-                                {"job_id": body["job_id"], "observatory_id": observatory}, uuid.uuid4().hex)
+        return progress.publish(
+            events.subject(events.STACK_REQUESTED, observatory),
+            {"job_id": body["job_id"], "observatory_id": observatory},
+            uuid.uuid4().hex,
+        )
 
-    with Subscription(system.config, f"stack.progress.{observatory}", on_message=request_again) as progress:
+    with Subscription(
+        system.config, f"stack.progress.{observatory}", on_message=request_again
+    ) as progress:
         queued = create_master(admin, observatory, frame_type="dark", exposure_s=60.0)
         done = wait_job(admin, observatory, queued["id"], "succeeded")
     assert requested_again.is_set()
     assert done["attempts"] == 1  # the duplicate did not stack the job a second time
-    assert stacker_log_lines(system, f"job {queued['id']} is being stacked by")  # it came while running
-    wait_for(lambda: consumer_drained(system.config, "stacker"), timeout_s=30,
-             what="the duplicate to be acknowledged")
+    assert stacker_log_lines(
+        system, f"job {queued['id']} is being stacked by"
+    )  # it came while running
+    wait_for(
+        lambda: consumer_drained(system.config, "stacker"),
+        timeout_s=30,
+        what="the duplicate to be acknowledged",
+    )
     found = masters(admin, observatory)
     assert [m["job_id"] for m in found] == [queued["id"]]
     assert object_keys(system.config, f"masters/{observatory}/") == [found[0]["storage_key"]]
@@ -64,14 +77,17 @@ def test_a_duplicate_request_for_a_running_job_makes_one_master(admin, plugin, s
 
 
 def test_a_corrupt_frame_fails_the_job_naming_it_and_a_retry_without_it_succeeds(
-        admin, plugin, system, observatory):
+    admin, plugin, system, observatory
+):
     configure(admin, observatory, min_frames_for_master=100)
     files = [dark_file(i, exposure_s=60.0, temperature_c=-10.0, seed=4) for i in range(6)]
     keys = register_all(plugin, observatory, files)
     frames = wait_frames(admin, observatory, 6)
     corrupt = next(f for f in frames if f["storage_key"] == keys[2])
     store = ObjectStore(system.config)
-    store.put_bytes_sync(corrupt["storage_key"], files[2][: len(files[2]) // 2])  # cut short in storage
+    store.put_bytes_sync(
+        corrupt["storage_key"], files[2][: len(files[2]) // 2]
+    )  # cut short in storage
 
     with Subscription(system.config, f"stack.*.{observatory}") as seen:
         queued = create_master(admin, observatory, frame_type="dark", exposure_s=60.0)
@@ -88,16 +104,25 @@ def test_a_corrupt_frame_fails_the_job_naming_it_and_a_retry_without_it_succeeds
         assert object_keys(system.config, corrupt["storage_key"]) == []
         response = admin.post(f"{API}/jobs/{queued['id']}/retry")
         assert response.status_code == 202, response.text
-        first_attempt = len(seen.bodies("stack.progress", queued["id"]))  # all in: stack.failed came after
+        first_attempt = len(
+            seen.bodies("stack.progress", queued["id"])
+        )  # all in: stack.failed came after
         done = wait_job(admin, observatory, queued["id"], "succeeded")
-        reports = wait_for(lambda: (r := seen.bodies("stack.progress", queued["id"])[first_attempt:])
-                           and r[-1]["progress"] == 1.0 and r, what="the last progress report")
+        reports = wait_for(
+            lambda: (
+                (r := seen.bodies("stack.progress", queued["id"])[first_attempt:])
+                and r[-1]["progress"] == 1.0
+                and r
+            ),
+            what="the last progress report",
+        )
 
     assert done["attempts"] == 2 and done["trigger"] == "retry" and done["error"] is None
     master = masters(admin, observatory)[0]
     assert master["n_frames"] == 5 and corrupt["id"] not in master["components"]
-    assert sorted(master["components"]) == sorted(f["id"] for f in library(admin, observatory,
-                                                                         is_master="false"))
+    assert sorted(master["components"]) == sorted(
+        f["id"] for f in library(admin, observatory, is_master="false")
+    )
     values = [r["progress"] for r in reports]
     assert values == sorted(set(values)) and values[0] == 0.0 and len(values) >= 4
     assert [r["status"] for r in reports][-1] == "succeeded"
@@ -108,7 +133,14 @@ def test_a_request_that_is_not_a_stack_request_is_logged_and_dropped(system, obs
     """No redelivery would make it valid: acknowledged, not retried forever."""
     marker = uuid.uuid4().hex
     publish_raw(system.config, f"stack.requested.{observatory}", f'{{"job": "{marker}"'.encode())
-    lines = wait_for(lambda: stacker_log_lines(system, "invalid event ignored"), timeout_s=30,
-                     what="the stacker's log line")
+    lines = wait_for(
+        lambda: stacker_log_lines(system, "invalid event ignored"),
+        timeout_s=30,
+        what="the stacker's log line",
+    )
     assert any(f"stack.requested.{observatory}" in line for line in lines)
-    wait_for(lambda: consumer_drained(system.config, "stacker"), timeout_s=30, what="the stacker to drain")
+    wait_for(
+        lambda: consumer_drained(system.config, "stacker"),
+        timeout_s=30,
+        what="the stacker to drain",
+    )

@@ -33,8 +33,13 @@ class Plugin:
             await ensure_stream(broker)
             try:
                 for event, msg_id in messages:
-                    await publish(broker, events.FRAME_REGISTERED, event,
-                                  observatory_id=event.observatory_id, msg_id=msg_id)
+                    await publish(
+                        broker,
+                        events.FRAME_REGISTERED,
+                        event,
+                        observatory_id=event.observatory_id,
+                        msg_id=msg_id,
+                    )
             finally:
                 await broker.stop()
 
@@ -43,8 +48,10 @@ class Plugin:
     def register(self, observatory_id: str, data: bytes, **fields) -> events.FrameRegistered:
         """Upload and announce one frame; returns the event."""
         event = events.FrameRegistered(
-            event_id=uuid.uuid4().hex, observatory_id=observatory_id,
-            storage_key=self.upload(observatory_id, data), sha256=hashlib.sha256(data).hexdigest(),
+            event_id=uuid.uuid4().hex,
+            observatory_id=observatory_id,
+            storage_key=self.upload(observatory_id, data),
+            sha256=hashlib.sha256(data).hexdigest(),
             **fields,
         )
         self.announce([(event, event.event_id)])

@@ -14,7 +14,14 @@ from pathlib import Path
 import httpx
 
 from calib_infra.config import Config
-from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, free_port, spawn
+from calib_infra.devstack import (
+    EmbeddedServers,
+    Endpoints,
+    ManagedProcess,
+    ServerPorts,
+    free_port,
+    spawn,
+)
 from calib_infra.mongo import prepare_database
 
 S3_ACCESS_KEY = "calib-test"
@@ -26,21 +33,22 @@ def start_servers(data_dir: Path) -> EmbeddedServers:
     servers = EmbeddedServers(
         data_dir=data_dir,
         ports=ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
-        s3_access_key=S3_ACCESS_KEY, s3_secret_key=S3_SECRET_KEY,
+        s3_access_key=S3_ACCESS_KEY,
+        s3_secret_key=S3_SECRET_KEY,
     )
     servers.start()
     return servers
 
 
-def service_config(ports: ServerPorts, database: str, **overrides) -> Config:
-    """Service settings for servers on ``ports`` (running or not yet)."""
+def service_config(endpoints: Endpoints, database: str, **overrides) -> Config:
+    """Service settings for servers at ``endpoints`` (running or not yet)."""
     values = dict(
-        nats_url=f"nats://127.0.0.1:{ports.nats}",
-        mongodb_uri=f"mongodb://127.0.0.1:{ports.mongodb}/?retryWrites=false",
+        nats_url=endpoints.nats_url,
+        mongodb_uri=endpoints.mongodb_uri,
         mongodb_db=database,
-        s3_endpoint=f"127.0.0.1:{ports.s3}",
-        s3_access_key=S3_ACCESS_KEY,
-        s3_secret_key=S3_SECRET_KEY,
+        s3_endpoint=endpoints.s3_endpoint,
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
         s3_bucket=database.replace("_", "-"),
         bootstrap_admin_token=ADMIN_TOKEN,
         log_format="json",
@@ -75,8 +83,9 @@ class Services:
 
     def start(self, name: str) -> ManagedProcess:
         module = f"calib_{name.split('-')[0]}.main"  # "stacker-2" and "registry-2" are replicas
-        process = spawn(name, [sys.executable, "-m", module], self.log_dir,
-                        env=environment(self.config, name))
+        process = spawn(
+            name, [sys.executable, "-m", module], self.log_dir, env=environment(self.config, name)
+        )
         self.processes[name] = process
         return process
 
@@ -86,8 +95,13 @@ class Services:
 
     def start_all(self, stackers: int = 2) -> None:
         self.create_schema()
-        for name in ("gateway", "registry", "scheduler", "lifecycle",
-                     *(f"stacker-{i + 1}" for i in range(stackers))):
+        for name in (
+            "gateway",
+            "registry",
+            "scheduler",
+            "lifecycle",
+            *(f"stacker-{i + 1}" for i in range(stackers)),
+        ):
             self.start(name)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -95,7 +109,9 @@ class Services:
         while time.monotonic() < deadline:
             for process in self.processes.values():
                 if process.process.poll() is not None:
-                    raise RuntimeError(f"{process.name} exited:\n{process.log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"{process.name} exited:\n{process.log_path.read_text()[-3000:]}"
+                    )
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
                     return

@@ -8,11 +8,11 @@ import msgspec
 
 
 class Capability(StrEnum):
-    VIEW = "view"          # library, summary, needs, capture plan, frames, downloads
-    MANAGE = "manage"      # upload/create masters, delete frames, settings, view/retry jobs
+    VIEW = "view"  # library, summary, needs, capture plan, frames, downloads
+    MANAGE = "manage"  # upload/create masters, delete frames, settings, view/retry jobs
     REGISTER = "register"  # register frames (plugins and managers)
     CAPTURE_PLAN = "read the capture plan of"  # members, and the observatory's plugin
-    SERVER = "server"      # cache, maintenance, health, delete failed jobs, user admin
+    SERVER = "server"  # cache, maintenance, health, delete failed jobs, user admin
 
 
 class Membership(msgspec.Struct, kw_only=True):
@@ -39,7 +39,9 @@ class Principal(msgspec.Struct, kw_only=True):
         return {m.observatory_id for m in self.memberships}
 
 
-def allowed(principal: Principal, capability: Capability, observatory_id: str | None = None) -> bool:
+def allowed(
+    principal: Principal, capability: Capability, observatory_id: str | None = None
+) -> bool:
     if principal.server_admin:
         return True
     if capability == Capability.SERVER or observatory_id is None:
@@ -48,7 +50,8 @@ def allowed(principal: Principal, capability: Capability, observatory_id: str | 
         # a plugin registers frames and reads what it should capture next, for its
         # observatory only: it may not browse or download the library (SPEC §8)
         return principal.plugin_observatory == observatory_id and capability in (
-            Capability.REGISTER, Capability.CAPTURE_PLAN,
+            Capability.REGISTER,
+            Capability.CAPTURE_PLAN,
         )
     for membership in principal.memberships:
         if membership.observatory_id == observatory_id:

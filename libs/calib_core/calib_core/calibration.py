@@ -43,8 +43,13 @@ class CalibrationPlan(msgspec.Struct, kw_only=True):
 
     @property
     def signature(self) -> str:
-        text = "\n".join([self.camera_type, *(f"{k}={v}" for k, v in sorted(self.masters.items())),
-                          *self.warnings])
+        text = "\n".join(
+            [
+                self.camera_type,
+                *(f"{k}={v}" for k, v in sorted(self.masters.items())),
+                *self.warnings,
+            ]
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -73,7 +78,12 @@ def cache_storage_key(observatory_id: str, light_id: str, signature: str) -> str
 
 
 def _describe_light(light: Frame, settings: CalibrationSettings) -> str:
-    parts = [light.camera_name, f"gain {light.gain}", f"offset {light.offset}", f"binning {light.binning}"]
+    parts = [
+        light.camera_name,
+        f"gain {light.gain}",
+        f"offset {light.offset}",
+        f"binning {light.binning}",
+    ]
     if light.readout_mode:
         parts.append(f"readout {light.readout_mode}")
     parts.append(f"{light.exposure_s:g} s")
@@ -82,22 +92,26 @@ def _describe_light(light: Frame, settings: CalibrationSettings) -> str:
     return ", ".join(str(p) for p in parts)
 
 
-def _master_warnings(kind: str, master: Frame, light: Frame, settings: CalibrationSettings,
-                     now: datetime) -> list[str]:
+def _master_warnings(
+    kind: str, master: Frame, light: Frame, settings: CalibrationSettings, now: datetime
+) -> list[str]:
     warnings = []
     if expiry_state(master, settings, now) == ExpiryState.EXPIRED:
         warnings.append(
             f"stale master: master {kind} {master.id} is expired (older than "
-            f"{settings.max_age_days(master.frame_type)} days)")
+            f"{settings.max_age_days(master.frame_type)} days)"
+        )
     if (
         master.frame_type != FrameType.BIAS
-        and master.temperature_c is not None and light.temperature_c is not None
+        and master.temperature_c is not None
+        and light.temperature_c is not None
         and abs(master.temperature_c - light.temperature_c)
         > TEMPERATURE_WARNING_SHARE * settings.temperature_tolerance_c
     ):
         warnings.append(
             f"temperature mismatch: master {kind} {master.id} at {master.temperature_c:.1f} C, "
-            f"light at {light.temperature_c:.1f} C")
+            f"light at {light.temperature_c:.1f} C"
+        )
     return warnings
 
 
@@ -114,36 +128,52 @@ def plan_calibration(
 
     ccd = settings.camera_type == "CCD"
     plan = CalibrationPlan(
-        light_id=light.id, camera_type=settings.camera_type, status=CalibrationStatus.CALIBRATED,
-        bias=find(FrameType.BIAS) if ccd else None, dark=find(FrameType.DARK), flat=find(FrameType.FLAT),
+        light_id=light.id,
+        camera_type=settings.camera_type,
+        status=CalibrationStatus.CALIBRATED,
+        bias=find(FrameType.BIAS) if ccd else None,
+        dark=find(FrameType.DARK),
+        flat=find(FrameType.FLAT),
     )
-    missing = [kind for kind, m in (("bias", plan.bias), ("dark", plan.dark))
-               if m is None and (kind == "dark" or ccd)]
+    missing = [
+        kind
+        for kind, m in (("bias", plan.bias), ("dark", plan.dark))
+        if m is None and (kind == "dark" or ccd)
+    ]
     if missing:
         plan.status = CalibrationStatus.NO_MASTERS
-        plan.error = f"no current master {' or '.join(missing)} matches this light ({_describe_light(light, settings)})"
+        plan.error = (
+            f"no current master {' or '.join(missing)} matches this light"
+            f" ({_describe_light(light, settings)})"
+        )
         return plan
     used = {"bias": plan.bias, "dark": plan.dark, "flat": plan.flat}
     for kind, master in used.items():
         if master is not None and (master.width, master.height) != (light.width, light.height):
             plan.status = CalibrationStatus.CAL_FAILED
-            plan.error = (f"master {kind} {master.id} is {master.width}x{master.height}, "
-                          f"the light is {light.width}x{light.height}")
+            plan.error = (
+                f"master {kind} {master.id} is {master.width}x{master.height}, "
+                f"the light is {light.width}x{light.height}"
+            )
             return plan
     for kind, master in used.items():
         if master is not None:
             plan.warnings += _master_warnings(kind, master, light, settings, now)
     if plan.flat is None:
-        plan.warnings.append("missing flat: no current master flat matches this light; "
-                             "dark-only calibration")
+        plan.warnings.append(
+            "missing flat: no current master flat matches this light; dark-only calibration"
+        )
     elif (
         settings.rotation_matching == "preferred"
-        and plan.flat.rotation_deg is not None and light.rotation_deg is not None
-        and angle_between(plan.flat.rotation_deg, light.rotation_deg) > settings.rotation_tolerance_deg
+        and plan.flat.rotation_deg is not None
+        and light.rotation_deg is not None
+        and angle_between(plan.flat.rotation_deg, light.rotation_deg)
+        > settings.rotation_tolerance_deg
     ):
         plan.warnings.append(
             f"rotation mismatch: master flat {plan.flat.id} at {plan.flat.rotation_deg:.1f} deg, "
-            f"light at {light.rotation_deg:.1f} deg")
+            f"light at {light.rotation_deg:.1f} deg"
+        )
     return plan
 
 
@@ -158,9 +188,15 @@ def calibration_cards(plan: CalibrationPlan, now: datetime) -> list[tuple[str, o
         if kind in plan.masters:
             cards.append((keyword, plan.masters[kind], f"master {kind} used"))
     cards.append(("CALNWARN", len(plan.warnings), "number of calibration warnings"))
-    cards += [(f"CALWRN{i:02d}", text, "calibration warning") for i, text in enumerate(plan.warnings[:99], 1)]
-    formula = ("(light - bias - dark_rate * exposure) / flat" if plan.camera_type == "CCD"
-               else "(light - dark) / flat")
+    cards += [
+        (f"CALWRN{i:02d}", text, "calibration warning")
+        for i, text in enumerate(plan.warnings[:99], 1)
+    ]
+    formula = (
+        "(light - bias - dark_rate * exposure) / flat"
+        if plan.camera_type == "CCD"
+        else "(light - dark) / flat"
+    )
     if plan.flat is None:
         formula = formula.replace(" / flat", "").strip("()")
     cards += [
@@ -170,12 +206,16 @@ def calibration_cards(plan: CalibrationPlan, now: datetime) -> list[tuple[str, o
     return cards
 
 
-def light_status(plan: CalibrationPlan, entry: CacheEntry | None) -> tuple[CalibrationStatus, str | None]:
+def light_status(
+    plan: CalibrationPlan, entry: CacheEntry | None
+) -> tuple[CalibrationStatus, str | None]:
     """A light's calibration status and error: the plan's, unless computing the
     calibrated file for this very plan failed."""
     if (
         plan.status == CalibrationStatus.CALIBRATED
-        and entry is not None and entry.signature == plan.signature and entry.status == CACHE_FAILED
+        and entry is not None
+        and entry.signature == plan.signature
+        and entry.status == CACHE_FAILED
     ):
         return CalibrationStatus.CAL_FAILED, entry.error
     return plan.status, plan.error

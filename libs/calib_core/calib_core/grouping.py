@@ -55,7 +55,9 @@ def config_key(config: dict[str, Any]) -> str:
     return "|".join(f"{name}={_token(config[name])}" for name in sorted(config))
 
 
-def cluster(items: Sequence[T], value: Callable[[T], float | None], tolerance: float) -> list[list[T]]:
+def cluster(
+    items: Sequence[T], value: Callable[[T], float | None], tolerance: float
+) -> list[list[T]]:
     """Split ``items`` into clusters whose values span at most ``tolerance``.
 
     Items without a value form one cluster of their own (last). Clusters come in
@@ -88,7 +90,9 @@ def _unwrap_angles(values: Sequence[float]) -> dict[float, float]:
     if len(angles) < 2:
         return {v: v % 360.0 for v in values}
     # gap *before* each angle; index 0's gap is the one across 360°/0°
-    gaps = [angles[0] + 360.0 - angles[-1]] + [b - a for a, b in zip(angles, angles[1:], strict=False)]
+    gaps = [angles[0] + 360.0 - angles[-1]] + [
+        b - a for a, b in zip(angles, angles[1:], strict=False)
+    ]
     cut = max(range(len(angles)), key=lambda i: (gaps[i], -i))  # ties: prefer the 0° cut
     base = angles[cut]
     return {v: base + ((v % 360.0) - base) % 360.0 for v in values}
@@ -100,7 +104,9 @@ def cluster_angles(
     """Like :func:`cluster` for angles in degrees, measuring distance around the circle."""
     known = [value(item) for item in items]
     unwrapped = _unwrap_angles([v for v in known if v is not None])
-    return cluster(items, lambda item: None if value(item) is None else unwrapped[value(item)], tolerance)
+    return cluster(
+        items, lambda item: None if value(item) is None else unwrapped[value(item)], tolerance
+    )
 
 
 def _anchor(values: Iterable[float | None]) -> str:
@@ -181,7 +187,9 @@ def group_frames(frames: Sequence[F], settings: CalibrationSettings) -> list[Fra
             by_rotation = cluster_angles(
                 members, lambda f: f.rotation_deg, settings.rotation_tolerance_deg
             )
-            unwrapped = _unwrap_angles([f.rotation_deg for f in members if f.rotation_deg is not None])
+            unwrapped = _unwrap_angles(
+                [f.rotation_deg for f in members if f.rotation_deg is not None]
+            )
         for rotation_cluster in by_rotation:
             rotation_part = ""
             if rotation_cluster is not members:

@@ -95,7 +95,7 @@ def _card_value(field: str) -> Any:
         chars, i = [], 1
         while i < len(text):
             if text[i] == "'":
-                if text[i + 1:i + 2] != "'":
+                if text[i + 1 : i + 2] != "'":
                     return "".join(chars).rstrip()
                 i += 1
             chars.append(text[i])
@@ -143,7 +143,7 @@ def plain_image_layout(prefix: bytes) -> tuple[dict[str, Any], int] | None:
         return None
     cards: dict[str, Any] = {}
     for start in range(0, len(text), _CARD):
-        card = text[start:start + _CARD]
+        card = text[start : start + _CARD]
         keyword = card[:8].rstrip()
         if keyword == "CONTINUE" or keyword == "HIERARCH":
             return None
@@ -186,7 +186,9 @@ def fields_from_header(header: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def resolve_metadata(event_fields: Mapping[str, Any], header_fields: Mapping[str, Any]) -> FrameMetadata:
+def resolve_metadata(
+    event_fields: Mapping[str, Any], header_fields: Mapping[str, Any]
+) -> FrameMetadata:
     """Event fields win; the header fills what the event leaves out.
 
     Raises MissingFieldsError naming every required field neither provides.
@@ -216,8 +218,12 @@ def _check_values(metadata: FrameMetadata) -> None:
     """Values no camera produces (msgspec.ValidationError, like a wrong type)."""
     for name in ("width", "height"):
         if getattr(metadata, name) <= 0:
-            raise msgspec.ValidationError(f"{name} must be a positive integer (got {getattr(metadata, name)})")
+            raise msgspec.ValidationError(
+                f"{name} must be a positive integer (got {getattr(metadata, name)})"
+            )
     if not 0 <= metadata.exposure_s < float("inf"):
-        raise msgspec.ValidationError(f"exposure_s must be zero or more seconds (got {metadata.exposure_s})")
+        raise msgspec.ValidationError(
+            f"exposure_s must be zero or more seconds (got {metadata.exposure_s})"
+        )
     if not _BINNING.match(metadata.binning):
         raise msgspec.ValidationError(f"binning must look like '1x1' (got {metadata.binning!r})")

@@ -84,15 +84,22 @@ def expiry_state(master: Frame, settings: CalibrationSettings, now: datetime) ->
     return ExpiryState.CURRENT
 
 
-def masters_to_expire(masters: Iterable[Frame], settings: CalibrationSettings, now: datetime) -> list[Frame]:
+def masters_to_expire(
+    masters: Iterable[Frame], settings: CalibrationSettings, now: datetime
+) -> list[Frame]:
     """Active masters past their type's max age: they become ``expired`` (still used)."""
     return [
-        m for m in masters
-        if m.is_master and m.status == MasterStatus.ACTIVE and now - created(m) > max_age(m, settings)
+        m
+        for m in masters
+        if m.is_master
+        and m.status == MasterStatus.ACTIVE
+        and now - created(m) > max_age(m, settings)
     ]
 
 
-def supersession(new: Frame, masters: Sequence[Frame], settings: CalibrationSettings) -> list[tuple[Frame, Frame]]:
+def supersession(
+    new: Frame, masters: Sequence[Frame], settings: CalibrationSettings
+) -> list[tuple[Frame, Frame]]:
     """(old, replacement) pairs once ``new`` is stored next to ``masters``.
 
     Normally the current masters ``new`` supersedes. If a newer current master already
@@ -106,7 +113,9 @@ def supersession(new: Frame, masters: Sequence[Frame], settings: CalibrationSett
     return [(old, new) for old in superseded_by(new, masters, settings)]
 
 
-def frames_past_retention(masters: Iterable[Frame], settings: CalibrationSettings, now: datetime) -> set[str]:
+def frames_past_retention(
+    masters: Iterable[Frame], settings: CalibrationSettings, now: datetime
+) -> set[str]:
     """Ids of individual frames whose latest master (of any status) was created more
     than ``individual_frame_retention_days`` ago. Frames never stacked are kept."""
     latest: dict[str, datetime] = {}
@@ -118,12 +127,16 @@ def frames_past_retention(masters: Iterable[Frame], settings: CalibrationSetting
     return {frame_id for frame_id, at in latest.items() if at < cutoff}
 
 
-def masters_past_retention(masters: Iterable[Frame], settings: CalibrationSettings, now: datetime) -> list[Frame]:
+def masters_past_retention(
+    masters: Iterable[Frame], settings: CalibrationSettings, now: datetime
+) -> list[Frame]:
     """Superseded masters superseded more than ``master_retention_days`` ago."""
     cutoff = now - timedelta(days=settings.master_retention_days)
     return [
-        m for m in masters
-        if m.is_master and m.status == MasterStatus.SUPERSEDED
+        m
+        for m in masters
+        if m.is_master
+        and m.status == MasterStatus.SUPERSEDED
         and (m.superseded_at or created(m)) < cutoff
     ]
 

@@ -75,7 +75,9 @@ def build_master(
         binning=first.binning,
         readout_mode=first.readout_mode,
         filter=first.filter if job.frame_type == FrameType.FLAT else None,
-        exposure_s=float(job.configuration.get("exposure_s") or fmean(f.exposure_s for f in components)),
+        exposure_s=float(
+            job.configuration.get("exposure_s") or fmean(f.exposure_s for f in components)
+        ),
         temperature_c=_mean(temperatures),
         temperature_min_c=min(temperatures) if temperatures else None,
         temperature_max_c=max(temperatures) if temperatures else None,
@@ -153,5 +155,7 @@ def provenance_cards(
         ("DATE", created_at.strftime("%Y-%m-%dT%H:%M:%S"), "[UTC] creation time"),
         ("SWCREATE", f"calib {__version__}", "software"),
     ]
-    cards += [(f"SRC{i:04d}", f.id, "source frame id") for i, f in enumerate(components[:999], start=1)]
+    cards += [
+        (f"SRC{i:04d}", f.id, "source frame id") for i, f in enumerate(components[:999], start=1)
+    ]
     return cards

@@ -75,14 +75,17 @@ def find_master(
 
     if frame_type == FrameType.FLAT and settings.rotation_matching != "ignore":
         in_tolerance = [
-            m for m in candidates
+            m
+            for m in candidates
             if (d := _rotation_distance(m, target.rotation_deg)) is not None
             and d <= settings.rotation_tolerance_deg + 1e-9
         ]
         if settings.rotation_matching == "required":
             candidates = in_tolerance
         elif in_tolerance:
-            in_tolerance.sort(key=lambda m: (_rotation_distance(m, target.rotation_deg), -newest(m)))
+            in_tolerance.sort(
+                key=lambda m: (_rotation_distance(m, target.rotation_deg), -newest(m))
+            )
             return in_tolerance[0]
     candidates.sort(key=newest, reverse=True)
     return candidates[0] if candidates else None
@@ -106,6 +109,7 @@ def preprocessing(
     """How a group of ``frame_type`` (represented by ``sample``) is preprocessed (SPEC §5),
     or why it must wait: flats lose a matching dark (on CCD: bias + dark rate × exposure),
     CCD darks lose a bias (and become rates), everything else is stacked as it is."""
+
     def best(kind: FrameType) -> Frame | None:
         return find_master(masters, frame_type=kind, target=sample, settings=settings)
 

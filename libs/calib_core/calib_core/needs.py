@@ -138,18 +138,28 @@ def needed_types(light: FrameMetadata, settings: CalibrationSettings) -> list[Fr
 
 def recent_lights(frames: Iterable[Frame], now: datetime) -> list[Frame]:
     oldest = now - timedelta(days=LIGHT_WINDOW_DAYS)
-    return [f for f in frames if f.frame_type == FrameType.LIGHT and not f.is_master
-            and frame_time(f) >= oldest]
+    return [
+        f
+        for f in frames
+        if f.frame_type == FrameType.LIGHT and not f.is_master and frame_time(f) >= oldest
+    ]
 
 
 def _as_type(frame: FrameMetadata, frame_type: FrameType) -> FrameMetadata:
     """``frame``'s hardware state seen as a frame of ``frame_type`` (filter only for flats)."""
     return FrameMetadata(
-        frame_type=frame_type, camera_name=frame.camera_name, exposure_s=frame.exposure_s,
-        width=frame.width, height=frame.height, gain=frame.gain, offset=frame.offset,
-        binning=frame.binning, readout_mode=frame.readout_mode,
+        frame_type=frame_type,
+        camera_name=frame.camera_name,
+        exposure_s=frame.exposure_s,
+        width=frame.width,
+        height=frame.height,
+        gain=frame.gain,
+        offset=frame.offset,
+        binning=frame.binning,
+        readout_mode=frame.readout_mode,
         filter=frame.filter if frame_type == FrameType.FLAT else None,
-        temperature_c=frame.temperature_c, rotation_deg=frame.rotation_deg,
+        temperature_c=frame.temperature_c,
+        rotation_deg=frame.rotation_deg,
     )
 
 
@@ -158,8 +168,12 @@ def _rotation_matters(frame_type: FrameType, settings: CalibrationSettings) -> b
 
 
 def _needs_from(
-    frames: Sequence[FrameMetadata], frame_type: FrameType, reason: NeedReason,
-    settings: CalibrationSettings, *, count_lights: bool,
+    frames: Sequence[FrameMetadata],
+    frame_type: FrameType,
+    reason: NeedReason,
+    settings: CalibrationSettings,
+    *,
+    count_lights: bool,
 ) -> list[Need]:
     """Cluster ``frames`` (all wanting a ``frame_type`` master) into needs: one per
     configuration, rotation cluster (flats, when it matters) and temperature cluster."""
@@ -172,32 +186,51 @@ def _needs_from(
         config, members = by_config[key]
         rotation_clusters = (
             cluster_angles(members, lambda f: f.rotation_deg, settings.rotation_tolerance_deg)
-            if _rotation_matters(frame_type, settings) else [members]
+            if _rotation_matters(frame_type, settings)
+            else [members]
         )
         for rotation_cluster in rotation_clusters:
             temperature_clusters = (
-                [rotation_cluster] if frame_type == FrameType.BIAS
-                else cluster(rotation_cluster, lambda f: f.temperature_c, settings.temperature_tolerance_c)
+                [rotation_cluster]
+                if frame_type == FrameType.BIAS
+                else cluster(
+                    rotation_cluster, lambda f: f.temperature_c, settings.temperature_tolerance_c
+                )
             )
             for members_ in temperature_clusters:
                 temperatures = [f.temperature_c for f in members_ if f.temperature_c is not None]
-                needs.append(Need(
-                    frame_type=frame_type,
-                    camera_name=config["camera_name"], gain=config["gain"], offset=config["offset"],
-                    binning=config["binning"], readout_mode=config["readout_mode"],
-                    exposure_s=config.get("exposure_s"), filter=config.get("filter"),
-                    rotation_deg=(mean_angle(f.rotation_deg for f in members_)
-                                  if _rotation_matters(frame_type, settings) else None),
-                    temperature_c=(round(sum(temperatures) / len(temperatures), 2)
-                                   if temperatures and frame_type != FrameType.BIAS else None),
-                    reason=reason,
-                    light_count=len(members_) if count_lights else 0,
-                ))
+                needs.append(
+                    Need(
+                        frame_type=frame_type,
+                        camera_name=config["camera_name"],
+                        gain=config["gain"],
+                        offset=config["offset"],
+                        binning=config["binning"],
+                        readout_mode=config["readout_mode"],
+                        exposure_s=config.get("exposure_s"),
+                        filter=config.get("filter"),
+                        rotation_deg=(
+                            mean_angle(f.rotation_deg for f in members_)
+                            if _rotation_matters(frame_type, settings)
+                            else None
+                        ),
+                        temperature_c=(
+                            round(sum(temperatures) / len(temperatures), 2)
+                            if temperatures and frame_type != FrameType.BIAS
+                            else None
+                        ),
+                        reason=reason,
+                        light_count=len(members_) if count_lights else 0,
+                    )
+                )
     return needs
 
 
 def light_needs(
-    frames: Iterable[Frame], masters: Sequence[Frame], settings: CalibrationSettings, now: datetime,
+    frames: Iterable[Frame],
+    masters: Sequence[Frame],
+    settings: CalibrationSettings,
+    now: datetime,
 ) -> list[Need]:
     """Needs of the light frames of the last 30 days: a type with no current master
     (``uncovered``) or only an expired one (``expired``)."""
@@ -216,7 +249,10 @@ def light_needs(
 
 
 def uncovered_configurations(
-    frames: Iterable[Frame], masters: Sequence[Frame], settings: CalibrationSettings, now: datetime,
+    frames: Iterable[Frame],
+    masters: Sequence[Frame],
+    settings: CalibrationSettings,
+    now: datetime,
 ) -> list[Need]:
     return [n for n in light_needs(frames, masters, settings, now) if n.reason == "uncovered"]
 
@@ -226,15 +262,23 @@ def uncovered_configurations(
 
 def _need_config(need: Need, settings: CalibrationSettings) -> dict[str, Any]:
     sample = FrameMetadata(
-        frame_type=need.frame_type, camera_name=need.camera_name,
-        exposure_s=need.exposure_s if need.exposure_s is not None else 0.0, width=0, height=0,
-        gain=need.gain, offset=need.offset, binning=need.binning, readout_mode=need.readout_mode,
+        frame_type=need.frame_type,
+        camera_name=need.camera_name,
+        exposure_s=need.exposure_s if need.exposure_s is not None else 0.0,
+        width=0,
+        height=0,
+        gain=need.gain,
+        offset=need.offset,
+        binning=need.binning,
+        readout_mode=need.readout_mode,
         filter=need.filter,
     )
     return configuration(sample, settings)
 
 
-def matching_groups(need: Need, groups: Sequence[FrameGroup], settings: CalibrationSettings) -> list[FrameGroup]:
+def matching_groups(
+    need: Need, groups: Sequence[FrameGroup], settings: CalibrationSettings
+) -> list[FrameGroup]:
     """Groups of captured frames that would stack into a master meeting ``need``."""
     key = config_key(_need_config(need, settings))
     found = []
@@ -242,17 +286,20 @@ def matching_groups(need: Need, groups: Sequence[FrameGroup], settings: Calibrat
         if group.config_key != key:
             continue
         if need.frame_type != FrameType.BIAS and not within(
-                group.temperature_c, need.temperature_c, settings.temperature_tolerance_c):
+            group.temperature_c, need.temperature_c, settings.temperature_tolerance_c
+        ):
             continue
         if _rotation_matters(need.frame_type, settings) and not angle_within(
-                group.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg):
+            group.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg
+        ):
             continue
         found.append(group)
     return found
 
 
-def _best_group(need: Need, groups: Sequence[FrameGroup], settings: CalibrationSettings,
-                now: datetime) -> tuple[FrameGroup | None, int]:
+def _best_group(
+    need: Need, groups: Sequence[FrameGroup], settings: CalibrationSettings, now: datetime
+) -> tuple[FrameGroup | None, int]:
     best, count = None, 0
     for group in matching_groups(need, groups, settings):
         unclaimed = unclaimed_count(group, settings, now)
@@ -262,15 +309,19 @@ def _best_group(need: Need, groups: Sequence[FrameGroup], settings: CalibrationS
 
 
 def prerequisite_needs(
-    samples: Iterable[Frame], masters: Sequence[Frame], settings: CalibrationSettings,
+    samples: Iterable[Frame],
+    masters: Sequence[Frame],
+    settings: CalibrationSettings,
 ) -> list[Need]:
     """Masters missing for captured frames to be stacked at all: a dark for flats (at the
     flats' exposure and temperature), a bias for CCD darks."""
     wanting: dict[FrameType, list[Frame]] = {}
     for frame in samples:
         needed = prerequisite_type(frame.frame_type, settings)
-        if needed is not None and find_master(masters, frame_type=needed, target=frame,
-                                              settings=settings) is None:
+        if (
+            needed is not None
+            and find_master(masters, frame_type=needed, target=frame, settings=settings) is None
+        ):
             wanting.setdefault(needed, []).append(frame)
     needs = []
     for frame_type, frames in wanting.items():
@@ -283,12 +334,18 @@ def _merge(needs: Iterable[Need], settings: CalibrationSettings) -> list[Need]:
     counts add up."""
     merged: list[Need] = []
     for need in needs:
-        same = next((m for m in merged
-                     if m.frame_type == need.frame_type
-                     and config_key(_need_config(m, settings)) == config_key(_need_config(need, settings))
-                     and within(m.temperature_c, need.temperature_c, settings.temperature_tolerance_c)
-                     and angle_within(m.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg)),
-                    None)
+        same = next(
+            (
+                m
+                for m in merged
+                if m.frame_type == need.frame_type
+                and config_key(_need_config(m, settings))
+                == config_key(_need_config(need, settings))
+                and within(m.temperature_c, need.temperature_c, settings.temperature_tolerance_c)
+                and angle_within(m.rotation_deg, need.rotation_deg, settings.rotation_tolerance_deg)
+            ),
+            None,
+        )
         if same is None:
             merged.append(msgspec.structs.replace(need))
         else:
@@ -301,10 +358,19 @@ _TYPE_ORDER = {FrameType.BIAS: 0, FrameType.DARK: 1, FrameType.FLAT: 2}
 
 def _sorted(needs: Iterable[Need]) -> list[Need]:
     def key(n: Need) -> tuple:
-        return (_TYPE_ORDER[n.frame_type], n.camera_name, str(n.gain), str(n.offset), n.binning,
-                n.readout_mode or "", n.filter or "", n.exposure_s or 0.0,
-                n.rotation_deg if n.rotation_deg is not None else -1.0,
-                n.temperature_c if n.temperature_c is not None else 1e9)
+        return (
+            _TYPE_ORDER[n.frame_type],
+            n.camera_name,
+            str(n.gain),
+            str(n.offset),
+            n.binning,
+            n.readout_mode or "",
+            n.filter or "",
+            n.exposure_s or 0.0,
+            n.rotation_deg if n.rotation_deg is not None else -1.0,
+            n.temperature_c if n.temperature_c is not None else 1e9,
+        )
+
     return sorted(needs, key=key)
 
 
@@ -329,43 +395,63 @@ def capture_plan(
     # frames being collected for a need, and frames of deferred jobs, may themselves
     # need a master first (the dark to subtract from flats, the bias for CCD darks)
     by_id = {f.id: f for f in individual}
-    samples = [f for n in from_lights if (g := _best_group(n, groups, settings, now)[0]) for f in g.frames]
-    samples += [by_id[i] for job in jobs if job.status == JobStatus.DEFERRED
-                for i in job.frame_ids if i in by_id]
+    samples = [
+        f for n in from_lights if (g := _best_group(n, groups, settings, now)[0]) for f in g.frames
+    ]
+    samples += [
+        by_id[i]
+        for job in jobs
+        if job.status == JobStatus.DEFERRED
+        for i in job.frame_ids
+        if i in by_id
+    ]
     needs = _merge([*from_lights, *prerequisite_needs(samples, masters, settings)], settings)
     items = []
     for need in _sorted(needs):
         _, current = _best_group(need, groups, settings, now)
         target = settings.min_frames_for_master
-        items.append(CapturePlanItem(
-            **msgspec.structs.asdict(need), target_count=target, current_count=current,
-            remaining=max(0, target - current),
-        ))
+        items.append(
+            CapturePlanItem(
+                **msgspec.structs.asdict(need),
+                target_count=target,
+                current_count=current,
+                remaining=max(0, target - current),
+            )
+        )
     return CapturePlan(observatory_id=observatory_id, generated_at=now, items=items)
 
 
 # -- progress, expiry, jobs --------------------------------------------------------------
 
 
-def accumulation_progress(frames: Sequence[Frame], settings: CalibrationSettings,
-                          now: datetime) -> list[Accumulation]:
+def accumulation_progress(
+    frames: Sequence[Frame], settings: CalibrationSettings, now: datetime
+) -> list[Accumulation]:
     """Every group with unclaimed frames below the stacking threshold, closest first."""
     entries = []
     threshold = settings.min_frames_for_master
     for group in group_frames(frames, settings):
         count = unclaimed_count(group, settings, now)
         if 0 < count < threshold:
-            entries.append(Accumulation(
-                frame_type=group.frame_type, configuration=group.config, group_key=group.group_key,
-                temperature_c=group.temperature_c, rotation_deg=group.rotation_deg, count=count,
-                threshold=threshold, percent=round(100.0 * count / threshold, 1),
-            ))
+            entries.append(
+                Accumulation(
+                    frame_type=group.frame_type,
+                    configuration=group.config,
+                    group_key=group.group_key,
+                    temperature_c=group.temperature_c,
+                    rotation_deg=group.rotation_deg,
+                    count=count,
+                    threshold=threshold,
+                    percent=round(100.0 * count / threshold, 1),
+                )
+            )
     entries.sort(key=lambda e: (-e.percent, e.group_key))
     return entries
 
 
-def expiry_warnings(masters: Iterable[Frame], settings: CalibrationSettings,
-                    now: datetime) -> list[ExpiryWarning]:
+def expiry_warnings(
+    masters: Iterable[Frame], settings: CalibrationSettings, now: datetime
+) -> list[ExpiryWarning]:
     """Current masters that are expired or within 20 % of their max age of expiring."""
     warnings = []
     for master in masters:
@@ -374,27 +460,43 @@ def expiry_warnings(masters: Iterable[Frame], settings: CalibrationSettings,
         expiry = expiry_state(master, settings, now)
         if expiry == ExpiryState.CURRENT:
             continue
-        state: Literal["expired", "expiring"] = "expired" if expiry == ExpiryState.EXPIRED else "expiring"
+        state: Literal["expired", "expiring"] = (
+            "expired" if expiry == ExpiryState.EXPIRED else "expiring"
+        )
         created = created_at(master)
         max_age = settings.max_age_days(master.frame_type)
-        warnings.append(ExpiryWarning(
-            master_id=master.id, frame_type=master.frame_type, camera_name=master.camera_name,
-            config_key=master.config_key, temperature_c=master.temperature_c,
-            status=master.status or MasterStatus.ACTIVE, created_at=created,
-            expires_at=expires_at(master, settings),
-            age_days=round((now - created).total_seconds() / 86400.0, 2), max_age_days=max_age,
-            state=state,
-        ))
+        warnings.append(
+            ExpiryWarning(
+                master_id=master.id,
+                frame_type=master.frame_type,
+                camera_name=master.camera_name,
+                config_key=master.config_key,
+                temperature_c=master.temperature_c,
+                status=master.status or MasterStatus.ACTIVE,
+                created_at=created,
+                expires_at=expires_at(master, settings),
+                age_days=round((now - created).total_seconds() / 86400.0, 2),
+                max_age_days=max_age,
+                state=state,
+            )
+        )
     warnings.sort(key=lambda w: (w.expires_at, w.master_id))
     return warnings
 
 
 def job_summary(job: StackJob) -> JobSummary:
     return JobSummary(
-        job_id=job.id, status=job.status, frame_type=job.frame_type, configuration=job.configuration,
-        temperature_c=job.temperature_c, frame_count=len(job.frame_ids), progress=job.progress,
-        trigger=job.trigger.value, reason=job.deferred_reason if job.status == JobStatus.DEFERRED else None,
-        created_at=job.created_at, updated_at=job.updated_at,
+        job_id=job.id,
+        status=job.status,
+        frame_type=job.frame_type,
+        configuration=job.configuration,
+        temperature_c=job.temperature_c,
+        frame_count=len(job.frame_ids),
+        progress=job.progress,
+        trigger=job.trigger.value,
+        reason=job.deferred_reason if job.status == JobStatus.DEFERRED else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
     )
 
 
@@ -416,5 +518,7 @@ def assess(
         accumulation_progress=accumulation_progress(frames, settings, now),
         expiry_warnings=expiry_warnings(masters, settings, now),
         deferred=[job_summary(j) for j in ordered if j.status == JobStatus.DEFERRED],
-        active_jobs=[job_summary(j) for j in ordered if j.status in (JobStatus.QUEUED, JobStatus.RUNNING)],
+        active_jobs=[
+            job_summary(j) for j in ordered if j.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        ],
     )

@@ -104,7 +104,8 @@ def _check(field: str, value: Any) -> Any:
 
 
 def apply_changes(current: CalibrationSettings, changes: dict[str, Any]) -> CalibrationSettings:
-    """Return ``current`` with ``changes`` applied, or raise SettingsError for the first bad field."""
+    """Return ``current`` with ``changes`` applied, or raise SettingsError for the first
+    bad field."""
     values = msgspec.structs.asdict(current)
     for field, value in changes.items():
         values[field] = _check(field, value)

@@ -63,17 +63,26 @@ def _configurations(masters: Iterable[Frame]) -> list[ConfigurationSummary]:
     for key in sorted(by_key):
         members = sorted(by_key[key], key=lambda m: (_created(m), m.id), reverse=True)
         latest = members[0]
-        summaries.append(ConfigurationSummary(
-            config_key=key, frame_type=latest.frame_type, gain=latest.gain, offset=latest.offset,
-            binning=latest.binning, readout_mode=latest.readout_mode,
-            exposure_s=latest.exposure_s if latest.frame_type == FrameType.DARK else None,
-            filter=latest.filter, latest_master=latest, current_masters=members,
-        ))
+        summaries.append(
+            ConfigurationSummary(
+                config_key=key,
+                frame_type=latest.frame_type,
+                gain=latest.gain,
+                offset=latest.offset,
+                binning=latest.binning,
+                readout_mode=latest.readout_mode,
+                exposure_s=latest.exposure_s if latest.frame_type == FrameType.DARK else None,
+                filter=latest.filter,
+                latest_master=latest,
+                current_masters=members,
+            )
+        )
     return summaries
 
 
-def summarize(observatory_id: str, counts: Sequence[CountRow], current_masters: Sequence[Frame],
-              now: datetime) -> Summary:
+def summarize(
+    observatory_id: str, counts: Sequence[CountRow], current_masters: Sequence[Frame], now: datetime
+) -> Summary:
     """Per camera: individual frames (all, and not yet in a master) by type, masters by
     status, and per configuration its current masters, newest first."""
     cameras: dict[str, CameraSummary] = {}
@@ -81,9 +90,12 @@ def summarize(observatory_id: str, counts: Sequence[CountRow], current_masters: 
     def camera(name: str) -> CameraSummary:
         if name not in cameras:
             cameras[name] = CameraSummary(
-                camera_name=name, frames={t.value: 0 for t in FrameType},
+                camera_name=name,
+                frames={t.value: 0 for t in FrameType},
                 unclaimed_frames={t.value: 0 for t in FrameType},
-                masters={s.value: 0 for s in MasterStatus}, configurations=[])
+                masters={s.value: 0 for s in MasterStatus},
+                configurations=[],
+            )
         return cameras[name]
 
     for row in counts:
@@ -100,7 +112,8 @@ def summarize(observatory_id: str, counts: Sequence[CountRow], current_masters: 
         camera(name).configurations = _configurations(m for m in current if m.camera_name == name)
     ordered = [cameras[name] for name in sorted(cameras)]
     return Summary(
-        observatory_id=observatory_id, generated_at=now,
+        observatory_id=observatory_id,
+        generated_at=now,
         total_frames=sum(sum(c.frames.values()) for c in ordered),
         total_masters=sum(sum(c.masters.values()) for c in ordered),
         cameras=ordered,

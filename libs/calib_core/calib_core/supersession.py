@@ -14,7 +14,9 @@ def _created(master: Frame) -> tuple[float, str]:
     return ((master.created_at or master.registered_at).timestamp(), master.id)
 
 
-def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSettings) -> list[Frame]:
+def superseded_by(
+    new: Frame, masters: Sequence[Frame], settings: CalibrationSettings
+) -> list[Frame]:
     """Current masters of ``new``'s configuration, older than it, at a temperature within
     tolerance (and for rotation-matched flats, a rotation within tolerance). Masters at
     other temperatures coexist."""
@@ -31,7 +33,9 @@ def superseded_by(new: Frame, masters: Sequence[Frame], settings: CalibrationSet
         if (
             new.frame_type == FrameType.FLAT
             and settings.rotation_matching != "ignore"
-            and not angle_within(old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg)
+            and not angle_within(
+                old.rotation_deg, new.rotation_deg, settings.rotation_tolerance_deg
+            )
         ):
             continue
         replaced.append(old)

@@ -41,12 +41,16 @@ def needs_master(group: FrameGroup, settings: CalibrationSettings, now: datetime
 
 
 def triggered_groups(
-    groups: Sequence[FrameGroup], frame_ids: Collection[str], settings: CalibrationSettings, now: datetime
+    groups: Sequence[FrameGroup],
+    frame_ids: Collection[str],
+    settings: CalibrationSettings,
+    now: datetime,
 ) -> list[FrameGroup]:
     """The registration trigger: the groups holding any of the just-stored ``frame_ids``
     that now need a master (however many of their frames arrived together)."""
     return [
-        g for g in groups
+        g
+        for g in groups
         if any(f.id in frame_ids for f in g.frames) and needs_master(g, settings, now)
     ]
 
@@ -113,14 +117,16 @@ def group_matching(
         # CMOS dark configurations hold the exposure rounded to the second (§4)
         wanted["exposure_s"] = exposure_second(wanted["exposure_s"])
     candidates = [
-        g for g in groups
+        g
+        for g in groups
         if all(wanted.get(k) is None or _same(wanted[k], v) for k, v in g.config.items())
         and (request.get("frame_type") is None or g.frame_type == FrameType(request["frame_type"]))
     ]
     temperature = request.get("temperature_c")
     if temperature is not None:
         candidates = [
-            g for g in candidates
+            g
+            for g in candidates
             if g.temperature_c is not None
             and abs(g.temperature_c - temperature) <= settings.temperature_tolerance_c
         ]

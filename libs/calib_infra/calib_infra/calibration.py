@@ -56,8 +56,13 @@ async def with_calibrations(runtime: Runtime, frames: Sequence[Frame]) -> list[F
             return frame
         plan = plan_calibration(frame, masters, settings, now)
         status, error = light_status(plan, entries.get(frame.id))
-        return msgspec.structs.replace(frame, calibration_status=status, calibration_error=error,
-                                       calibration_masters=plan.masters, calibration_warnings=plan.warnings)
+        return msgspec.structs.replace(
+            frame,
+            calibration_status=status,
+            calibration_error=error,
+            calibration_masters=plan.masters,
+            calibration_warnings=plan.warnings,
+        )
 
     return [described(frame) for frame in frames]
 
@@ -80,17 +85,23 @@ async def drop_entry(runtime: Runtime, entry: CacheEntry) -> None:
     await runtime.cache.delete(entry.id, entry.storage_key)
 
 
-async def _publish_invalidated(runtime: Runtime, observatory_id: str, master_ids: Sequence[str],
-                               entries: int, msg_id: str) -> None:
+async def _publish_invalidated(
+    runtime: Runtime, observatory_id: str, master_ids: Sequence[str], entries: int, msg_id: str
+) -> None:
     await publish(
-        runtime.broker, events.CACHE_INVALIDATED,
-        events.CacheInvalidated(observatory_id=observatory_id, master_ids=list(master_ids), entries=entries),
-        observatory_id=observatory_id, msg_id=msg_id,
+        runtime.broker,
+        events.CACHE_INVALIDATED,
+        events.CacheInvalidated(
+            observatory_id=observatory_id, master_ids=list(master_ids), entries=entries
+        ),
+        observatory_id=observatory_id,
+        msg_id=msg_id,
     )
 
 
-async def invalidate_stale(runtime: Runtime, observatory_id: str, *, because_of: Sequence[str],
-                           msg_id: str) -> int:
+async def invalidate_stale(
+    runtime: Runtime, observatory_id: str, *, because_of: Sequence[str], msg_id: str
+) -> int:
     """Drop the observatory's cache entries whose light's plan changed (a master was
     created, superseded, expired or deleted: ``because_of``); publish
     ``cache.invalidated`` when any went. Returns how many."""
@@ -102,14 +113,20 @@ async def invalidate_stale(runtime: Runtime, observatory_id: str, *, because_of:
     lights = {f.id: f for f in await runtime.frames.many([e.id for e in entries])}
     now = runtime.now()
     stale = [
-        e for e in entries
-        if e.id not in lights or plan_calibration(lights[e.id], masters, settings, now).signature != e.signature
+        e
+        for e in entries
+        if e.id not in lights
+        or plan_calibration(lights[e.id], masters, settings, now).signature != e.signature
     ]
     for entry in stale:
         await drop_entry(runtime, entry)
     if stale:
-        runtime.log.info("calibrated cache invalidated", observatory_id=observatory_id, entries=len(stale),
-                         because_of=list(because_of))
+        runtime.log.info(
+            "calibrated cache invalidated",
+            observatory_id=observatory_id,
+            entries=len(stale),
+            because_of=list(because_of),
+        )
         await _publish_invalidated(runtime, observatory_id, because_of, len(stale), msg_id)
     return len(stale)
 
@@ -122,5 +139,7 @@ async def clear_cache(runtime: Runtime, observatory_id: str | None, request_id: 
         await drop_entry(runtime, entry)
         counts[entry.observatory_id] = counts.get(entry.observatory_id, 0) + 1
     for observatory, count in counts.items():
-        await _publish_invalidated(runtime, observatory, [], count, f"cache-clear-{request_id}-{observatory}")
+        await _publish_invalidated(
+            runtime, observatory, [], count, f"cache-clear-{request_id}-{observatory}"
+        )
     return len(entries)

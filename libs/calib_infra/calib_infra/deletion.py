@@ -39,20 +39,29 @@ async def _finish(runtime: Runtime, frame: Frame) -> None:
     if frame.is_master:
         await runtime.frames.release(frame.id)  # its frames are unclaimed again
         # lights it calibrated no longer use it: their cached files go
-        await invalidate_stale(runtime, frame.observatory_id, because_of=[frame.id],
-                               msg_id=f"cache-deleted-{frame.id}")
+        await invalidate_stale(
+            runtime, frame.observatory_id, because_of=[frame.id], msg_id=f"cache-deleted-{frame.id}"
+        )
     else:
         await runtime.frames.remove_component(frame.id)
         if frame.frame_type == FrameType.LIGHT and (entry := await runtime.cache.get(frame.id)):
             await drop_entry(runtime, entry)
     await publish(
-        runtime.broker, events.FRAME_DELETED,
-        events.FrameDeleted(frame_id=frame.id, observatory_id=frame.observatory_id, is_master=frame.is_master),
-        observatory_id=frame.observatory_id, msg_id=f"deleted-{frame.id}",
+        runtime.broker,
+        events.FRAME_DELETED,
+        events.FrameDeleted(
+            frame_id=frame.id, observatory_id=frame.observatory_id, is_master=frame.is_master
+        ),
+        observatory_id=frame.observatory_id,
+        msg_id=f"deleted-{frame.id}",
     )
     await runtime.frames.delete(frame.id)
-    runtime.log.info("frame deleted", frame_id=frame.id, observatory_id=frame.observatory_id,
-                     is_master=frame.is_master)
+    runtime.log.info(
+        "frame deleted",
+        frame_id=frame.id,
+        observatory_id=frame.observatory_id,
+        is_master=frame.is_master,
+    )
 
 
 async def finish_pending(runtime: Runtime, observatory_id: str | None) -> int:

@@ -90,7 +90,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+def spawn(
+    name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> ManagedProcess:
     """Start a process in its own process group, its output in ``log_dir/name.log``.
 
     The child is stopped with its parent even if the parent is killed outright, so a
@@ -99,11 +101,27 @@ def spawn(name: str, command: list[str], log_dir: Path, env: dict[str, str] | No
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=env, start_new_session=True, preexec_fn=_die_with_parent,
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     log.close()
     return ManagedProcess(name, process, log_path)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a set of servers answers, whoever runs them (embedded here, or containers)."""
+
+    nats_url: str
+    mongodb_uri: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
 
 
 @dataclass
@@ -128,13 +146,36 @@ class EmbeddedServers:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(
+            nats_url=f"nats://127.0.0.1:{self.ports.nats}",
+            # retryWrites=false: the MongoDB-wire server slows down with retryable writes
+            mongodb_uri=f"mongodb://127.0.0.1:{self.ports.mongodb}/?retryWrites=false",
+            s3_endpoint=f"127.0.0.1:{self.ports.s3}",
+            s3_access_key=self.s3_access_key,
+            s3_secret_key=self.s3_secret_key,
+        )
+
     def start_nats(self) -> None:
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
-        self.processes["nats"] = spawn("nats-server", [
-            binary("nats-server"), "-a", "127.0.0.1", "-p", str(self.ports.nats),
-            "-m", str(self.ports.nats_monitor), "-js", "-sd", str(store),
-        ], self.log_dir)
+        self.processes["nats"] = spawn(
+            "nats-server",
+            [
+                binary("nats-server"),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.ports.nats),
+                "-m",
+                str(self.ports.nats_monitor),
+                "-js",
+                "-sd",
+                str(store),
+            ],
+            self.log_dir,
+        )
         url = f"http://127.0.0.1:{self.ports.nats_monitor}/healthz?js-enabled-only=true"
         wait_until(lambda: urllib.request.urlopen(url, timeout=1).status == 200, 30, "nats-server")
 
@@ -142,28 +183,61 @@ class EmbeddedServers:
         store = self.data_dir / "s3"
         store.mkdir(parents=True, exist_ok=True)
         extra = [free_port() for _ in range(4)]
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.s3_access_key,
-               "AWS_SECRET_ACCESS_KEY": self.s3_secret_key}
-        self.processes["s3"] = spawn("seaweedfs", [
-            binary("weed"), f"-logdir={self.log_dir}", "mini", f"-dir={store}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={self.ports.s3}",
-            f"-master.port={extra[0]}", f"-volume.port={extra[1]}", f"-filer.port={extra[2]}",
-            f"-admin.port={extra[3]}", "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-        ], self.log_dir, env=env)
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
+        }
+        self.processes["s3"] = spawn(
+            "seaweedfs",
+            [
+                binary("weed"),
+                f"-logdir={self.log_dir}",
+                "mini",
+                f"-dir={store}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-s3.port={self.ports.s3}",
+                f"-master.port={extra[0]}",
+                f"-volume.port={extra[1]}",
+                f"-filer.port={extra[2]}",
+                f"-admin.port={extra[3]}",
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ],
+            self.log_dir,
+            env=env,
+        )
         from minio import Minio
 
-        client = Minio(f"127.0.0.1:{self.ports.s3}", access_key=self.s3_access_key,
-                       secret_key=self.s3_secret_key, secure=False)
+        client = Minio(
+            f"127.0.0.1:{self.ports.s3}",
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            secure=False,
+        )
         wait_until(lambda: client.bucket_exists("readiness-probe") is not None, 60, "seaweedfs s3")
 
     def start_mongodb(self) -> None:
         store = self.data_dir / "mongodb"
         store.mkdir(parents=True, exist_ok=True)
-        self.processes["mongodb"] = spawn("secantusdb", [
-            binary("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports.mongodb),
-            "--storage-path", str(store), "--log-level", "WARNING",
-        ], self.log_dir)
+        self.processes["mongodb"] = spawn(
+            "secantusdb",
+            [
+                binary("secantusd-py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.ports.mongodb),
+                "--storage-path",
+                str(store),
+                "--log-level",
+                "WARNING",
+            ],
+            self.log_dir,
+        )
         wait_until(lambda: port_open(self.ports.mongodb), 60, "secantusdb")
 
     def start(self, nats: bool = True, s3: bool = True, mongodb: bool = True) -> None:

@@ -28,11 +28,17 @@ async def publish_stack_request(runtime: Runtime, job: StackJob) -> None:
 
 
 async def queue_group(
-    runtime: Runtime, group: FrameGroup, settings: CalibrationSettings, *, observatory_id: str,
+    runtime: Runtime,
+    group: FrameGroup,
+    settings: CalibrationSettings,
+    *,
+    observatory_id: str,
     trigger: JobTrigger,
 ) -> tuple[StackJob, bool]:
     """Queue a job for ``group`` unless it has an open one. Returns (job, created)."""
-    job = plan_job(group, settings, observatory_id=observatory_id, trigger=trigger, now=runtime.now())
+    job = plan_job(
+        group, settings, observatory_id=observatory_id, trigger=trigger, now=runtime.now()
+    )
     if await runtime.jobs.create(job) is None:
         existing = await runtime.jobs.open_job_for(observatory_id, group.config_key)
         if existing is not None:
@@ -41,17 +47,27 @@ async def queue_group(
             existing = await runtime.jobs.open_job_for(observatory_id, group.config_key)
             assert existing is not None
             return existing, False
-    runtime.log.info("stacking job queued", job_id=job.id, observatory_id=observatory_id,
-                     group=group.group_key, frames=len(job.frame_ids), trigger=trigger.value)
+    runtime.log.info(
+        "stacking job queued",
+        job_id=job.id,
+        observatory_id=observatory_id,
+        group=group.group_key,
+        frames=len(job.frame_ids),
+        trigger=trigger.value,
+    )
     await publish_stack_request(runtime, job)
     return job, True
 
 
-async def groups_with(runtime: Runtime, frame: Frame, settings: CalibrationSettings) -> list[FrameGroup]:
+async def groups_with(
+    runtime: Runtime, frame: Frame, settings: CalibrationSettings
+) -> list[FrameGroup]:
     return group_frames(await runtime.frames.same_hardware(frame), settings)
 
 
-async def check_triggers(runtime: Runtime, frames: Sequence[Frame], trigger: JobTrigger) -> list[StackJob]:
+async def check_triggers(
+    runtime: Runtime, frames: Sequence[Frame], trigger: JobTrigger
+) -> list[StackJob]:
     """Queue a master for every group of the just-stored ``frames`` that now holds enough
     unclaimed frames; returns the jobs created.
 
@@ -76,12 +92,16 @@ async def check_triggers(runtime: Runtime, frames: Sequence[Frame], trigger: Job
             for group in triggered_groups(groups, new_ids, settings, runtime.now()):
                 failed = await runtime.jobs.last_failed(observatory_id, group.config_key)
                 if repeats_failure(group, failed, settings, runtime.now()):
-                    runtime.log.info("automatic stacking skipped: these frames failed before",
-                                     observatory_id=observatory_id, failed_job_id=failed.id,
-                                     group=group.group_key)
+                    runtime.log.info(
+                        "automatic stacking skipped: these frames failed before",
+                        observatory_id=observatory_id,
+                        failed_job_id=failed.id,
+                        group=group.group_key,
+                    )
                     continue
-                job, is_new = await queue_group(runtime, group, settings, observatory_id=observatory_id,
-                                                trigger=trigger)
+                job, is_new = await queue_group(
+                    runtime, group, settings, observatory_id=observatory_id, trigger=trigger
+                )
                 if is_new:
                     created.append(job)
     return created

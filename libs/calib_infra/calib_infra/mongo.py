@@ -47,32 +47,71 @@ def mongo_client(config: Config) -> AsyncMongoClient:
 # deadlock the MongoDB-wire server used here (repro/secantus_ddl_deadlock.py).
 COLLECTIONS: dict[str, list[IndexModel]] = {
     "frames": [
-        IndexModel([("observatory_id", ASCENDING), ("sha256", ASCENDING)], unique=True, name="unique_file"),
         IndexModel(
-            [("observatory_id", ASCENDING), ("is_master", ASCENDING), ("registered_at", DESCENDING)],
+            [("observatory_id", ASCENDING), ("sha256", ASCENDING)], unique=True, name="unique_file"
+        ),
+        IndexModel(
+            [
+                ("observatory_id", ASCENDING),
+                ("is_master", ASCENDING),
+                ("registered_at", DESCENDING),
+            ],
             name="library",
         ),
         IndexModel(
-            [("observatory_id", ASCENDING), ("frame_type", ASCENDING), ("camera_name", ASCENDING),
-             ("registered_at", DESCENDING)],
+            [
+                ("observatory_id", ASCENDING),
+                ("frame_type", ASCENDING),
+                ("camera_name", ASCENDING),
+                ("registered_at", DESCENDING),
+            ],
             name="by_hardware",
         ),
         IndexModel(
-            [("observatory_id", ASCENDING), ("is_master", ASCENDING), ("config_key", ASCENDING),
-             ("status", ASCENDING)],
+            [
+                ("observatory_id", ASCENDING),
+                ("is_master", ASCENDING),
+                ("config_key", ASCENDING),
+                ("status", ASCENDING),
+            ],
             name="masters_by_config",
         ),
         # the admin page's library views, equality fields first, then the newest-first sort:
         # frames per type/camera/filter, frames not yet in a master, masters by status
-        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("frame_type", ASCENDING),
-                    ("camera_name", ASCENDING), ("filter", ASCENDING), ("registered_at", DESCENDING)],
-                   name="library_by_hardware"),
-        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("master_id", ASCENDING),
-                    ("frame_type", ASCENDING), ("camera_name", ASCENDING), ("filter", ASCENDING),
-                    ("registered_at", DESCENDING)], name="library_unclaimed"),
-        IndexModel([("observatory_id", ASCENDING), ("is_master", ASCENDING), ("status", ASCENDING),
-                    ("frame_type", ASCENDING), ("camera_name", ASCENDING), ("registered_at", DESCENDING)],
-                   name="library_masters_by_status"),
+        IndexModel(
+            [
+                ("observatory_id", ASCENDING),
+                ("is_master", ASCENDING),
+                ("frame_type", ASCENDING),
+                ("camera_name", ASCENDING),
+                ("filter", ASCENDING),
+                ("registered_at", DESCENDING),
+            ],
+            name="library_by_hardware",
+        ),
+        IndexModel(
+            [
+                ("observatory_id", ASCENDING),
+                ("is_master", ASCENDING),
+                ("master_id", ASCENDING),
+                ("frame_type", ASCENDING),
+                ("camera_name", ASCENDING),
+                ("filter", ASCENDING),
+                ("registered_at", DESCENDING),
+            ],
+            name="library_unclaimed",
+        ),
+        IndexModel(
+            [
+                ("observatory_id", ASCENDING),
+                ("is_master", ASCENDING),
+                ("status", ASCENDING),
+                ("frame_type", ASCENDING),
+                ("camera_name", ASCENDING),
+                ("registered_at", DESCENDING),
+            ],
+            name="library_masters_by_status",
+        ),
         IndexModel([("master_id", ASCENDING)], name="claimed_by", sparse=True),
         IndexModel([("components", ASCENDING)], name="components", sparse=True),
         IndexModel([("storage_key", ASCENDING)], name="storage_key"),
@@ -86,15 +125,23 @@ COLLECTIONS: dict[str, list[IndexModel]] = {
         IndexModel([("deleting", ASCENDING)], name="deleting", sparse=True),
     ],
     "jobs": [
-        IndexModel([("observatory_id", ASCENDING), ("config_key", ASCENDING), ("created_at", DESCENDING)],
-                   name="by_configuration"),
-        IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="one_open_job_per_group"),
-        IndexModel([("observatory_id", ASCENDING), ("created_at", DESCENDING)], name="by_observatory"),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("config_key", ASCENDING), ("created_at", DESCENDING)],
+            name="by_configuration",
+        ),
+        IndexModel(
+            [("open_key", ASCENDING)], unique=True, sparse=True, name="one_open_job_per_group"
+        ),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("created_at", DESCENDING)], name="by_observatory"
+        ),
         IndexModel([("status", ASCENDING), ("observatory_id", ASCENDING)], name="by_status"),
     ],
     "rejections": [
         IndexModel([("event_id", ASCENDING)], unique=True, name="unique_event"),
-        IndexModel([("observatory_id", ASCENDING), ("rejected_at", DESCENDING)], name="by_observatory"),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("rejected_at", DESCENDING)], name="by_observatory"
+        ),
     ],
     "tokens": [IndexModel([("hash", ASCENDING)], unique=True, name="unique_hash")],
     "heartbeats": [IndexModel([("service", ASCENDING)], name="by_service")],
@@ -129,8 +176,11 @@ async def check_schema(db: AsyncDatabase) -> None:
             missing.append(name)
             continue
         present = {index["name"] async for index in await db[name].list_indexes()}
-        missing += [f"{name}.{index.document['name']}" for index in indexes
-                    if index.document["name"] not in present]
+        missing += [
+            f"{name}.{index.document['name']}"
+            for index in indexes
+            if index.document["name"] not in present
+        ]
     if missing:
         raise SchemaMissing(f"database {db.name} lacks {', '.join(missing)}: run 'calib init-db'")
 

@@ -59,7 +59,9 @@ class FrameRepository:
         return from_document(document, Frame) if document else None
 
     async def by_file(self, observatory_id: str, sha256: str) -> Frame | None:
-        document = await self.collection.find_one({"observatory_id": observatory_id, "sha256": sha256})
+        document = await self.collection.find_one(
+            {"observatory_id": observatory_id, "sha256": sha256}
+        )
         return from_document(document, Frame) if document else None
 
     async def many(self, frame_ids: Sequence[str]) -> list[Frame]:
@@ -90,7 +92,9 @@ class FrameRepository:
             "observatory_id": observatory_id,
             "is_master": False,
             "master_id": None,
-            "frame_type": {"$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]},
+            "frame_type": {
+                "$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]
+            },
         }
         return [from_document(d, Frame) async for d in self.collection.find(query)]
 
@@ -98,12 +102,16 @@ class FrameRepository:
         query = {
             "observatory_id": observatory_id,
             "is_master": False,
-            "frame_type": {"$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]},
+            "frame_type": {
+                "$in": [FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value]
+            },
             **filters,
         }
         return [from_document(d, Frame) async for d in self.collection.find(query)]
 
-    async def current_masters(self, observatory_id: str, frame_type: FrameType | None = None) -> list[Frame]:
+    async def current_masters(
+        self, observatory_id: str, frame_type: FrameType | None = None
+    ) -> list[Frame]:
         query: dict[str, Any] = {
             "observatory_id": observatory_id,
             "is_master": True,
@@ -118,7 +126,8 @@ class FrameRepository:
 
     async def claim(self, frame_ids: Sequence[str], master_id: str) -> None:
         await self.collection.update_many(
-            {"_id": {"$in": list(frame_ids)}, "is_master": False}, {"$set": {"master_id": master_id}}
+            {"_id": {"$in": list(frame_ids)}, "is_master": False},
+            {"$set": {"master_id": master_id}},
         )
 
     async def release(self, master_id: str) -> None:
@@ -131,32 +140,47 @@ class FrameRepository:
     async def components(self, master: Frame) -> list[Frame]:
         return await self.many(master.components or [])
 
-    async def library_page(self, observatory_id: str, filters: dict[str, Any], *, skip: int,
-                           limit: int) -> tuple[list[Frame], int]:
+    async def library_page(
+        self, observatory_id: str, filters: dict[str, Any], *, skip: int, limit: int
+    ) -> tuple[list[Frame], int]:
         """One page of an observatory's library, newest first, and the total. ``filters``
         are equality conditions on plain values (the API never passes operators)."""
         query = {"observatory_id": observatory_id, **filters}
         total = await self.collection.count_documents(query)
-        cursor = self.collection.find(query).sort([("registered_at", DESCENDING), ("_id", DESCENDING)])
+        cursor = self.collection.find(query).sort(
+            [("registered_at", DESCENDING), ("_id", DESCENDING)]
+        )
         return [from_document(d, Frame) async for d in cursor.skip(skip).limit(limit)], total
 
     async def recent_lights(self, observatory_id: str, since: datetime) -> list[Frame]:
         """Light frames captured (or, without a capture time, registered) since ``since``."""
-        query = {"observatory_id": observatory_id, "frame_type": FrameType.LIGHT.value, "is_master": False,
-                 "$or": [{"captured_at": {"$gte": since}},
-                         {"captured_at": None, "registered_at": {"$gte": since}}]}
+        query = {
+            "observatory_id": observatory_id,
+            "frame_type": FrameType.LIGHT.value,
+            "is_master": False,
+            "$or": [
+                {"captured_at": {"$gte": since}},
+                {"captured_at": None, "registered_at": {"$gte": since}},
+            ],
+        }
         return [from_document(d, Frame) async for d in self.collection.find(query)]
 
     async def tally(self, observatory_id: str) -> list[dict[str, Any]]:
         """Frame counts by camera, type, master flag, status and claimed (in a master) or not."""
         pipeline = [
             {"$match": {"observatory_id": observatory_id}},
-            {"$group": {
-                "_id": {"camera_name": "$camera_name", "frame_type": "$frame_type", "is_master": "$is_master",
+            {
+                "$group": {
+                    "_id": {
+                        "camera_name": "$camera_name",
+                        "frame_type": "$frame_type",
+                        "is_master": "$is_master",
                         "status": "$status",
-                        "claimed": {"$cond": [{"$ifNull": ["$master_id", False]}, True, False]}},
-                "count": {"$sum": 1},
-            }},
+                        "claimed": {"$cond": [{"$ifNull": ["$master_id", False]}, True, False]},
+                    },
+                    "count": {"$sum": 1},
+                }
+            },
         ]
         cursor = await self.collection.aggregate(pipeline)
         return [{**d["_id"], "count": d["count"]} async for d in cursor]
@@ -174,7 +198,13 @@ class FrameRepository:
         """Mark a current master superseded; False if it no longer was current."""
         result = await self.collection.update_one(
             {"_id": master_id, "status": {"$in": [s.value for s in CURRENT_MASTER_STATUSES]}},
-            {"$set": {"status": MasterStatus.SUPERSEDED.value, "superseded_by": by, "superseded_at": at}},
+            {
+                "$set": {
+                    "status": MasterStatus.SUPERSEDED.value,
+                    "superseded_by": by,
+                    "superseded_at": at,
+                }
+            },
         )
         return result.modified_count == 1
 
@@ -202,12 +232,18 @@ class FrameRepository:
 
     async def remove_component(self, frame_id: str) -> None:
         """A deleted source frame leaves the masters it was stacked into."""
-        await self.collection.update_many({"components": frame_id}, {"$pull": {"components": frame_id}})
+        await self.collection.update_many(
+            {"components": frame_id}, {"$pull": {"components": frame_id}}
+        )
 
-    async def referenced_keys(self, keys: Sequence[str], *, except_id: str | None = None) -> set[str]:
-        """Which of ``keys`` a frame record (other than ``except_id``) names as its file or preview."""
-        query: dict[str, Any] = {"$or": [{"storage_key": {"$in": list(keys)}},
-                                         {"preview_key": {"$in": list(keys)}}]}
+    async def referenced_keys(
+        self, keys: Sequence[str], *, except_id: str | None = None
+    ) -> set[str]:
+        """Which of ``keys`` a frame record (other than ``except_id``) names as its file
+        or preview."""
+        query: dict[str, Any] = {
+            "$or": [{"storage_key": {"$in": list(keys)}}, {"preview_key": {"$in": list(keys)}}]
+        }
         if except_id is not None:
             query["_id"] = {"$ne": except_id}
         wanted = set(keys)
@@ -250,14 +286,17 @@ class JobRepository:
         latest = [from_document(d, StackJob) async for d in cursor]
         return latest[0] if latest and latest[0].status == JobStatus.FAILED else None
 
-    async def configurations_with_open_jobs(self, observatory_id: str, config_keys: Sequence[str]) -> set[str]:
+    async def configurations_with_open_jobs(
+        self, observatory_id: str, config_keys: Sequence[str]
+    ) -> set[str]:
         """Which of ``config_keys`` have an open job (one query for a batch of frames)."""
         wanted = {f"{observatory_id}:{key}": key for key in config_keys}
         cursor = self.collection.find({"open_key": {"$in": list(wanted)}}, {"open_key": 1})
         return {wanted[d["open_key"]] async for d in cursor}
 
-    async def claim(self, job_id: str, worker: str, now: datetime, *,
-                    stale_before: datetime | None = None) -> StackJob | None:
+    async def claim(
+        self, job_id: str, worker: str, now: datetime, *, stale_before: datetime | None = None
+    ) -> StackJob | None:
         """Take a queued job, or a running one whose holder died (its message came back).
 
         With ``stale_before``, a running job is taken only if its holder has not touched
@@ -269,8 +308,13 @@ class JobRepository:
         document = await self.collection.find_one_and_update(
             {"_id": job_id, "$or": [{"status": JobStatus.QUEUED.value}, running]},
             {
-                "$set": {"status": JobStatus.RUNNING.value, "worker": worker, "started_at": now,
-                         "updated_at": now, "progress": 0.0},
+                "$set": {
+                    "status": JobStatus.RUNNING.value,
+                    "worker": worker,
+                    "started_at": now,
+                    "updated_at": now,
+                    "progress": 0.0,
+                },
                 "$inc": {"attempts": 1},
             },
             return_document=ReturnDocument.AFTER,
@@ -292,7 +336,12 @@ class JobRepository:
         )
 
     async def finish(
-        self, job_id: str, status: JobStatus, now: datetime, *, master_id: str | None = None,
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: datetime,
+        *,
+        master_id: str | None = None,
         error: str | None = None,
     ) -> None:
         """Close a job (succeeded or failed): the group may get a new open job again."""
@@ -303,23 +352,41 @@ class JobRepository:
             changes["master_id"] = master_id
         if error is not None:
             changes["error"] = error
-        await self.collection.update_one({"_id": job_id}, {"$set": changes, "$unset": {"open_key": ""}})
+        await self.collection.update_one(
+            {"_id": job_id}, {"$set": changes, "$unset": {"open_key": ""}}
+        )
 
     async def defer(self, job_id: str, reason: str, now: datetime) -> None:
         await self.collection.update_one(
             {"_id": job_id},
-            {"$set": {"status": JobStatus.DEFERRED.value, "deferred_reason": reason, "updated_at": now}},
+            {
+                "$set": {
+                    "status": JobStatus.DEFERRED.value,
+                    "deferred_reason": reason,
+                    "updated_at": now,
+                }
+            },
         )
 
-    async def requeue(self, job_id: str, now: datetime, *, from_statuses: Sequence[JobStatus],
-                      frame_ids: Sequence[str] | None = None, trigger: str | None = None) -> StackJob | None:
+    async def requeue(
+        self,
+        job_id: str,
+        now: datetime,
+        *,
+        from_statuses: Sequence[JobStatus],
+        frame_ids: Sequence[str] | None = None,
+        trigger: str | None = None,
+    ) -> StackJob | None:
         """Put a deferred or failed job back in the queue (reopening its group slot)."""
         job = await self.get(job_id)
         if job is None or job.status not in from_statuses:
             return None
         changes: dict[str, Any] = {
-            "status": JobStatus.QUEUED.value, "updated_at": now, "error": None,
-            "deferred_reason": None, "progress": 0.0,
+            "status": JobStatus.QUEUED.value,
+            "updated_at": now,
+            "error": None,
+            "deferred_reason": None,
+            "progress": 0.0,
             "open_key": _open_key(job),
         }
         if frame_ids is not None:
@@ -336,7 +403,9 @@ class JobRepository:
             return None
         return from_document(document, StackJob) if document else None
 
-    async def list(self, observatory_id: str, status: str | None = None, limit: int = 200) -> list[StackJob]:
+    async def list(
+        self, observatory_id: str, status: str | None = None, limit: int = 200
+    ) -> list[StackJob]:
         query: dict[str, Any] = {"observatory_id": observatory_id}
         if status is not None:
             query["status"] = status
@@ -350,7 +419,10 @@ class JobRepository:
         return [from_document(d, StackJob) async for d in self.collection.find(query)]
 
     async def open_jobs(self, observatory_id: str) -> list[StackJob]:
-        query = {"observatory_id": observatory_id, "status": {"$in": [s.value for s in OPEN_JOB_STATUSES]}}
+        query = {
+            "observatory_id": observatory_id,
+            "status": {"$in": [s.value for s in OPEN_JOB_STATUSES]},
+        }
         return [from_document(d, StackJob) async for d in self.collection.find(query)]
 
     async def delete(self, job_id: str) -> None:
@@ -446,8 +518,10 @@ class CalibrationCacheRepository:
 
     async def many(self, light_ids: Sequence[str]) -> dict[str, CacheEntry]:
         """The entries of these lights, by light id."""
-        return {d["_id"]: from_document(d, CacheEntry)
-                async for d in self.collection.find({"_id": {"$in": list(light_ids)}})}
+        return {
+            d["_id"]: from_document(d, CacheEntry)
+            async for d in self.collection.find({"_id": {"$in": list(light_ids)}})
+        }
 
     async def put(self, entry: CacheEntry) -> None:
         await self.collection.replace_one({"_id": entry.id}, to_document(entry), upsert=True)
@@ -486,4 +560,5 @@ class MaintenanceRunRepository:
 
     async def record(self, task: str, finished_at: datetime, report: dict[str, Any]) -> None:
         await self.collection.replace_one(
-            {"_id": task}, {"finished_at": finished_at, "report": report}, upsert=True)
+            {"_id": task}, {"finished_at": finished_at, "report": report}, upsert=True
+        )

@@ -42,10 +42,19 @@ class _Reply(msgspec.Struct):
     error: str | None = None
 
 
-async def request(runtime: Runtime, subject: str, body: msgspec.Struct, reply_type: type[R], *,
-                  timeout_s: float, service: str = "lifecycle") -> R:
+async def request(
+    runtime: Runtime,
+    subject: str,
+    body: msgspec.Struct,
+    reply_type: type[R],
+    *,
+    timeout_s: float,
+    service: str = "lifecycle",
+) -> R:
     try:
-        response = await runtime.broker.request(msgspec.json.encode(body), subject, timeout=timeout_s)
+        response = await runtime.broker.request(
+            msgspec.json.encode(body), subject, timeout=timeout_s
+        )
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as error:
         raise ServiceUnavailableError(service, subject) from error
     reply = msgspec.json.decode(response.body, type=_Reply)
@@ -54,8 +63,14 @@ async def request(runtime: Runtime, subject: str, body: msgspec.Struct, reply_ty
     return msgspec.convert(reply.result, reply_type)
 
 
-def serve(runtime: Runtime, subject: str, request_type: type[Q], handler: Callable[[Q], Awaitable[msgspec.Struct]],
-          *, max_workers: int = 1) -> None:
+def serve(
+    runtime: Runtime,
+    subject: str,
+    request_type: type[Q],
+    handler: Callable[[Q], Awaitable[msgspec.Struct]],
+    *,
+    max_workers: int = 1,
+) -> None:
     """Answer requests on ``subject`` with ``handler`` (replicas share them: queue group)."""
 
     @runtime.broker.subscriber(subject, queue=runtime.service, max_workers=max_workers)
@@ -69,13 +84,22 @@ def serve(runtime: Runtime, subject: str, request_type: type[Q], handler: Callab
 
 
 async def request_calibration(runtime: Runtime, frame_id: str) -> events.CalibrateReply:
-    return await request(runtime, events.LIFECYCLE_CALIBRATE, events.CalibrateRequest(frame_id=frame_id),
-                         events.CalibrateReply, timeout_s=CALIBRATE_TIMEOUT_S)
-
-
-async def request_maintenance(runtime: Runtime, task: MaintenanceTask, observatory_id: str | None,
-                              reply_type: type[R]) -> R:
     return await request(
-        runtime, events.LIFECYCLE_MAINTENANCE,
+        runtime,
+        events.LIFECYCLE_CALIBRATE,
+        events.CalibrateRequest(frame_id=frame_id),
+        events.CalibrateReply,
+        timeout_s=CALIBRATE_TIMEOUT_S,
+    )
+
+
+async def request_maintenance(
+    runtime: Runtime, task: MaintenanceTask, observatory_id: str | None, reply_type: type[R]
+) -> R:
+    return await request(
+        runtime,
+        events.LIFECYCLE_MAINTENANCE,
         events.MaintenanceCommand(task=task.value, observatory_id=observatory_id),
-        reply_type, timeout_s=MAINTENANCE_TIMEOUT_S)
+        reply_type,
+        timeout_s=MAINTENANCE_TIMEOUT_S,
+    )

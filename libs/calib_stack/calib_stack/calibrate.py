@@ -61,13 +61,16 @@ def calibrate_light(
         image = files.enter_context(FitsImage.open(light))
         masters = {
             name: files.enter_context(FitsImage.open(path))
-            for name, path in (("bias", bias), ("dark", dark), ("flat", flat)) if path is not None
+            for name, path in (("bias", bias), ("dark", dark), ("flat", flat))
+            if path is not None
         }
         for name, master in masters.items():
             if master.shape != image.shape:
                 raise CalibrationInputError(
                     f"master {name} is {master.shape[1]}x{master.shape[0]}, the light is "
-                    f"{image.shape[1]}x{image.shape[0]}", master.path)
+                    f"{image.shape[1]}x{image.shape[0]}",
+                    master.path,
+                )
         height, width = image.shape
         band_rows = _band_rows(width, height, len(masters), memory_limit_mb)
         header = _output_header(image.header, height, width, cards)
@@ -88,8 +91,14 @@ def calibrate_light(
     return height, width
 
 
-def _calibrated_band(image: FitsImage, masters: dict[str, FitsImage], y0: int, y1: int,
-                     dark_scale: float, flat_scale: float) -> np.ndarray:
+def _calibrated_band(
+    image: FitsImage,
+    masters: dict[str, FitsImage],
+    y0: int,
+    y1: int,
+    dark_scale: float,
+    flat_scale: float,
+) -> np.ndarray:
     band = image.read_rows(y0, y1)
     if "bias" in masters:
         band -= masters["bias"].read_rows(y0, y1)
@@ -114,8 +123,9 @@ def _band_rows(width: int, height: int, n_masters: int, memory_limit_mb: float) 
     return int(min(height, max(1, memory_limit_mb * _MIB // per_row)))
 
 
-def _output_header(light: fits.Header, height: int, width: int,
-                   cards: Sequence[tuple[str, object, str]]) -> fits.Header:
+def _output_header(
+    light: fits.Header, height: int, width: int, cards: Sequence[tuple[str, object, str]]
+) -> fits.Header:
     header = fits.Header()
     header["SIMPLE"] = (True, "conforms to FITS standard")
     header["BITPIX"] = (-32, "32-bit float")

@@ -106,8 +106,9 @@ def stack_files(
         if not all(math.isfinite(e) and e > 0 for e in exposures):
             raise ValueError(f"exposures must be positive numbers, got {list(exposures)}")
     if exposures is not None and normalise and dark_rate is None:
-        raise ValueError("exposures divide frames unless normalising; with normalise they "
-                         "only scale dark_rate")
+        raise ValueError(
+            "exposures divide frames unless normalising; with normalise they only scale dark_rate"
+        )
     if dark_rate is not None and exposures is None:
         raise ValueError("dark_rate needs the frames' exposures")
 
@@ -119,7 +120,8 @@ def stack_files(
         for calibration in (master, rate):
             if calibration is not None and calibration.shape != shape:
                 raise ShapeMismatchError(
-                    f"master {calibration.path} is {_size(calibration.shape)}, frames are {_size(shape)}",
+                    f"master {calibration.path} is {_size(calibration.shape)},"
+                    f" frames are {_size(shape)}",
                     [str(calibration.path)],
                 )
         dark_seconds = list(exposures) if rate is not None else None
@@ -135,8 +137,9 @@ def stack_files(
             # ``output`` is free until the band pass, so it holds each frame in turn.
             divisors = []
             for i, frame in enumerate(frames):
-                _preprocess_whole(frame, master, rate, dark_seconds[i] if dark_seconds else 0.0,
-                                  bands, output)
+                _preprocess_whole(
+                    frame, master, rate, dark_seconds[i] if dark_seconds else 0.0, bands, output
+                )
                 median = _finite_median(output)
                 if not median > 0:
                     raise InvalidFitsError(
@@ -155,9 +158,16 @@ def stack_files(
                 master_band = master.read_rows(y0, y1) if master is not None else None
                 rate_band = rate.read_rows(y0, y1) if rate is not None else None
                 for i, frame in enumerate(frames):
-                    _preprocess(frame, y0, y1, master_band, rate_band,
-                                dark_seconds[i] if dark_seconds else 0.0,
-                                divisors[i] if divisors else None, cube[i])
+                    _preprocess(
+                        frame,
+                        y0,
+                        y1,
+                        master_band,
+                        rate_band,
+                        dark_seconds[i] if dark_seconds else 0.0,
+                        divisors[i] if divisors else None,
+                        cube[i],
+                    )
                 rejected += combine_into(cube, output[y0:y1], method, sigma, maxiters)
                 report.step()
 

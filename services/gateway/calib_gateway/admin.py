@@ -32,7 +32,8 @@ class AdminController(Controller):
         if not OBSERVATORY_ID_PATTERN.match(data.id):
             raise ValidationException(
                 "id must be 1-64 characters of lower-case letters, digits, '-' or '_', starting "
-                "with a letter or digit")
+                "with a letter or digit"
+            )
         observatory = Observatory(id=data.id, name=data.name, created_at=runtime.now())
         if not await runtime.observatories.create(observatory):
             raise ClientException(f"observatory '{data.id}' already exists", status_code=409)
@@ -46,7 +47,9 @@ class AdminController(Controller):
     async def list_users(self, request: Request) -> UserList:
         """Users, their memberships and the ids of their live tokens (never the tokens)."""
         users = await request.app.state.tokens.all_users()
-        return UserList(items=[msgspec.convert({"id": u["_id"], **u}, UserOut, strict=False) for u in users])
+        return UserList(
+            items=[msgspec.convert({"id": u["_id"], **u}, UserOut, strict=False) for u in users]
+        )
 
     @post("/users/{user_id:str}/tokens", status_code=201)
     async def user_token(self, request: Request, user_id: str) -> NewTokenOut:
@@ -54,8 +57,9 @@ class AdminController(Controller):
         tokens = request.app.state.tokens
         if await tokens.user(user_id) is None:
             raise NotFoundException(f"user '{user_id}' not found")
-        token_id, token = await tokens.issue(user_id=user_id, plugin_observatory=None,
-                                             now=request.app.state.runtime.now())
+        token_id, token = await tokens.issue(
+            user_id=user_id, plugin_observatory=None, now=request.app.state.runtime.now()
+        )
         return NewTokenOut(token_id=token_id, token=token)
 
     @post("/users", status_code=201)
@@ -65,9 +69,15 @@ class AdminController(Controller):
             if await runtime.observatories.get(membership.observatory_id) is None:
                 raise NotFoundException(f"observatory '{membership.observatory_id}' not found")
         tokens = request.app.state.tokens
-        user_id = await tokens.create_user(name=data.name, server_admin=data.server_admin,
-                                           memberships=data.memberships, now=runtime.now())
-        token_id, token = await tokens.issue(user_id=user_id, plugin_observatory=None, now=runtime.now())
+        user_id = await tokens.create_user(
+            name=data.name,
+            server_admin=data.server_admin,
+            memberships=data.memberships,
+            now=runtime.now(),
+        )
+        token_id, token = await tokens.issue(
+            user_id=user_id, plugin_observatory=None, now=runtime.now()
+        )
         return TokenOut(id=user_id, token=token, token_id=token_id)
 
     @post("/observatories/{observatory_id:str}/plugin-tokens", status_code=201)
@@ -76,7 +86,8 @@ class AdminController(Controller):
         if await runtime.observatories.get(observatory_id) is None:
             raise NotFoundException(f"observatory '{observatory_id}' not found")
         token_id, token = await request.app.state.tokens.issue(
-            user_id=None, plugin_observatory=observatory_id, now=runtime.now())
+            user_id=None, plugin_observatory=observatory_id, now=runtime.now()
+        )
         return PluginTokenOut(id=token_id, token=token, observatory_id=observatory_id)
 
     @delete("/tokens/{token_id:str}", status_code=204)

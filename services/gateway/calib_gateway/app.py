@@ -46,8 +46,10 @@ async def healthz(request: Request) -> Response:
         "nats": runtime.bus_ready.is_set() and runtime.broker.connection.is_connected,
     }
     ready = all(checks.values())
-    return Response({"status": "ready" if ready else "starting", "checks": checks},
-                    status_code=200 if ready else 503)
+    return Response(
+        {"status": "ready" if ready else "starting", "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
 def create_app(runtime: Runtime) -> Litestar:
@@ -72,8 +74,20 @@ def create_app(runtime: Runtime) -> Litestar:
         await runtime.close()
 
     app = Litestar(
-        route_handlers=[healthz, root, me, LibraryController, JobsController, AdminController, admin_page,
-                        NeedsController, MasterUploadController, health, job_events, *LIFECYCLE_ROUTES],
+        route_handlers=[
+            healthz,
+            root,
+            me,
+            LibraryController,
+            JobsController,
+            AdminController,
+            admin_page,
+            NeedsController,
+            MasterUploadController,
+            health,
+            job_events,
+            *LIFECYCLE_ROUTES,
+        ],
         guards=[refuse_operator_parameters],
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -84,9 +98,11 @@ def create_app(runtime: Runtime) -> Litestar:
             version="1.0.0",
             path="/api",
             render_plugins=[SwaggerRenderPlugin(path="/docs")],
-            components=Components(security_schemes={
-                "BearerToken": SecurityScheme(type="http", scheme="bearer"),
-            }),
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
             security=[{"BearerToken": []}],
         ),
         request_max_body_size=None,

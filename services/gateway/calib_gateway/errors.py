@@ -13,9 +13,17 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from calib_gateway.uploads import UploadError, UploadTooLargeError
 
 CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "unprocessable",
-    429: "too_many_requests", 500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -37,16 +45,21 @@ def http_exception(_: Request, exc: HTTPException) -> Response:
     detail = exc.detail
     if isinstance(exc, ValidationException) and exc.extra:
         problems = exc.extra if isinstance(exc.extra, list) else [exc.extra]
-        parts = [f"{p.get('key') or p.get('source', '')}: {p.get('message')}" for p in problems
-                 if isinstance(p, dict)]
+        parts = [
+            f"{p.get('key') or p.get('source', '')}: {p.get('message')}"
+            for p in problems
+            if isinstance(p, dict)
+        ]
         detail = f"{detail}: {'; '.join(parts)}" if parts else detail
     return error_response(status, str(detail))
 
 
 def unavailable(dependency: str):
     def handler(_: Request, exc: Exception) -> Response:
-        return error_response(503, f"{dependency} is unavailable: {type(exc).__name__}",
-                              dependency=dependency)
+        return error_response(
+            503, f"{dependency} is unavailable: {type(exc).__name__}", dependency=dependency
+        )
+
     return handler
 
 
@@ -64,7 +77,9 @@ def upload_too_large(_: Request, exc: UploadTooLargeError) -> Response:
 
 def internal_error(request: Request, exc: Exception) -> Response:
     """A bug, not bad input: logged with its traceback, answered in the error shape."""
-    request.app.state.runtime.log.exception("unhandled error", path=request.url.path, error=str(exc))
+    request.app.state.runtime.log.exception(
+        "unhandled error", path=request.url.path, error=str(exc)
+    )
     return error_response(500, "internal error")
 
 

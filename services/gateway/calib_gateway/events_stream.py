@@ -44,16 +44,22 @@ def to_message(subject: str, body: bytes) -> ServerSentEventMessage | None:
         return ServerSentEventMessage(event="progress", data=msgspec.json.encode(data).decode())
     if kind not in JOB_STATES:
         return None
-    data = {"job_id": payload.get("job_id"), "observatory_id": payload.get("observatory_id"),
-            "status": JOB_STATES[kind]}
+    data = {
+        "job_id": payload.get("job_id"),
+        "observatory_id": payload.get("observatory_id"),
+        "status": JOB_STATES[kind],
+    }
     for extra in ("reason", "master_id"):
         if payload.get(extra) is not None:
             data[extra] = payload[extra]
     return ServerSentEventMessage(event="job", data=msgspec.json.encode(data).decode())
 
 
-@get("/api/v1/calibration/events/{observatory_id:str}", guards=[can_view],
-     media_type="text/event-stream")
+@get(
+    "/api/v1/calibration/events/{observatory_id:str}",
+    guards=[can_view],
+    media_type="text/event-stream",
+)
 async def job_events(request: Request, observatory_id: str) -> ServerSentEvent:
     """Server-sent events: ``progress`` (``job_id``, ``progress`` 0–1) while a job runs and
     ``job`` (``job_id``, ``status``: queued, deferred, failed, succeeded) on each change."""
@@ -66,7 +72,9 @@ async def job_events(request: Request, observatory_id: str) -> ServerSentEvent:
     async def relay(msg: Msg) -> None:
         message = to_message(msg.subject, msg.data)
         if message is not None:
-            with contextlib.suppress(asyncio.QueueFull):  # a stalled reader loses events, not memory
+            with contextlib.suppress(
+                asyncio.QueueFull
+            ):  # a stalled reader loses events, not memory
                 queue.put_nowait(message)
 
     # subscribed before the response starts: nothing published after the client connected is lost
@@ -89,4 +97,6 @@ async def job_events(request: Request, observatory_id: str) -> ServerSentEvent:
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
 
-    return ServerSentEvent(stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return ServerSentEvent(
+        stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

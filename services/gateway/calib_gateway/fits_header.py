@@ -10,8 +10,25 @@ from typing import IO
 from astropy.io import fits
 
 #: Keywords of the primary HDU not carried over to an image in an extension.
-_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE", "BLANK",
-               "PCOUNT", "GCOUNT", "XTENSION", "CHECKSUM", "DATASUM", "COMMENT", "HISTORY", ""}
+_STRUCTURAL = {
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "EXTEND",
+    "BZERO",
+    "BSCALE",
+    "BLANK",
+    "PCOUNT",
+    "GCOUNT",
+    "XTENSION",
+    "CHECKSUM",
+    "DATASUM",
+    "COMMENT",
+    "HISTORY",
+    "",
+}
 
 
 class InvalidFitsUpload(ValueError):
@@ -63,7 +80,9 @@ def image_header(file: IO[bytes]) -> fits.Header:
                     info = hdu.fileinfo()
                     stored = hdu._data_size if compressed else hdu.size  # noqa: SLF001 - no public name
                     if info is None or info["datLoc"] + stored > size:
-                        raise InvalidFitsUpload("the file is truncated: the image data is incomplete")
+                        raise InvalidFitsUpload(
+                            "the file is truncated: the image data is incomplete"
+                        )
                     header = hdu.header.copy()
                     if hdu is not hdul[0]:
                         for card in primary.cards:

@@ -25,8 +25,12 @@ class JobsController(Controller):
 
     @get("/jobs/{observatory_id:str}", guards=[can_manage])
     async def jobs(
-        self, request: Request, observatory_id: str,
-        status: Annotated[str | None, Parameter(pattern="^(queued|running|succeeded|failed|deferred)$")] = None,
+        self,
+        request: Request,
+        observatory_id: str,
+        status: Annotated[
+            str | None, Parameter(pattern="^(queued|running|succeeded|failed|deferred)$")
+        ] = None,
     ) -> JobList:
         return JobList(items=await runtime_of(request).jobs.list(observatory_id, status))
 
@@ -37,11 +41,15 @@ class JobsController(Controller):
         if job is None:
             raise NotFoundException(f"job '{job_id}' not found")
         ensure(request.user, Capability.MANAGE, job.observatory_id)
-        requeued = await runtime.jobs.requeue(job_id, runtime.now(), from_statuses=[JobStatus.FAILED],
-                                              trigger=JobTrigger.RETRY.value)
+        requeued = await runtime.jobs.requeue(
+            job_id, runtime.now(), from_statuses=[JobStatus.FAILED], trigger=JobTrigger.RETRY.value
+        )
         if requeued is None:
-            raise ClientException(f"job '{job_id}' is {job.status.value}: only failed jobs can be retried "
-                                  "(or the group already has an open job)", status_code=409)
+            raise ClientException(
+                f"job '{job_id}' is {job.status.value}: only failed jobs can be retried "
+                "(or the group already has an open job)",
+                status_code=409,
+            )
         await publish_stack_request(runtime, requeued)
         return requeued
 
@@ -73,8 +81,10 @@ class JobsController(Controller):
         try:
             updated = apply_changes(await runtime.settings.get(observatory_id), changes)
         except SettingsError as error:
-            return Response({"error": "invalid_setting", "detail": str(error), "field": error.field},
-                            status_code=422)
+            return Response(
+                {"error": "invalid_setting", "detail": str(error), "field": error.field},
+                status_code=422,
+            )
         await runtime.settings.put(observatory_id, updated)
         return updated
 
@@ -88,7 +98,9 @@ class JobsController(Controller):
         if data.frame_type not in ("dark", "flat", "bias"):
             raise ValidationException("frame_type must be one of dark, flat, bias")
         settings = await runtime.settings.get(data.observatory_id)
-        frames = await runtime.frames.calibration_frames(data.observatory_id, frame_type=data.frame_type)
+        frames = await runtime.frames.calibration_frames(
+            data.observatory_id, frame_type=data.frame_type
+        )
         group = group_matching(group_frames(frames, settings), data.group_request(), settings)
         if group is None:
             raise NotFoundException("no frames match that configuration")
@@ -96,9 +108,12 @@ class JobsController(Controller):
         if len(group.frames) < needed:
             raise ClientException(
                 f"the group has {len(group.frames)} frames; {needed} needed"
-                + ("" if data.force else " (use force to stack fewer)"), status_code=422)
-        job, _ = await queue_group(runtime, group, settings, observatory_id=data.observatory_id,
-                                   trigger=JobTrigger.MANUAL)
+                + ("" if data.force else " (use force to stack fewer)"),
+                status_code=422,
+            )
+        job, _ = await queue_group(
+            runtime, group, settings, observatory_id=data.observatory_id, trigger=JobTrigger.MANUAL
+        )
         return job
 
     @delete("/jobs/{job_id:str}", status_code=204)
@@ -109,6 +124,7 @@ class JobsController(Controller):
         if job is None:
             raise NotFoundException(f"job '{job_id}' not found")
         if job.status != JobStatus.FAILED:
-            raise ClientException(f"only failed jobs can be deleted (job is {job.status.value})",
-                                  status_code=409)
+            raise ClientException(
+                f"only failed jobs can be deleted (job is {job.status.value})", status_code=409
+            )
         await runtime.jobs.delete(job_id)

@@ -78,7 +78,9 @@ class LifecycleController(Controller):
         runtime = runtime_of(request)
         light = await frame_for(request, frame_id, Capability.VIEW)
         if light.is_master or light.frame_type != FrameType.LIGHT:
-            raise NotFoundException(f"frame '{frame_id}' is not a light: only lights are calibrated")
+            raise NotFoundException(
+                f"frame '{frame_id}' is not a light: only lights are calibrated"
+            )
         plan = await plan_for(runtime, light)
         if plan.status != CalibrationStatus.CALIBRATED:
             return error_response(409, plan.error or plan.status.value, code=plan.status.value)
@@ -99,7 +101,9 @@ class LifecycleController(Controller):
         return error_response(409, reply.error or code, code=code)
 
     @post("/cache/clear", guards=[server_admin], status_code=200)
-    async def clear_cache(self, request: Request, observatory_id: str | None = None) -> CacheCleared:
+    async def clear_cache(
+        self, request: Request, observatory_id: str | None = None
+    ) -> CacheCleared:
         """Delete every calibrated light of the server, or of one observatory."""
         runtime = runtime_of(request)
         await _known(runtime, observatory_id)
@@ -107,19 +111,28 @@ class LifecycleController(Controller):
         return CacheCleared(observatory_id=observatory_id, entries=entries)
 
     @post("/maintenance/expiry-check", guards=[server_admin], status_code=200)
-    async def expiry_check(self, request: Request, observatory_id: str | None = None) -> ExpiryReport:
+    async def expiry_check(
+        self, request: Request, observatory_id: str | None = None
+    ) -> ExpiryReport:
         """Masters past their type's max age become expired (server-wide, or one observatory)."""
-        return await _maintenance(request, MaintenanceTask.EXPIRY_CHECK, observatory_id, ExpiryReport)
+        return await _maintenance(
+            request, MaintenanceTask.EXPIRY_CHECK, observatory_id, ExpiryReport
+        )
 
     @post("/maintenance/retention-cleanup", guards=[server_admin], status_code=200)
-    async def retention_cleanup(self, request: Request, observatory_id: str | None = None) -> RetentionReport:
+    async def retention_cleanup(
+        self, request: Request, observatory_id: str | None = None
+    ) -> RetentionReport:
         """Delete frames and superseded masters past retention, and orphaned objects
         (server-wide: the whole bucket; one observatory: its key prefixes)."""
-        return await _maintenance(request, MaintenanceTask.RETENTION_CLEANUP, observatory_id, RetentionReport)
+        return await _maintenance(
+            request, MaintenanceTask.RETENTION_CLEANUP, observatory_id, RetentionReport
+        )
 
 
-async def _maintenance(request: Request, task: MaintenanceTask, observatory_id: str | None,
-                       report_type: type[R]) -> R:
+async def _maintenance(
+    request: Request, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]
+) -> R:
     runtime = runtime_of(request)
     await _known(runtime, observatory_id)
     try:

@@ -51,7 +51,9 @@ class MasterUploadController(Controller):
             except InvalidFitsUpload as error:
                 raise _unprocessable(f"file: {error}") from error
             except MissingFieldsError as error:
-                raise _unprocessable(f"{error} (neither in the form nor in the FITS header)") from error
+                raise _unprocessable(
+                    f"{error} (neither in the form nor in the FITS header)"
+                ) from error
             except msgspec.ValidationError as error:
                 raise _unprocessable(f"invalid metadata: {error}") from error
             if metadata.frame_type == FrameType.LIGHT:
@@ -61,34 +63,52 @@ class MasterUploadController(Controller):
             master_id = f"u{uuid.uuid4().hex}"
             master = Frame(
                 **msgspec.structs.asdict(metadata),
-                id=master_id, observatory_id=observatory_id,
+                id=master_id,
+                observatory_id=observatory_id,
                 storage_key=master_storage_key(observatory_id, master_id),
-                size_bytes=upload.file_size, sha256=upload.sha256, registered_at=now, created_at=now,
-                is_master=True, config_key=config_key(configuration(metadata, settings)),
-                status=MasterStatus.ACTIVE, n_frames=_header_number(header, "NCOMBINE", int),
-                method=_header_number(header, "CALMETH", str) or "uploaded", method_params={},
+                size_bytes=upload.file_size,
+                sha256=upload.sha256,
+                registered_at=now,
+                created_at=now,
+                is_master=True,
+                config_key=config_key(configuration(metadata, settings)),
+                status=MasterStatus.ACTIVE,
+                n_frames=_header_number(header, "NCOMBINE", int),
+                method=_header_number(header, "CALMETH", str) or "uploaded",
+                method_params={},
                 temperature_min_c=_header_number(header, "TEMPMIN", float),
                 temperature_max_c=_header_number(header, "TEMPMAX", float),
                 components=[],
             )
             upload.file.seek(0)
             # the object first, then the record: a record never points at a missing object
-            await anyio.to_thread.run_sync(runtime.store.put_stream_sync, master.storage_key, upload.file)
+            await anyio.to_thread.run_sync(
+                runtime.store.put_stream_sync, master.storage_key, upload.file
+            )
         if not await runtime.frames.insert(master):
             await runtime.store.delete(master.storage_key)
             existing = await runtime.frames.by_file(observatory_id, master.sha256)
             raise ClientException(
                 f"this file is already stored as '{existing.id if existing else 'another frame'}'",
-                status_code=409)
+                status_code=409,
+            )
         try:
-            await publish(runtime.broker, events.MASTER_CREATED,
-                          events.MasterCreated(master_id=master.id, observatory_id=observatory_id),
-                          observatory_id=observatory_id, msg_id=f"created-{master.id}")
+            await publish(
+                runtime.broker,
+                events.MASTER_CREATED,
+                events.MasterCreated(master_id=master.id, observatory_id=observatory_id),
+                observatory_id=observatory_id,
+                msg_id=f"created-{master.id}",
+            )
         except Exception:
             # without master.created nothing would supersede the old master: undo, report 503
             await runtime.frames.delete(master.id)
             await runtime.store.delete(master.storage_key)
             raise
-        runtime.log.info("master uploaded", master_id=master.id, observatory_id=observatory_id,
-                         frame_type=master.frame_type.value)
+        runtime.log.info(
+            "master uploaded",
+            master_id=master.id,
+            observatory_id=observatory_id,
+            frame_type=master.frame_type.value,
+        )
         return master

@@ -18,7 +18,9 @@ from calib_infra.runtime import Runtime
 async def _state(runtime: Runtime, observatory_id: str):
     now = runtime.now()
     frames = await runtime.frames.calibration_frames(observatory_id)
-    frames += await runtime.frames.recent_lights(observatory_id, now - timedelta(days=LIGHT_WINDOW_DAYS))
+    frames += await runtime.frames.recent_lights(
+        observatory_id, now - timedelta(days=LIGHT_WINDOW_DAYS)
+    )
     masters = await runtime.frames.current_masters(observatory_id)
     jobs = await runtime.jobs.open_jobs(observatory_id)
     settings = await runtime.settings.get(observatory_id)
@@ -32,7 +34,9 @@ class NeedsController(Controller):
     async def summary(self, request: Request, observatory_id: str) -> Summary:
         """Frame counts and current masters per camera and configuration."""
         runtime = runtime_of(request)
-        counts = msgspec.convert(await runtime.frames.tally(observatory_id), list[CountRow], strict=False)
+        counts = msgspec.convert(
+            await runtime.frames.tally(observatory_id), list[CountRow], strict=False
+        )
         masters = await runtime.frames.current_masters(observatory_id)
         return summarize(observatory_id, counts, masters, runtime.now())
 

@@ -11,10 +11,14 @@ ERROR_SCHEMA = Schema(
     type=OpenAPIType.OBJECT,
     required=["error", "detail"],
     properties={
-        "error": Schema(type=OpenAPIType.STRING, description="machine-readable code, e.g. not_found"),
+        "error": Schema(
+            type=OpenAPIType.STRING, description="machine-readable code, e.g. not_found"
+        ),
         "detail": Schema(type=OpenAPIType.STRING, description="what went wrong, for people"),
         "dependency": Schema(type=OpenAPIType.STRING, description="with 503: mongodb, s3 or nats"),
-        "field": Schema(type=OpenAPIType.STRING, description="with 422 on settings: the refused field"),
+        "field": Schema(
+            type=OpenAPIType.STRING, description="with 422 on settings: the refused field"
+        ),
     },
 )
 
@@ -38,11 +42,31 @@ UPLOAD_FORM = Schema(
     required=["file"],
     properties={
         "file": Schema(type=OpenAPIType.STRING, format="binary", description="the FITS file"),
-        "observatory_id": Schema(type=OpenAPIType.STRING, description="optional for a plugin token"),
-        **{name: _TEXT for name in ("frame_type", "camera_name", "binning", "readout_mode", "filter",
-                                     "captured_at")},
-        **{name: _NUMBER for name in ("gain", "offset", "exposure_s", "temperature_c", "set_temperature_c",
-                                       "rotation_deg")},
+        "observatory_id": Schema(
+            type=OpenAPIType.STRING, description="optional for a plugin token"
+        ),
+        **{
+            name: _TEXT
+            for name in (
+                "frame_type",
+                "camera_name",
+                "binning",
+                "readout_mode",
+                "filter",
+                "captured_at",
+            )
+        },
+        **{
+            name: _NUMBER
+            for name in (
+                "gain",
+                "offset",
+                "exposure_s",
+                "temperature_c",
+                "set_temperature_c",
+                "rotation_deg",
+            )
+        },
         "width": Schema(type=OpenAPIType.INTEGER),
         "height": Schema(type=OpenAPIType.INTEGER),
     },
@@ -64,11 +88,17 @@ def document_errors(app: Litestar) -> None:
             operation = getattr(path_item, method, None)
             if operation is None:
                 continue
-            responses = {k: v for k, v in (operation.responses or {}).items() if not k.startswith(("4", "5"))}
+            responses = {
+                k: v for k, v in (operation.responses or {}).items() if not k.startswith(("4", "5"))
+            }
             for status, description in ERRORS.items():
                 responses[status] = OpenAPIResponse(
-                    description=description, content={"application/json": OpenAPIMediaType(schema=reference)})
+                    description=description,
+                    content={"application/json": OpenAPIMediaType(schema=reference)},
+                )
             operation.responses = responses
             if method == "post" and path in UPLOADS:
                 operation.request_body = RequestBody(
-                    required=True, content={"multipart/form-data": OpenAPIMediaType(schema=UPLOAD_FORM)})
+                    required=True,
+                    content={"multipart/form-data": OpenAPIMediaType(schema=UPLOAD_FORM)},
+                )

@@ -97,4 +97,8 @@ class CreateMasterIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     force: bool = False
 
     def group_request(self) -> dict[str, Any]:
-        return {k: v for k, v in msgspec.structs.asdict(self).items() if k not in ("force", "observatory_id")}
+        return {
+            k: v
+            for k, v in msgspec.structs.asdict(self).items()
+            if k not in ("force", "observatory_id")
+        }

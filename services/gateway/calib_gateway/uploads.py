@@ -36,13 +36,21 @@ class ParsedUpload:
         return self.digest.hexdigest()
 
 
-async def parse_multipart(content_type: str, chunks: AsyncIterator[bytes], max_file_bytes: int) -> ParsedUpload:
+async def parse_multipart(
+    content_type: str, chunks: AsyncIterator[bytes], max_file_bytes: int
+) -> ParsedUpload:
     kind, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise UploadError("expected multipart/form-data with a boundary")
     upload = ParsedUpload()
-    state: dict = {"name": None, "filename": None, "value": bytearray(), "header": b"", "headers": {}}
+    state: dict = {
+        "name": None,
+        "filename": None,
+        "value": bytearray(),
+        "header": b"",
+        "headers": {},
+    }
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state["header"] += data[start:end]
@@ -70,7 +78,9 @@ async def parse_multipart(content_type: str, chunks: AsyncIterator[bytes], max_f
         if state["filename"] is not None and state["name"] == "file":
             upload.file_size += end - start
             if upload.file_size > max_file_bytes:
-                raise UploadTooLargeError(f"file is larger than the limit of {max_file_bytes} bytes")
+                raise UploadTooLargeError(
+                    f"file is larger than the limit of {max_file_bytes} bytes"
+                )
             upload.file.write(data[start:end])
             upload.digest.update(data[start:end])
         else:
@@ -83,11 +93,17 @@ async def parse_multipart(content_type: str, chunks: AsyncIterator[bytes], max_f
             upload.fields[state["name"]] = state["value"].decode("utf-8", "replace")
         state.update(name=None, filename=None, value=bytearray(), headers={})
 
-    parser = MultipartParser(boundary, {
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         async for chunk in chunks:
             parser.write(chunk)

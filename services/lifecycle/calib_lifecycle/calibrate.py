@@ -31,10 +31,14 @@ def _reply(entry: CacheEntry, computed: bool) -> events.CalibrateReply:
     return events.CalibrateReply(status="ready", storage_key=entry.storage_key, computed=computed)
 
 
-async def handle_calibrate(runtime: Runtime, request: events.CalibrateRequest) -> events.CalibrateReply:
+async def handle_calibrate(
+    runtime: Runtime, request: events.CalibrateRequest
+) -> events.CalibrateReply:
     light = await runtime.frames.get(request.frame_id)
     if light is None or light.is_master or light.frame_type != FrameType.LIGHT:
-        return events.CalibrateReply(status="not_found", error=f"no light frame '{request.frame_id}'")
+        return events.CalibrateReply(
+            status="not_found", error=f"no light frame '{request.frame_id}'"
+        )
     plan = await plan_for(runtime, light)
     if plan.status == CalibrationStatus.NO_MASTERS:
         return events.CalibrateReply(status="no_masters", error=plan.error)
@@ -42,7 +46,9 @@ async def handle_calibrate(runtime: Runtime, request: events.CalibrateRequest) -
         return events.CalibrateReply(status="failed", error=plan.error)
     if (entry := await cached(runtime, plan)) is not None:
         return _reply(entry, computed=False)
-    if (stale := await runtime.cache.get(light.id)) is not None:  # another plan's, or its file is gone
+    if (
+        stale := await runtime.cache.get(light.id)
+    ) is not None:  # another plan's, or its file is gone
         await drop_entry(runtime, stale)
     entry = await _compute(runtime, light, plan)
     await runtime.cache.put(entry)
@@ -54,9 +60,16 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
     log = runtime.log.bind(frame_id=light.id, observatory_id=light.observatory_id)
     inputs = {"light": light, "bias": plan.bias, "dark": plan.dark, "flat": plan.flat}
     key = cache_storage_key(light.observatory_id, light.id, plan.signature)
-    entry = CacheEntry(id=light.id, observatory_id=light.observatory_id, signature=plan.signature,
-                       status=CACHE_READY, masters=plan.masters, warnings=plan.warnings,
-                       created_at=runtime.now(), storage_key=key)
+    entry = CacheEntry(
+        id=light.id,
+        observatory_id=light.observatory_id,
+        signature=plan.signature,
+        status=CACHE_READY,
+        masters=plan.masters,
+        warnings=plan.warnings,
+        created_at=runtime.now(),
+        storage_key=key,
+    )
     with runtime.files.workdir(prefix="calibrate-") as workdir:
         paths: dict[str, Path] = {}
         names: dict[str, str] = {}
@@ -70,18 +83,27 @@ async def _compute(runtime: Runtime, light: Frame, plan: CalibrationPlan) -> Cac
             await runtime.files.trim()
             output = workdir / "calibrated.fits"
             await asyncio.to_thread(
-                calibrate_light, paths["light"], output,
-                bias=paths.get("bias"), dark=paths.get("dark"), flat=paths.get("flat"),
+                calibrate_light,
+                paths["light"],
+                output,
+                bias=paths.get("bias"),
+                dark=paths.get("dark"),
+                flat=paths.get("flat"),
                 dark_scale=light.exposure_s if plan.camera_type == "CCD" else 1.0,
                 flat_scale=_flat_median(plan.flat),
-                cards=calibration_cards(plan, entry.created_at), memory_limit_mb=BAND_MEMORY_MB,
+                cards=calibration_cards(plan, entry.created_at),
+                memory_limit_mb=BAND_MEMORY_MB,
             )
         except (UnusableFileError, InvalidFitsError) as error:
             text = str(error)
             for path, name in names.items():
                 text = text.replace(path, name)
             log.warning("calibration failed", error=text)
-            entry.status, entry.storage_key, entry.error = CACHE_FAILED, None, f"calibration failed: {text}"
+            entry.status, entry.storage_key, entry.error = (
+                CACHE_FAILED,
+                None,
+                f"calibration failed: {text}",
+            )
             return entry
         await runtime.store.put_file(key, output)
         entry.size_bytes = output.stat().st_size

@@ -43,9 +43,13 @@ async def expiry_check(runtime: Runtime, observatory_id: str | None) -> ExpiryRe
         newly_expired = []
         for master in masters_to_expire(current, settings, now):
             # the event first: a crash before the update repeats both (the repeat is dropped)
-            await publish(runtime.broker, events.MASTER_EXPIRED,
-                          events.MasterExpired(master_id=master.id, observatory_id=observatory),
-                          observatory_id=observatory, msg_id=f"expired-{master.id}")
+            await publish(
+                runtime.broker,
+                events.MASTER_EXPIRED,
+                events.MasterExpired(master_id=master.id, observatory_id=observatory),
+                observatory_id=observatory,
+                msg_id=f"expired-{master.id}",
+            )
             if await runtime.frames.expire(master.id):
                 runtime.log.info("master expired", master_id=master.id, observatory_id=observatory)
                 newly_expired.append(master.id)
@@ -53,11 +57,21 @@ async def expiry_check(runtime: Runtime, observatory_id: str | None) -> ExpiryRe
         soon += sum(expiry_state(m, settings, now) == ExpiryState.EXPIRING_SOON for m in current)
         if newly_expired:
             # cached files name their warnings: an expired master is now a stale one
-            invalidated += await invalidate_stale(runtime, observatory, because_of=newly_expired,
-                                                  msg_id=f"cache-expired-{min(newly_expired)}")
-    return ExpiryReport(observatory_id=observatory_id, observatories=len(observatories), checked=checked,
-                        expired=expired, expiring_soon=soon, cache_entries_invalidated=invalidated,
-                        finished_at=runtime.now())
+            invalidated += await invalidate_stale(
+                runtime,
+                observatory,
+                because_of=newly_expired,
+                msg_id=f"cache-expired-{min(newly_expired)}",
+            )
+    return ExpiryReport(
+        observatory_id=observatory_id,
+        observatories=len(observatories),
+        checked=checked,
+        expired=expired,
+        expiring_soon=soon,
+        cache_entries_invalidated=invalidated,
+        finished_at=runtime.now(),
+    )
 
 
 async def retention_cleanup(runtime: Runtime, observatory_id: str | None) -> RetentionReport:
@@ -70,7 +84,9 @@ async def retention_cleanup(runtime: Runtime, observatory_id: str | None) -> Ret
     for observatory in observatories:
         settings = await runtime.settings.get(observatory)
         masters = await runtime.frames.masters(observatory)
-        for frame in await runtime.frames.many(sorted(frames_past_retention(masters, settings, now))):
+        for frame in await runtime.frames.many(
+            sorted(frames_past_retention(masters, settings, now))
+        ):
             if not frame.is_master and frame.observatory_id == observatory:
                 await delete_frame(runtime, frame)
                 frames_deleted += 1
@@ -78,9 +94,15 @@ async def retention_cleanup(runtime: Runtime, observatory_id: str | None) -> Ret
             await delete_frame(runtime, master)
             masters_deleted += 1
     orphans = await delete_orphans(runtime, observatory_id, now)
-    return RetentionReport(observatory_id=observatory_id, observatories=len(observatories),
-                           frames_deleted=frames_deleted, masters_deleted=masters_deleted,
-                           orphans_deleted=orphans, resumed_deletions=resumed, finished_at=runtime.now())
+    return RetentionReport(
+        observatory_id=observatory_id,
+        observatories=len(observatories),
+        frames_deleted=frames_deleted,
+        masters_deleted=masters_deleted,
+        orphans_deleted=orphans,
+        resumed_deletions=resumed,
+        finished_at=runtime.now(),
+    )
 
 
 async def run_maintenance(runtime: Runtime, command: events.MaintenanceCommand) -> msgspec.Struct:
@@ -90,6 +112,8 @@ async def run_maintenance(runtime: Runtime, command: events.MaintenanceCommand) 
     run = expiry_check if task == MaintenanceTask.EXPIRY_CHECK else retention_cleanup
     report = await run(runtime, command.observatory_id)
     if command.observatory_id is None:
-        await runtime.maintenance_runs.record(task.value, report.finished_at, msgspec.to_builtins(report))
+        await runtime.maintenance_runs.record(
+            task.value, report.finished_at, msgspec.to_builtins(report)
+        )
     log.info("maintenance finished", **msgspec.structs.asdict(report))
     return report

@@ -25,8 +25,12 @@ async def handle_master_created(runtime: Runtime, event: events.MasterCreated) -
         current = await runtime.frames.current_masters(observatory_id, master.frame_type)
         for old, replacement in supersession(master, current, settings):
             if await runtime.frames.supersede(old.id, replacement.id, runtime.now()):
-                runtime.log.info("master superseded", master_id=old.id, superseded_by=replacement.id,
-                                 observatory_id=observatory_id)
+                runtime.log.info(
+                    "master superseded",
+                    master_id=old.id,
+                    superseded_by=replacement.id,
+                    observatory_id=observatory_id,
+                )
     # finish the bookkeeping of every master this one replaced (or, recorded out of
     # order, of this one itself): after a crash some of it may be missing
     replaced = await runtime.frames.superseded_by(master.id)
@@ -37,10 +41,19 @@ async def handle_master_created(runtime: Runtime, event: events.MasterCreated) -
         # frames the old master claimed and its successor did not are unclaimed again
         await runtime.frames.release(old.id)
         await publish(
-            runtime.broker, events.MASTER_SUPERSEDED,
-            events.MasterSuperseded(master_id=old.id, observatory_id=observatory_id,
-                                    superseded_by=old.superseded_by or master.id),
-            observatory_id=observatory_id, msg_id=f"superseded-{old.id}",
+            runtime.broker,
+            events.MASTER_SUPERSEDED,
+            events.MasterSuperseded(
+                master_id=old.id,
+                observatory_id=observatory_id,
+                superseded_by=old.superseded_by or master.id,
+            ),
+            observatory_id=observatory_id,
+            msg_id=f"superseded-{old.id}",
         )
-    await invalidate_stale(runtime, observatory_id, because_of=[m.id for m in replaced] or [master.id],
-                           msg_id=f"cache-created-{master.id}")
+    await invalidate_stale(
+        runtime,
+        observatory_id,
+        because_of=[m.id for m in replaced] or [master.id],
+        msg_id=f"cache-created-{master.id}",
+    )

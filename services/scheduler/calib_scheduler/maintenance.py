@@ -12,7 +12,10 @@ from calib_core.lifecycle import ExpiryReport, MaintenanceTask, RetentionReport,
 from calib_infra.rpc import request_maintenance
 from calib_infra.runtime import Runtime
 
-REPORTS = {MaintenanceTask.EXPIRY_CHECK: ExpiryReport, MaintenanceTask.RETENTION_CLEANUP: RetentionReport}
+REPORTS = {
+    MaintenanceTask.EXPIRY_CHECK: ExpiryReport,
+    MaintenanceTask.RETENTION_CLEANUP: RetentionReport,
+}
 
 
 def intervals(runtime: Runtime) -> dict[MaintenanceTask, float]:
@@ -26,7 +29,9 @@ async def run_due_tasks(runtime: Runtime) -> list[MaintenanceTask]:
     """Ask for every task that is due; returns those that ran."""
     ran = []
     for task, interval_s in intervals(runtime).items():
-        if not maintenance_due(await runtime.maintenance_runs.last_run(task.value), runtime.now(), interval_s):
+        if not maintenance_due(
+            await runtime.maintenance_runs.last_run(task.value), runtime.now(), interval_s
+        ):
             continue
         report = await request_maintenance(runtime, task, None, REPORTS[task])
         runtime.log.info("daily maintenance done", task=task.value, report=str(report))

@@ -18,7 +18,8 @@ async def sweep_observatory(runtime: Runtime, observatory_id: str) -> int:
     queued = await check_triggers(runtime, unclaimed, JobTrigger.SWEEP)
     for job in await runtime.jobs.open_jobs(observatory_id):
         if job.status == JobStatus.QUEUED:
-            # a request lost between the job insert and its publish; a repeat is dropped by the stream
+            # a request lost between the job insert and its publish; a repeat is dropped by
+            # the stream
             await publish_stack_request(runtime, job)
     return len(queued)
 
@@ -33,9 +34,12 @@ async def resume_deferred(runtime: Runtime, observatory_id: str) -> int:
         if frames:
             group = find_group(await groups_with(runtime, frames[0], settings), frames[0].id)
             if group is not None:
-                frame_ids = [f.id for f in retained_frames(group, settings, runtime.now())] or frame_ids
-        requeued = await runtime.jobs.requeue(job.id, runtime.now(), from_statuses=[JobStatus.DEFERRED],
-                                              frame_ids=frame_ids)
+                frame_ids = [
+                    f.id for f in retained_frames(group, settings, runtime.now())
+                ] or frame_ids
+        requeued = await runtime.jobs.requeue(
+            job.id, runtime.now(), from_statuses=[JobStatus.DEFERRED], frame_ids=frame_ids
+        )
         if requeued is not None:
             runtime.log.info("deferred job resumed", job_id=job.id, observatory_id=observatory_id)
             await publish_stack_request(runtime, requeued)
@@ -49,7 +53,9 @@ async def sweep_all(runtime: Runtime) -> None:
     for observatory in observatories:
         resumed += await resume_deferred(runtime, observatory.id)
         queued += await sweep_observatory(runtime, observatory.id)
-    runtime.log.info("sweep finished", observatories=len(observatories), resumed=resumed, queued=queued)
+    runtime.log.info(
+        "sweep finished", observatories=len(observatories), resumed=resumed, queued=queued
+    )
 
 
 async def sweep_forever(runtime: Runtime) -> None:

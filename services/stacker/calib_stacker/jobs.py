@@ -62,9 +62,11 @@ class StackedMaster:
 
 async def _announce(runtime: Runtime, job: StackJob, progress: float, status: JobStatus) -> None:
     await publish_transient(
-        runtime.broker, events.STACK_PROGRESS,
-        events.StackProgress(job_id=job.id, observatory_id=job.observatory_id, progress=progress,
-                             status=status.value),
+        runtime.broker,
+        events.STACK_PROGRESS,
+        events.StackProgress(
+            job_id=job.id, observatory_id=job.observatory_id, progress=progress, status=status.value
+        ),
         observatory_id=job.observatory_id,
     )
 
@@ -127,16 +129,19 @@ async def _holding(runtime: Runtime, job: StackJob) -> AsyncIterator[None]:
 async def _claim(runtime: Runtime, job: StackJob) -> StackJob | None:
     """The job, now ours; None if it needs no work; RetryLater while a live replica holds it."""
     now = runtime.now()
-    claimed = await runtime.jobs.claim(job.id, runtime.instance, now,
-                                       stale_before=now - timedelta(seconds=_lease_s(runtime)))
+    claimed = await runtime.jobs.claim(
+        job.id, runtime.instance, now, stale_before=now - timedelta(seconds=_lease_s(runtime))
+    )
     if claimed is not None:
         return claimed
     current = await runtime.jobs.get(job.id)
     if current is not None and current.status == JobStatus.RUNNING:
         # look again when the claim would run out, unless its holder renews it meanwhile
         expires = current.updated_at + timedelta(seconds=_lease_s(runtime)) - runtime.now()
-        raise RetryLater(f"job {job.id} is being stacked by {current.worker}",
-                         delay_s=max(expires.total_seconds(), 0.0) + 0.5)
+        raise RetryLater(
+            f"job {job.id} is being stacked by {current.worker}",
+            delay_s=max(expires.total_seconds(), 0.0) + 0.5,
+        )
     return None
 
 
@@ -148,15 +153,21 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def _preprocessing(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
-                         sample: Frame) -> Preprocessing | str:
+async def _preprocessing(
+    runtime: Runtime, job: StackJob, settings: CalibrationSettings, sample: Frame
+) -> Preprocessing | str:
     """The masters to preprocess with, or the reason the job must wait for one."""
     masters = await runtime.frames.current_masters(job.observatory_id)
     return preprocessing(job.frame_type, sample, masters, settings)
 
 
-async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Frame], workdir: Path,
-                    progress: Progress) -> tuple[list[Path], list[Path]]:
+async def _download(
+    runtime: Runtime,
+    frames: list[Frame],
+    calibration: list[Frame],
+    workdir: Path,
+    progress: Progress,
+) -> tuple[list[Path], list[Path]]:
     """The job's files, from the local cache or a few at a time from storage; a missing or
     changed object fails the job naming its frame."""
     slots = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
@@ -173,30 +184,44 @@ async def _download(runtime: Runtime, frames: list[Frame], calibration: list[Fra
         await progress.report(DOWNLOADED * done / (len(frames) + len(calibration)))
         return path
 
-    fetches = [fetch(frame, workdir / f"{index:04d}-{frame.id}.fits", "source frame")
-               for index, frame in enumerate(frames)]
-    fetches += [fetch(master, workdir / f"master-{master.id}.fits", f"master {master.frame_type.value}")
-                for master in calibration]
+    fetches = [
+        fetch(frame, workdir / f"{index:04d}-{frame.id}.fits", "source frame")
+        for index, frame in enumerate(frames)
+    ]
+    fetches += [
+        fetch(master, workdir / f"master-{master.id}.fits", f"master {master.frame_type.value}")
+        for master in calibration
+    ]
     # every download ends before the first failure is raised: none writes into a removed folder
     paths = await asyncio.gather(*fetches, return_exceptions=True)
     await runtime.files.trim()
     for outcome in paths:
         if isinstance(outcome, BaseException):
             raise outcome
-    return paths[: len(frames)], paths[len(frames):]
+    return paths[: len(frames)], paths[len(frames) :]
 
 
-async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings, frames: list[Frame],
-                 calibration: Preprocessing, workdir: Path, progress: Progress) -> StackedMaster:
+async def _stack(
+    runtime: Runtime,
+    job: StackJob,
+    settings: CalibrationSettings,
+    frames: list[Frame],
+    calibration: Preprocessing,
+    workdir: Path,
+    progress: Progress,
+) -> StackedMaster:
     paths, master_paths = await _download(runtime, frames, calibration.masters, workdir, progress)
     local = dict(zip((m.id for m in calibration.masters), master_paths, strict=True))
     names = {str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
-    names.update({str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters})
+    names.update(
+        {str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters}
+    )
     ccd_dark = job.frame_type == FrameType.DARK and settings.camera_type == "CCD"
     by_exposure = ccd_dark or calibration.dark_rate is not None
     try:
         result = await asyncio.to_thread(
-            stack_files, paths,
+            stack_files,
+            paths,
             method=settings.stacking_method,
             sigma=settings.sigma_clip_value,
             maxiters=settings.sigma_clip_iterations,
@@ -207,19 +232,31 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
             normalise=job.frame_type == FrameType.FLAT,
             progress=progress.stacking,
         )
-    except ValueError as error:  # unreadable or odd-sized files, unusable values (InvalidFitsError too)
+    except (
+        ValueError
+    ) as error:  # unreadable or odd-sized files, unusable values (InvalidFitsError too)
         text = str(error)
         for path, name in names.items():
             text = text.replace(path, name)
         raise JobFailure(f"stacking failed: {text}") from error
     cards = provenance_cards(job, frames, runtime.now())
     if calibration.subtract is not None:
-        cards.append(("CALPRE", calibration.subtract.id,
-                      f"master {calibration.subtract.frame_type.value} subtracted"))
+        cards.append(
+            (
+                "CALPRE",
+                calibration.subtract.id,
+                f"master {calibration.subtract.frame_type.value} subtracted",
+            )
+        )
     if calibration.dark_rate is not None:
-        cards.append(("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted"))
+        cards.append(
+            ("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted")
+        )
     fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
-    image_stats, preview = await asyncio.gather(  # side by side: the kernels and zlib release the GIL
+    (
+        image_stats,
+        preview,
+    ) = await asyncio.gather(  # side by side: the kernels and zlib release the GIL
         asyncio.to_thread(master_stats, result.image, job.frame_type.value),
         asyncio.to_thread(preview_png, result.image),
     )
@@ -227,7 +264,11 @@ async def _stack(runtime: Runtime, job: StackJob, settings: CalibrationSettings,
     await asyncio.to_thread(write_master_fits, fits_path, result.image, cards)
     preview_path.write_bytes(preview)
     await progress.report(WRITTEN, force=True)
-    stats = {**image_stats, "rejected_fraction": result.rejected_fraction, **temperature_stats(frames)}
+    stats = {
+        **image_stats,
+        "rejected_fraction": result.rejected_fraction,
+        **temperature_stats(frames),
+    }
     return StackedMaster(fits_path, preview_path, stats, result.image.shape)
 
 
@@ -249,7 +290,9 @@ async def _record(runtime: Runtime, master: Frame) -> Frame:
         raise JobFailure(f"another frame of observatory {master.observatory_id} has the same file")
     stored = await runtime.store.scan(existing.storage_key, 0)
     if stored.sha256 != existing.sha256:
-        await runtime.frames.update(existing.id, {"sha256": stored.sha256, "size_bytes": stored.size})
+        await runtime.frames.update(
+            existing.id, {"sha256": stored.sha256, "size_bytes": stored.size}
+        )
     return existing
 
 
@@ -257,23 +300,36 @@ async def _finish(runtime: Runtime, job: StackJob, master: Frame) -> None:
     await runtime.frames.claim(master.components or [], master.id)
     await runtime.jobs.finish(job.id, JobStatus.SUCCEEDED, runtime.now(), master_id=master.id)
     await publish(
-        runtime.broker, events.MASTER_CREATED,
-        events.MasterCreated(master_id=master.id, observatory_id=master.observatory_id, job_id=job.id),
-        observatory_id=master.observatory_id, msg_id=f"created-{master.id}",
+        runtime.broker,
+        events.MASTER_CREATED,
+        events.MasterCreated(
+            master_id=master.id, observatory_id=master.observatory_id, job_id=job.id
+        ),
+        observatory_id=master.observatory_id,
+        msg_id=f"created-{master.id}",
     )
     await _announce(runtime, job, 1.0, JobStatus.SUCCEEDED)
-    runtime.log.info("master created", master_id=master.id, job_id=job.id,
-                     observatory_id=master.observatory_id, n_frames=master.n_frames)
+    runtime.log.info(
+        "master created",
+        master_id=master.id,
+        job_id=job.id,
+        observatory_id=master.observatory_id,
+        n_frames=master.n_frames,
+    )
 
 
 async def _fail(runtime: Runtime, job: StackJob, reason: str) -> None:
-    runtime.log.warning("stacking job failed", job_id=job.id, observatory_id=job.observatory_id, error=reason)
+    runtime.log.warning(
+        "stacking job failed", job_id=job.id, observatory_id=job.observatory_id, error=reason
+    )
     await _discard_objects(runtime, job)
     await runtime.jobs.finish(job.id, JobStatus.FAILED, runtime.now(), error=reason)
     await publish(
-        runtime.broker, events.STACK_FAILED,
+        runtime.broker,
+        events.STACK_FAILED,
         events.StackFailed(job_id=job.id, observatory_id=job.observatory_id, reason=reason),
-        observatory_id=job.observatory_id, msg_id=f"failed-{job.id}-{job.attempts}",
+        observatory_id=job.observatory_id,
+        msg_id=f"failed-{job.id}-{job.attempts}",
     )
 
 
@@ -282,9 +338,11 @@ async def _defer(runtime: Runtime, job: StackJob, reason: str) -> None:
     await _discard_objects(runtime, job)
     await runtime.jobs.defer(job.id, reason, runtime.now())
     await publish(
-        runtime.broker, events.STACK_DEFERRED,
+        runtime.broker,
+        events.STACK_DEFERRED,
         events.StackDeferred(job_id=job.id, observatory_id=job.observatory_id, reason=reason),
-        observatory_id=job.observatory_id, msg_id=f"deferred-{job.id}-{job.attempts}",
+        observatory_id=job.observatory_id,
+        msg_id=f"deferred-{job.id}-{job.attempts}",
     )
 
 
@@ -296,9 +354,10 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
     if not frames:
         await _fail(runtime, job, "none of the job's frames exist any more")
         return
-    if job.trigger in (JobTrigger.REGISTRATION, JobTrigger.SWEEP) and sum(
-        f.master_id is None for f in frames
-    ) < settings.min_frames_for_master:
+    if (
+        job.trigger in (JobTrigger.REGISTRATION, JobTrigger.SWEEP)
+        and sum(f.master_id is None for f in frames) < settings.min_frames_for_master
+    ):
         # queued by a trigger that counted frames a master claimed meanwhile: nothing new
         log.info("redundant automatic job dropped")
         await _discard_objects(runtime, job)
@@ -319,15 +378,22 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
             return
         height, width = stacked.shape
         master = build_master(
-            job, frames, width=width, height=height, size_bytes=stacked.fits_path.stat().st_size,
-            sha256=await asyncio.to_thread(_sha256_of, stacked.fits_path), stats=stacked.stats,
+            job,
+            frames,
+            width=width,
+            height=height,
+            size_bytes=stacked.fits_path.stat().st_size,
+            sha256=await asyncio.to_thread(_sha256_of, stacked.fits_path),
+            stats=stacked.stats,
             now=runtime.now(),
         )
         # The object first, then the record: a record never points at a missing object.
         await runtime.store.put_file(master.storage_key, stacked.fits_path)
         await asyncio.to_thread(runtime.files.keep_sync, stacked.fits_path, master.sha256)
         await progress.report(UPLOADED, force=True)
-        await runtime.store.put_file(master.preview_key, stacked.preview_path, content_type="image/png")
+        await runtime.store.put_file(
+            master.preview_key, stacked.preview_path, content_type="image/png"
+        )
     try:
         master = await _record(runtime, master)
     except JobFailure as failure:

@@ -15,9 +15,14 @@ def viewer():
 
 
 def obs_admin():
-    return Principal(token_id="t2", user_id="u2",
-                     memberships=[Membership(observatory_id=OWN, can_admin=True),
-                                  Membership(observatory_id="obs-third", can_admin=False)])
+    return Principal(
+        token_id="t2",
+        user_id="u2",
+        memberships=[
+            Membership(observatory_id=OWN, can_admin=True),
+            Membership(observatory_id="obs-third", can_admin=False),
+        ],
+    )
 
 
 def server_admin():
@@ -74,8 +79,10 @@ TABLE = {
 }
 
 
-@pytest.mark.parametrize(("who", "capability", "observatory", "expected"),
-                         [(*key, value) for key, value in TABLE.items()])
+@pytest.mark.parametrize(
+    ("who", "capability", "observatory", "expected"),
+    [(*key, value) for key, value in TABLE.items()],
+)
 def test_permission_table(who, capability, observatory, expected):
     principal = globals()[who]()
     assert allowed(principal, capability, observatory) is expected

@@ -31,8 +31,16 @@ def plan(light_frame, masters, settings=CMOS):
 
 
 def entry(p, status=CACHE_READY, error=None):
-    return CacheEntry(id=p.light_id, observatory_id="obs-1", signature=p.signature, status=status,
-                      masters=p.masters, warnings=p.warnings, created_at=NOW, error=error)
+    return CacheEntry(
+        id=p.light_id,
+        observatory_id="obs-1",
+        signature=p.signature,
+        status=status,
+        masters=p.masters,
+        warnings=p.warnings,
+        created_at=NOW,
+        error=error,
+    )
 
 
 def test_cmos_uses_the_dark_of_the_lights_exposure_and_the_flat_of_its_filter():
@@ -52,11 +60,14 @@ def test_ccd_uses_bias_and_a_dark_rate_of_any_exposure():
     assert p.status == CalibrationStatus.CALIBRATED
 
 
-@pytest.mark.parametrize(("settings", "present", "missing"), [
-    (CMOS, [], "dark"),
-    (CCD, ["dark", "flat"], "bias"),
-    (CCD, ["bias", "flat"], "dark"),
-])
+@pytest.mark.parametrize(
+    ("settings", "present", "missing"),
+    [
+        (CMOS, [], "dark"),
+        (CCD, ["dark", "flat"], "bias"),
+        (CCD, ["bias", "flat"], "dark"),
+    ],
+)
 def test_without_the_masters_to_subtract_a_light_has_no_masters(settings, present, missing):
     p = plan(light(), [master(kind) for kind in present], settings)
     assert p.status == CalibrationStatus.NO_MASTERS
@@ -84,9 +95,12 @@ def test_an_expired_or_overage_master_is_used_with_a_stale_warning():
     p = plan(light(), [expired, master("flat")])
     assert p.dark is expired and p.status == CalibrationStatus.CALIBRATED
     assert [w for w in p.warnings if w.startswith("stale master")] == [
-        f"stale master: master dark {expired.id} is expired (older than 30 days)"]
+        f"stale master: master dark {expired.id} is expired (older than 30 days)"
+    ]
     overage_flat = master("flat", created_at=NOW - timedelta(days=8))
-    assert any("stale master: master flat" in w for w in plan(light(), [expired, overage_flat]).warnings)
+    assert any(
+        "stale master: master flat" in w for w in plan(light(), [expired, overage_flat]).warnings
+    )
 
 
 def test_a_temperature_more_than_half_the_tolerance_away_is_a_mismatch_warning():
@@ -99,7 +113,11 @@ def test_a_temperature_more_than_half_the_tolerance_away_is_a_mismatch_warning()
 
 
 def test_bias_temperature_is_never_a_mismatch():
-    p = plan(light(temperature_c=-10.0), [master("bias", temperature_c=5.0), master("dark"), master("flat")], CCD)
+    p = plan(
+        light(temperature_c=-10.0),
+        [master("bias", temperature_c=5.0), master("dark"), master("flat")],
+        CCD,
+    )
     assert p.warnings == []
 
 
@@ -136,15 +154,20 @@ def test_a_failed_computation_for_the_same_plan_makes_the_light_cal_failed():
     assert light_status(p, None) == (CalibrationStatus.CALIBRATED, None)
     assert light_status(p, entry(p)) == (CalibrationStatus.CALIBRATED, None)
     failed = entry(p, CACHE_FAILED, "calibration failed: truncated")
-    assert light_status(p, failed) == (CalibrationStatus.CAL_FAILED, "calibration failed: truncated")
+    assert light_status(p, failed) == (
+        CalibrationStatus.CAL_FAILED,
+        "calibration failed: truncated",
+    )
     replanned = plan(light(id=p.light_id), [master("dark", created_at=NOW)])
     assert light_status(replanned, failed) == (CalibrationStatus.CALIBRATED, None)
 
 
 def test_every_warning_and_error_is_ascii_for_fits_headers():
     settings = CalibrationSettings(rotation_matching="preferred")
-    masters = [master("dark", status=MasterStatus.EXPIRED, temperature_c=-8.6),
-               master("flat", filter="L", rotation_deg=45.0, temperature_c=-8.6, settings=settings)]
+    masters = [
+        master("dark", status=MasterStatus.EXPIRED, temperature_c=-8.6),
+        master("flat", filter="L", rotation_deg=45.0, temperature_c=-8.6, settings=settings),
+    ]
     p = plan(light(temperature_c=-10.0, rotation_deg=0.0), masters, settings)
     assert len(p.warnings) == 4  # stale dark, two temperature mismatches, rotation mismatch
     none = plan(light(), [], settings)
@@ -162,7 +185,9 @@ def test_the_header_names_the_masters_and_the_warnings():
     assert cards["HISTORY"] == "calib: calibrated = light - dark"
     ccd = plan(light(), [master("bias"), master("dark"), master("flat")], CCD)
     ccd_cards = {k: v for k, v, _ in calibration_cards(ccd, NOW)}
-    assert ccd_cards["HISTORY"] == "calib: calibrated = (light - bias - dark_rate * exposure) / flat"
+    assert (
+        ccd_cards["HISTORY"] == "calib: calibrated = (light - bias - dark_rate * exposure) / flat"
+    )
     assert ccd_cards["CALNWARN"] == 0
 
 

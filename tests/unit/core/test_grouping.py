@@ -41,8 +41,15 @@ def groups_of(groups, frames):
 
 def test_cmos_dark_configuration_has_rounded_exposure_and_no_filter():
     config = configuration(frame("dark", exposure_s=59.6, filter="Ha"), CMOS)
-    assert config == {"frame_type": "dark", "camera_name": "ZWO ASI2600MM", "gain": 100.0,
-                      "offset": 50.0, "binning": "1x1", "readout_mode": None, "exposure_s": 60.0}
+    assert config == {
+        "frame_type": "dark",
+        "camera_name": "ZWO ASI2600MM",
+        "gain": 100.0,
+        "offset": 50.0,
+        "binning": "1x1",
+        "readout_mode": None,
+        "exposure_s": 60.0,
+    }
 
 
 def test_ccd_dark_configuration_has_no_exposure():
@@ -63,10 +70,21 @@ def test_bias_configuration_has_neither_exposure_nor_filter():
     assert set(config) == {"frame_type", "camera_name", "gain", "offset", "binning", "readout_mode"}
 
 
-@pytest.mark.parametrize(("exposure", "second"), [
-    (59.6, 60.0), (60.4, 60.0), (60.0, 60.0), (60.5, 61.0), (0.5, 1.0), (1.5, 2.0), (2.5, 3.0),
-    (0.49, 0.0), (0.001, 0.0), (299.99, 300.0),
-])
+@pytest.mark.parametrize(
+    ("exposure", "second"),
+    [
+        (59.6, 60.0),
+        (60.4, 60.0),
+        (60.0, 60.0),
+        (60.5, 61.0),
+        (0.5, 1.0),
+        (1.5, 2.0),
+        (2.5, 3.0),
+        (0.49, 0.0),
+        (0.001, 0.0),
+        (299.99, 300.0),
+    ],
+)
 def test_exposure_rounds_half_up_to_the_second(exposure, second):
     assert exposure_second(exposure) == second
 
@@ -83,7 +101,11 @@ def test_config_key_is_stable_and_order_free():
 
 
 def test_cmos_darks_close_exposures_group_together():
-    frames = [frame("dark", exposure_s=59.6), frame("dark", exposure_s=60.4), frame("dark", exposure_s=60.0)]
+    frames = [
+        frame("dark", exposure_s=59.6),
+        frame("dark", exposure_s=60.4),
+        frame("dark", exposure_s=60.0),
+    ]
     groups = group_frames(frames, CMOS)
     assert len(groups) == 1
     assert groups[0].config["exposure_s"] == 60.0
@@ -139,16 +161,19 @@ def test_types_never_mix():
     assert sorted(g.frame_type.value for g in groups) == ["bias", "dark", "flat"]
 
 
-@pytest.mark.parametrize(("field", "a", "b"), [
-    ("gain", 100.0, 101.0),
-    ("gain", 100.0, None),
-    ("offset", 50.0, 30.0),
-    ("offset", None, 30.0),
-    ("binning", "1x1", "2x2"),
-    ("readout_mode", "High Gain", "Low Noise"),
-    ("readout_mode", None, "Low Noise"),
-    ("camera_name", "Cam A", "Cam B"),
-])
+@pytest.mark.parametrize(
+    ("field", "a", "b"),
+    [
+        ("gain", 100.0, 101.0),
+        ("gain", 100.0, None),
+        ("offset", 50.0, 30.0),
+        ("offset", None, 30.0),
+        ("binning", "1x1", "2x2"),
+        ("readout_mode", "High Gain", "Low Noise"),
+        ("readout_mode", None, "Low Noise"),
+        ("camera_name", "Cam A", "Cam B"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["dark", "flat", "bias"])
 def test_hardware_fields_separate_configurations(field, a, b, kind):
     frames = [frame(kind, **{field: a}), frame(kind, **{field: a}), frame(kind, **{field: b})]
@@ -173,7 +198,10 @@ def test_temperature_clusters_span_at_most_the_tolerance():
     s = CalibrationSettings(temperature_tolerance_c=2.0)
     frames = [frame("dark", temperature_c=t) for t in (-10.0, -9.0, -7.9, -7.0)]
     groups = group_frames(frames, s)
-    assert [sorted(f.temperature_c for f in g.frames) for g in groups] == [[-10.0, -9.0], [-7.9, -7.0]]
+    assert [sorted(f.temperature_c for f in g.frames) for g in groups] == [
+        [-10.0, -9.0],
+        [-7.9, -7.0],
+    ]
 
 
 def test_distant_temperatures_are_separate_groups_of_one_configuration():
@@ -185,8 +213,11 @@ def test_distant_temperatures_are_separate_groups_of_one_configuration():
 
 
 def test_frames_without_temperature_form_their_own_cluster():
-    frames = [frame("dark", temperature_c=None), frame("dark", temperature_c=-10.0),
-              frame("dark", temperature_c=None)]
+    frames = [
+        frame("dark", temperature_c=None),
+        frame("dark", temperature_c=-10.0),
+        frame("dark", temperature_c=None),
+    ]
     groups = group_frames(frames, CMOS)
     assert len(groups) == 2
     no_temp = [g for g in groups if g.temperature_c is None]
@@ -221,7 +252,11 @@ def test_rotation_clusters_flats_when_it_matters(mode):
     s = CalibrationSettings(rotation_matching=mode, rotation_tolerance_deg=1.0)
     frames = [frame("flat", rotation_deg=r) for r in (10.0, 10.5, 11.0, 12.5, 90.0)]
     groups = group_frames(frames, s)
-    assert [sorted(f.rotation_deg for f in g.frames) for g in groups] == [[10.0, 10.5, 11.0], [12.5], [90.0]]
+    assert [sorted(f.rotation_deg for f in g.frames) for g in groups] == [
+        [10.0, 10.5, 11.0],
+        [12.5],
+        [90.0],
+    ]
     assert len({g.config_key for g in groups}) == 1
     assert len({g.group_key for g in groups}) == 3
 
@@ -233,10 +268,14 @@ def test_rotation_never_splits_darks():
 
 
 def test_rotation_then_temperature():
-    s = CalibrationSettings(rotation_matching="required", rotation_tolerance_deg=1.0, temperature_tolerance_c=1.0)
-    frames = [frame("flat", rotation_deg=10.0, temperature_c=-10.0),
-              frame("flat", rotation_deg=10.0, temperature_c=5.0),
-              frame("flat", rotation_deg=50.0, temperature_c=-10.0)]
+    s = CalibrationSettings(
+        rotation_matching="required", rotation_tolerance_deg=1.0, temperature_tolerance_c=1.0
+    )
+    frames = [
+        frame("flat", rotation_deg=10.0, temperature_c=-10.0),
+        frame("flat", rotation_deg=10.0, temperature_c=5.0),
+        frame("flat", rotation_deg=50.0, temperature_c=-10.0),
+    ]
     groups = group_frames(frames, s)
     assert len(groups) == 3
 
@@ -289,15 +328,19 @@ def test_cluster_keeps_input_order_inside_and_ascending_between():
 # ---- properties ----------------------------------------------------------------------------
 
 temperature = st.one_of(st.none(), st.floats(-30, 30, allow_nan=False).map(lambda t: round(t, 2)))
-rotation = st.one_of(st.none(), st.floats(0, 360, allow_nan=False, exclude_max=True).map(lambda r: round(r, 2)))
-frame_spec = st.fixed_dictionaries({
-    "frame_type": st.sampled_from(["dark", "flat", "bias", "light"]),
-    "exposure_s": st.sampled_from([59.6, 60.0, 60.4, 61.0, 120.0, 2.5]),
-    "gain": st.sampled_from([0.0, 100.0]),
-    "filter": st.sampled_from(["L", "Ha"]),
-    "temperature_c": temperature,
-    "rotation_deg": rotation,
-})
+rotation = st.one_of(
+    st.none(), st.floats(0, 360, allow_nan=False, exclude_max=True).map(lambda r: round(r, 2))
+)
+frame_spec = st.fixed_dictionaries(
+    {
+        "frame_type": st.sampled_from(["dark", "flat", "bias", "light"]),
+        "exposure_s": st.sampled_from([59.6, 60.0, 60.4, 61.0, 120.0, 2.5]),
+        "gain": st.sampled_from([0.0, 100.0]),
+        "filter": st.sampled_from(["L", "Ha"]),
+        "temperature_c": temperature,
+        "rotation_deg": rotation,
+    }
+)
 settings_spec = st.builds(
     CalibrationSettings,
     camera_type=st.sampled_from(["CMOS", "CCD"]),
@@ -313,7 +356,9 @@ def _circular_span(angles):
     angles = sorted(a % 360 for a in angles)
     if len(angles) < 2:
         return 0.0
-    gaps = [b - a for a, b in zip(angles, angles[1:], strict=False)] + [angles[0] + 360 - angles[-1]]
+    gaps = [b - a for a, b in zip(angles, angles[1:], strict=False)] + [
+        angles[0] + 360 - angles[-1]
+    ]
     return 360.0 - max(gaps)
 
 
@@ -359,8 +404,10 @@ def test_clusters_respect_tolerances_and_share_a_configuration(specs, settings):
 
 
 @FAST
-@given(values=st.lists(st.one_of(st.none(), st.floats(-50, 50, allow_nan=False)), max_size=30),
-       tolerance=st.floats(0, 10, allow_nan=False))
+@given(
+    values=st.lists(st.one_of(st.none(), st.floats(-50, 50, allow_nan=False)), max_size=30),
+    tolerance=st.floats(0, 10, allow_nan=False),
+)
 def test_cluster_properties(values, tolerance):
     items = list(enumerate(values))
     clusters = cluster(items, lambda item: item[1], tolerance)

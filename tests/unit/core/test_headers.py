@@ -108,10 +108,13 @@ def test_rotatang_is_preferred_over_rotator():
 
 
 def test_date_obs_is_preferred_over_date_utc():
-    fields = fields_from_header(nina_header(**{"DATE-OBS": "2024-05-01T01:00:00",
-                                               "DATE-UTC": "2024-05-02T02:00:00"}))
+    fields = fields_from_header(
+        nina_header(**{"DATE-OBS": "2024-05-01T01:00:00", "DATE-UTC": "2024-05-02T02:00:00"})
+    )
     assert fields["captured_at"] == datetime(2024, 5, 1, 1, 0, tzinfo=UTC)
-    fields = fields_from_header(nina_header(**{"DATE-OBS": None, "DATE-UTC": "2024-05-02T02:00:00"}))
+    fields = fields_from_header(
+        nina_header(**{"DATE-OBS": None, "DATE-UTC": "2024-05-02T02:00:00"})
+    )
     assert fields["captured_at"] == datetime(2024, 5, 2, 2, 0, tzinfo=UTC)
 
 
@@ -122,8 +125,10 @@ def test_captured_at_is_utc_aware():
     assert "captured_at" not in fields
 
 
-@pytest.mark.parametrize(("x", "y", "expected"), [(1, 1, "1x1"), (2, 2, "2x2"), (2, 1, "2x1"),
-                                                   (3, None, "3x3"), (2.0, 2.0, "2x2")])
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [(1, 1, "1x1"), (2, 2, "2x2"), (2, 1, "2x1"), (3, None, "3x3"), (2.0, 2.0, "2x2")],
+)
 def test_binning_string(x, y, expected):
     assert fields_from_header(nina_header(XBINNING=x, YBINNING=y))["binning"] == expected
 
@@ -151,8 +156,14 @@ def test_header_only_metadata():
 
 def test_event_fields_win_over_header():
     header = fields_from_header(nina_header(FILTER="Ha", IMAGETYP="FLAT"))
-    event = {"camera_name": "Other Cam", "exposure_s": 2.5, "temperature_c": -20.0,
-             "filter": "OIII", "frame_type": "flat", "gain": None}
+    event = {
+        "camera_name": "Other Cam",
+        "exposure_s": 2.5,
+        "temperature_c": -20.0,
+        "filter": "OIII",
+        "frame_type": "flat",
+        "gain": None,
+    }
     metadata = resolve_metadata(event, header)
     assert metadata.camera_name == "Other Cam"
     assert metadata.exposure_s == 2.5
@@ -162,12 +173,20 @@ def test_event_fields_win_over_header():
 
 
 def test_event_frame_type_spelling_is_parsed():
-    metadata = resolve_metadata({"frame_type": "Dark Frame"}, fields_from_header(nina_header(IMAGETYP="LIGHT")))
+    metadata = resolve_metadata(
+        {"frame_type": "Dark Frame"}, fields_from_header(nina_header(IMAGETYP="LIGHT"))
+    )
     assert metadata.frame_type == FrameType.DARK
 
 
 def test_event_alone_is_enough():
-    event = {"frame_type": "bias", "camera_name": "cam", "exposure_s": 0.001, "width": 8, "height": 4}
+    event = {
+        "frame_type": "bias",
+        "camera_name": "cam",
+        "exposure_s": 0.001,
+        "width": 8,
+        "height": 4,
+    }
     metadata = resolve_metadata(event, {})
     assert metadata.frame_type == FrameType.BIAS
     assert metadata.exposure_s == 0.001
@@ -198,11 +217,15 @@ def test_unrecognised_frame_type_counts_as_missing():
 
 @pytest.mark.parametrize("imagetyp", ["DARK", "BIAS", "OFFSET"])
 def test_filter_dropped_for_darks_and_bias(imagetyp):
-    metadata = resolve_metadata({"filter": "Ha"}, fields_from_header(nina_header(IMAGETYP=imagetyp, FILTER="L")))
+    metadata = resolve_metadata(
+        {"filter": "Ha"}, fields_from_header(nina_header(IMAGETYP=imagetyp, FILTER="L"))
+    )
     assert metadata.filter is None
 
 
-@pytest.mark.parametrize(("imagetyp", "kind"), [("FLAT", FrameType.FLAT), ("LIGHT", FrameType.LIGHT)])
+@pytest.mark.parametrize(
+    ("imagetyp", "kind"), [("FLAT", FrameType.FLAT), ("LIGHT", FrameType.LIGHT)]
+)
 def test_filter_kept_for_flats_and_lights(imagetyp, kind):
     metadata = resolve_metadata({}, fields_from_header(nina_header(IMAGETYP=imagetyp, FILTER="Ha")))
     assert metadata.frame_type == kind
@@ -210,16 +233,21 @@ def test_filter_kept_for_flats_and_lights(imagetyp, kind):
 
 
 def test_naive_event_time_is_taken_as_utc():
-    metadata = resolve_metadata({"captured_at": datetime(2024, 5, 1, 22, 0)}, fields_from_header(nina_header()))
+    metadata = resolve_metadata(
+        {"captured_at": datetime(2024, 5, 1, 22, 0)}, fields_from_header(nina_header())
+    )
     assert metadata.captured_at == datetime(2024, 5, 1, 22, 0, tzinfo=UTC)
-    metadata = resolve_metadata({"captured_at": "2024-05-01T23:00:00"}, fields_from_header(nina_header()))
+    metadata = resolve_metadata(
+        {"captured_at": "2024-05-01T23:00:00"}, fields_from_header(nina_header())
+    )
     assert metadata.captured_at == datetime(2024, 5, 1, 23, 0, tzinfo=UTC)
 
 
 def test_aware_event_time_is_kept():
     tz = timezone(timedelta(hours=2))
-    metadata = resolve_metadata({"captured_at": datetime(2024, 5, 2, 0, 30, tzinfo=tz)},
-                                fields_from_header(nina_header()))
+    metadata = resolve_metadata(
+        {"captured_at": datetime(2024, 5, 2, 0, 30, tzinfo=tz)}, fields_from_header(nina_header())
+    )
     assert metadata.captured_at == datetime(2024, 5, 1, 22, 30, tzinfo=UTC)
 
 
@@ -233,19 +261,23 @@ def test_unknown_event_keys_are_ignored():
     assert not hasattr(metadata, "something_else")
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("width", 0, "width must be a positive integer"),
-    ("height", -3, "height must be a positive integer"),
-    ("exposure_s", -1.0, "exposure_s must be zero or more"),
-    ("binning", "2", "binning must look like '1x1'"),
-    ("binning", "0x1", "binning must look like '1x1'"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("width", 0, "width must be a positive integer"),
+        ("height", -3, "height must be a positive integer"),
+        ("exposure_s", -1.0, "exposure_s must be zero or more"),
+        ("binning", "2", "binning must look like '1x1'"),
+        ("binning", "0x1", "binning must look like '1x1'"),
+    ],
+)
 def test_values_no_camera_produces_are_refused(field, value, message):
     with pytest.raises(msgspec.ValidationError, match=message):
         resolve_metadata({field: value}, fields_from_header(nina_header()))
 
 
 def test_zero_exposure_bias_and_wide_binning_are_accepted():
-    metadata = resolve_metadata({"exposure_s": 0.0, "binning": "12x12"},
-                                fields_from_header(nina_header(IMAGETYP="BIAS")))
+    metadata = resolve_metadata(
+        {"exposure_s": 0.0, "binning": "12x12"}, fields_from_header(nina_header(IMAGETYP="BIAS"))
+    )
     assert metadata.exposure_s == 0.0 and metadata.binning == "12x12"

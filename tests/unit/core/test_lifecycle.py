@@ -30,7 +30,7 @@ def aged(kind: str, age: timedelta, **overrides):
     return master(kind, created_at=NOW - age, **overrides)
 
 
-# ---- expiry -------------------------------------------------------------------------------------
+# ---- expiry --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("kind", "days"), [("dark", 30), ("flat", 7), ("bias", 90)])
@@ -61,7 +61,10 @@ def test_only_active_masters_become_expired():
     superseded = aged("dark", old, status=MasterStatus.SUPERSEDED)
     individual = frame("dark", created_at=NOW - old)
     assert masters_to_expire([expired, superseded, individual], SETTINGS, NOW) == []
-    assert expiry_state(aged("dark", DAY, status=MasterStatus.EXPIRED), SETTINGS, NOW) == ExpiryState.EXPIRED
+    assert (
+        expiry_state(aged("dark", DAY, status=MasterStatus.EXPIRED), SETTINGS, NOW)
+        == ExpiryState.EXPIRED
+    )
 
 
 # ---- supersession --------------------------------------------------------------------------------
@@ -94,7 +97,7 @@ def test_replaying_supersession_changes_nothing_more():
     assert supersession(new, [new, old], SETTINGS) == []
 
 
-# ---- retention ------------------------------------------------------------------------------------
+# ---- retention -----------------------------------------------------------------------------------
 
 
 def test_frames_go_when_their_latest_master_is_older_than_the_retention():
@@ -109,12 +112,16 @@ def test_frames_go_when_their_latest_master_is_older_than_the_retention():
 def test_the_frame_retention_follows_the_settings():
     f = frame("flat")
     m = aged("flat", 3 * DAY, components=[f.id])
-    assert frames_past_retention([m], CalibrationSettings(individual_frame_retention_days=2), NOW) == {f.id}
+    assert frames_past_retention(
+        [m], CalibrationSettings(individual_frame_retention_days=2), NOW
+    ) == {f.id}
     assert frames_past_retention([m], SETTINGS, NOW) == set()
 
 
 def test_superseded_masters_go_when_superseded_longer_than_the_retention():
-    gone = aged("dark", 400 * DAY, status=MasterStatus.SUPERSEDED, superseded_at=NOW - 180 * DAY - SECOND)
+    gone = aged(
+        "dark", 400 * DAY, status=MasterStatus.SUPERSEDED, superseded_at=NOW - 180 * DAY - SECOND
+    )
     kept = aged("dark", 400 * DAY, status=MasterStatus.SUPERSEDED, superseded_at=NOW - 180 * DAY)
     active = aged("dark", 400 * DAY)
     expired = aged("dark", 400 * DAY, status=MasterStatus.EXPIRED)

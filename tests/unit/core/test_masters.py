@@ -24,8 +24,14 @@ STATS = {"median": 100.0}
 
 
 def build(job_, components, **overrides):
-    values = {"width": 64, "height": 48, "size_bytes": 12345, "sha256": "ab" * 32, "stats": STATS,
-              "now": NOW}
+    values = {
+        "width": 64,
+        "height": 48,
+        "size_bytes": 12345,
+        "sha256": "ab" * 32,
+        "stats": STATS,
+        "now": NOW,
+    }
     values.update(overrides)
     return build_master(job_, components, **values)
 
@@ -48,9 +54,16 @@ def test_master_ids_derive_from_the_job():
 
 
 def test_build_master_fields():
-    components = [frame("dark", temperature_c=t, exposure_s=e, captured_at=NOW - timedelta(hours=h),
-                        set_temperature_c=-10.0)
-                  for t, e, h in ((-10.0, 59.6, 3), (-9.0, 60.4, 1), (-11.0, 60.0, 2))]
+    components = [
+        frame(
+            "dark",
+            temperature_c=t,
+            exposure_s=e,
+            captured_at=NOW - timedelta(hours=h),
+            set_temperature_c=-10.0,
+        )
+        for t, e, h in ((-10.0, 59.6, 3), (-9.0, 60.4, 1), (-11.0, 60.0, 2))
+    ]
     j = dark_job(id="job42", config_key="cfg-key")
     m = build(j, components)
     assert m.id == master_id_for_job("job42")
@@ -82,8 +95,11 @@ def test_build_master_fields():
 
 
 def test_mean_temperature_ignores_frames_without_one():
-    components = [frame("dark", temperature_c=-10.0), frame("dark", temperature_c=None),
-                  frame("dark", temperature_c=-8.0)]
+    components = [
+        frame("dark", temperature_c=-10.0),
+        frame("dark", temperature_c=None),
+        frame("dark", temperature_c=-8.0),
+    ]
     m = build(dark_job(), components)
     assert m.temperature_c == pytest.approx(-9.0)
     assert m.n_frames == 3
@@ -112,8 +128,10 @@ def test_ccd_dark_is_a_rate():
 
 def test_flat_keeps_filter_and_mean_rotation():
     j = job("flat", configuration={"frame_type": "flat", "filter": "Ha"})
-    components = [frame("flat", filter="Ha", rotation_deg=359.8, exposure_s=2.0),
-                  frame("flat", filter="Ha", rotation_deg=0.2, exposure_s=4.0)]
+    components = [
+        frame("flat", filter="Ha", rotation_deg=359.8, exposure_s=2.0),
+        frame("flat", filter="Ha", rotation_deg=0.2, exposure_s=4.0),
+    ]
     m = build(j, components)
     assert m.filter == "Ha"
     assert m.exposure_s == pytest.approx(3.0)
@@ -130,7 +148,10 @@ def test_dark_master_has_no_filter():
 
 
 def test_provenance_cards_content():
-    components = [frame("dark", temperature_c=t, readout_mode="HDR", binning="2x2") for t in (-10.0, -9.0, -11.0)]
+    components = [
+        frame("dark", temperature_c=t, readout_mode="HDR", binning="2x2")
+        for t in (-10.0, -9.0, -11.0)
+    ]
     j = dark_job(id="job7", observatory_id="obs-9")
     cards = provenance_cards(j, components, NOW)
     values = cards_dict(cards)
@@ -163,15 +184,22 @@ def test_provenance_cards_content():
 
 @pytest.mark.parametrize("method", ["mean", "median"])
 def test_provenance_without_clipping_parameters(method):
-    values = cards_dict(provenance_cards(dark_job(CalibrationSettings(stacking_method=method)), [frame("dark")], NOW))
+    values = cards_dict(
+        provenance_cards(
+            dark_job(CalibrationSettings(stacking_method=method)), [frame("dark")], NOW
+        )
+    )
     assert values["CALMETH"] == method
     assert "CLIPSIG" not in values and "CLIPITER" not in values
 
 
 def test_provenance_flat_filter_and_optional_cards():
     j = job("flat", configuration={"frame_type": "flat", "filter": "OIII"})
-    values = cards_dict(provenance_cards(
-        j, [frame("flat", filter="OIII", gain=None, offset=None, temperature_c=None)], NOW))
+    values = cards_dict(
+        provenance_cards(
+            j, [frame("flat", filter="OIII", gain=None, offset=None, temperature_c=None)], NOW
+        )
+    )
     assert values["FILTER"] == "OIII"
     assert values["IMAGETYP"] == "MASTER FLAT"
     for absent in ("GAIN", "OFFSET", "READOUTM", "CCD-TEMP", "TEMPMIN", "TEMPMAX"):

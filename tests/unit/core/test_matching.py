@@ -28,7 +28,7 @@ def find(masters, kind, target, settings=CMOS):
     return find_master(masters, frame_type=FrameType(kind), target=target, settings=settings)
 
 
-# ---- hardware --------------------------------------------------------------------------------
+# ---- hardware ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["dark", "flat", "bias"])
@@ -37,10 +37,17 @@ def test_matching_master_found(kind):
     assert find([m], kind, light()) is m
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("camera_name", "Other Cam"), ("gain", 101.0), ("gain", None), ("offset", 10.0),
-    ("binning", "2x2"), ("readout_mode", "HDR"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("camera_name", "Other Cam"),
+        ("gain", 101.0),
+        ("gain", None),
+        ("offset", 10.0),
+        ("binning", "2x2"),
+        ("readout_mode", "HDR"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["dark", "flat", "bias"])
 def test_hardware_must_match(kind, field, value):
     m = master(kind)
@@ -65,7 +72,7 @@ def test_individual_frames_are_never_masters():
     assert find([individual], "dark", light()) is None
 
 
-# ---- exposure ---------------------------------------------------------------------------------
+# ---- exposure ------------------------------------------------------------------------------------
 
 
 def test_cmos_dark_needs_exposure_to_the_second():
@@ -94,7 +101,7 @@ def test_flat_and_bias_ignore_exposure():
     assert find([b := master("bias", exposure_s=0.001)], "bias", light(exposure_s=300.0)) is b
 
 
-# ---- temperature ------------------------------------------------------------------------------
+# ---- temperature ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["dark", "flat"])
@@ -133,7 +140,7 @@ def test_closest_temperature_not_required_newest_wins():
     assert find([close_old, far_new], "dark", light(temperature_c=-10.0), s) is far_new
 
 
-# ---- filter -----------------------------------------------------------------------------------
+# ---- filter --------------------------------------------------------------------------------------
 
 
 def test_flats_need_the_filter():
@@ -149,7 +156,7 @@ def test_darks_ignore_the_filter():
     assert find([d], "dark", light(filter="Ha")) is d
 
 
-# ---- rotation -----------------------------------------------------------------------------------
+# ---- rotation ------------------------------------------------------------------------------------
 
 
 def test_rotation_ignored():
@@ -203,7 +210,7 @@ def test_rotation_does_not_affect_darks():
     assert find([d], "dark", light(rotation_deg=0.0), s) is d
 
 
-# ---- status and recency ---------------------------------------------------------------------------
+# ---- status and recency --------------------------------------------------------------------------
 
 
 def test_newest_current_master_preferred():
@@ -232,7 +239,7 @@ def test_masters_without_created_at_use_registered_at():
     assert find([a, b], "dark", light()) is b
 
 
-# ---- preprocessing target: a flat needs a dark -------------------------------------------------------
+# ---- preprocessing target: a flat needs a dark ---------------------------------------------------
 
 
 def test_flat_finds_its_dark_by_the_flat_exposure_on_cmos():
@@ -241,17 +248,20 @@ def test_flat_finds_its_dark_by_the_flat_exposure_on_cmos():
     assert find([dark60, dark2], "dark", flat) is dark2
 
 
-# ---- prerequisites -------------------------------------------------------------------------------------
+# ---- prerequisites -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "camera", "expected"), [
-    (FrameType.FLAT, "CMOS", FrameType.DARK),
-    (FrameType.FLAT, "CCD", FrameType.DARK),
-    (FrameType.DARK, "CCD", FrameType.BIAS),
-    (FrameType.DARK, "CMOS", None),
-    (FrameType.BIAS, "CMOS", None),
-    (FrameType.BIAS, "CCD", None),
-])
+@pytest.mark.parametrize(
+    ("kind", "camera", "expected"),
+    [
+        (FrameType.FLAT, "CMOS", FrameType.DARK),
+        (FrameType.FLAT, "CCD", FrameType.DARK),
+        (FrameType.DARK, "CCD", FrameType.BIAS),
+        (FrameType.DARK, "CMOS", None),
+        (FrameType.BIAS, "CMOS", None),
+        (FrameType.BIAS, "CCD", None),
+    ],
+)
 def test_prerequisite_type(kind, camera, expected):
     assert prerequisite_type(kind, CalibrationSettings(camera_type=camera)) == expected
 
@@ -262,11 +272,14 @@ def test_preprocessing_of_each_frame_type_per_spec():
     ccd_dark = master(FrameType.DARK, exposure_s=1.0)  # a rate: exposure does not matter on CCD
     bias = master(FrameType.BIAS)
 
-    assert preprocessing(FrameType.FLAT, flat, [cmos_dark, bias], CMOS) == Preprocessing(subtract=cmos_dark)
+    assert preprocessing(FrameType.FLAT, flat, [cmos_dark, bias], CMOS) == Preprocessing(
+        subtract=cmos_dark
+    )
     assert preprocessing(FrameType.FLAT, flat, [bias], CMOS) == FLAT_DEFERRED_REASON
     # CCD flats: bias subtracted as it is, the dark rate scaled by each flat's exposure
     assert preprocessing(FrameType.FLAT, flat, [ccd_dark, bias], CCD) == Preprocessing(
-        subtract=bias, dark_rate=ccd_dark)
+        subtract=bias, dark_rate=ccd_dark
+    )
     assert preprocessing(FrameType.FLAT, flat, [ccd_dark], CCD) == CCD_FLAT_DEFERRED_REASON
     assert preprocessing(FrameType.FLAT, flat, [bias], CCD) == FLAT_DEFERRED_REASON
 

@@ -47,30 +47,46 @@ def test_a_dark_of_another_exposure_or_temperature_does_not_cover_the_light():
     wrong_exposure = master(FrameType.DARK, exposure_s=120.0, gain=100.0)
     too_warm = master(FrameType.DARK, exposure_s=300.0, gain=100.0, temperature_c=-5.0)
     assert ("dark", None, 300.0, -10.0) in kinds(
-        uncovered_configurations(lights, [wrong_exposure, too_warm], CMOS, NOW))
+        uncovered_configurations(lights, [wrong_exposure, too_warm], CMOS, NOW)
+    )
     matching = master(FrameType.DARK, exposure_s=300.4, gain=100.0, temperature_c=-9.0)
-    assert kinds(uncovered_configurations(lights, [matching], CMOS, NOW)) == [("flat", "L", None, -10.0)]
+    assert kinds(uncovered_configurations(lights, [matching], CMOS, NOW)) == [
+        ("flat", "L", None, -10.0)
+    ]
 
 
 def test_lights_at_two_temperatures_need_two_darks():
-    needs = uncovered_configurations([light(temperature_c=-10.0), light(temperature_c=-20.0)],
-                                     [], CMOS, NOW)
+    needs = uncovered_configurations(
+        [light(temperature_c=-10.0), light(temperature_c=-20.0)], [], CMOS, NOW
+    )
     assert [n.temperature_c for n in needs if n.frame_type == FrameType.DARK] == [-20.0, -10.0]
 
 
 def test_uncovered_flats_per_filter_and_per_rotation_when_rotation_matters():
-    lights = [light(filter="L", rotation_deg=0.2), light(filter="L", rotation_deg=90.0),
-              light(filter="R", rotation_deg=0.4)]
-    ignore = [n for n in uncovered_configurations(lights, [], CMOS, NOW) if n.frame_type == FrameType.FLAT]
+    lights = [
+        light(filter="L", rotation_deg=0.2),
+        light(filter="L", rotation_deg=90.0),
+        light(filter="R", rotation_deg=0.4),
+    ]
+    ignore = [
+        n for n in uncovered_configurations(lights, [], CMOS, NOW) if n.frame_type == FrameType.FLAT
+    ]
     assert [(n.filter, n.rotation_deg) for n in ignore] == [("L", None), ("R", None)]
 
     required = CalibrationSettings(rotation_matching="required")
-    flats = [n for n in uncovered_configurations(lights, [], required, NOW) if n.frame_type == FrameType.FLAT]
+    flats = [
+        n
+        for n in uncovered_configurations(lights, [], required, NOW)
+        if n.frame_type == FrameType.FLAT
+    ]
     assert [(n.filter, n.rotation_deg) for n in flats] == [("L", 0.2), ("L", 90.0), ("R", 0.4)]
     # a flat at 0° covers the L lights at 0.2° but not those at 90°
     flat_l = master(FrameType.FLAT, filter="L", rotation_deg=0.0, gain=100.0, settings=required)
-    flats = [n for n in uncovered_configurations(lights, [flat_l], required, NOW)
-             if n.frame_type == FrameType.FLAT]
+    flats = [
+        n
+        for n in uncovered_configurations(lights, [flat_l], required, NOW)
+        if n.frame_type == FrameType.FLAT
+    ]
     assert [(n.filter, n.rotation_deg) for n in flats] == [("L", 90.0), ("R", 0.4)]
 
 
@@ -93,10 +109,12 @@ def test_remaining_counts_down_as_frames_arrive():
     library += frames(4, FrameType.FLAT, filter="L", gain=100.0, exposure_s=2.0)
     assert (flat_item().current_count, flat_item().remaining) == (4, 6)
     # other gain, other filter, already claimed or too old: not progress towards this item
-    library += [frame(FrameType.FLAT, filter="L", gain=200.0),
-                frame(FrameType.FLAT, filter="R", gain=100.0),
-                frame(FrameType.FLAT, filter="L", gain=100.0, master_id="m-old"),
-                frame(FrameType.FLAT, filter="L", gain=100.0, captured_at=NOW - timedelta(days=8))]
+    library += [
+        frame(FrameType.FLAT, filter="L", gain=200.0),
+        frame(FrameType.FLAT, filter="R", gain=100.0),
+        frame(FrameType.FLAT, filter="L", gain=100.0, master_id="m-old"),
+        frame(FrameType.FLAT, filter="L", gain=100.0, captured_at=NOW - timedelta(days=8)),
+    ]
     assert flat_item().remaining == 6
     library += frames(7, FrameType.FLAT, filter="L", gain=100.0, exposure_s=2.0)
     assert (flat_item().current_count, flat_item().remaining) == (11, 0)
@@ -115,16 +133,25 @@ def test_flats_without_a_matching_dark_add_a_dark_at_the_flat_exposure():
 
 def test_a_deferred_flat_job_asks_for_its_dark_even_without_lights():
     flats = frames(10, FrameType.FLAT, filter="Ha", exposure_s=5.0)
-    deferred = job(FrameType.FLAT, status=JobStatus.DEFERRED, frame_ids=[f.id for f in flats],
-                   deferred_reason="Flat auto-stacking deferred: no matching master dark available")
+    deferred = job(
+        FrameType.FLAT,
+        status=JobStatus.DEFERRED,
+        frame_ids=[f.id for f in flats],
+        deferred_reason="Flat auto-stacking deferred: no matching master dark available",
+    )
     items = plan(flats, jobs=[deferred])
-    assert [(i.frame_type.value, i.exposure_s, i.temperature_c) for i in items] == [("dark", 5.0, -10.0)]
+    assert [(i.frame_type.value, i.exposure_s, i.temperature_c) for i in items] == [
+        ("dark", 5.0, -10.0)
+    ]
 
 
 def test_ccd_lights_need_a_bias_and_a_dark_of_any_exposure():
     items = plan([light()], settings=CCD)
     assert [(i.frame_type.value, i.exposure_s) for i in items] == [
-        ("bias", None), ("dark", None), ("flat", None)]
+        ("bias", None),
+        ("dark", None),
+        ("flat", None),
+    ]
     assert items[0].temperature_c is None
     # CCD darks without a matching bias cannot be stacked: the bias comes first
     darks = frames(10, FrameType.DARK, exposure_s=600.0, gain=100.0)
@@ -138,7 +165,9 @@ def test_old_lights_need_nothing():
 
 def test_an_expired_master_still_calibrates_but_is_planned_for_replacement():
     lights = [light()]
-    old_dark = master(FrameType.DARK, exposure_s=300.0, gain=100.0, created_at=NOW - timedelta(days=40))
+    old_dark = master(
+        FrameType.DARK, exposure_s=300.0, gain=100.0, created_at=NOW - timedelta(days=40)
+    )
     flat = master(FrameType.FLAT, filter="L", gain=100.0)
     assert uncovered_configurations(lights, [old_dark, flat], CMOS, NOW) == []
     items = plan(lights, masters=[old_dark, flat])
@@ -150,20 +179,30 @@ def test_expiry_warnings_flag_expired_and_expiring_masters():
     expiring = master(FrameType.DARK, created_at=NOW - timedelta(days=25))
     too_old = master(FrameType.DARK, created_at=NOW - timedelta(days=31))
     marked = master(FrameType.FLAT, status=MasterStatus.EXPIRED, created_at=NOW - timedelta(days=1))
-    gone = master(FrameType.DARK, status=MasterStatus.SUPERSEDED, created_at=NOW - timedelta(days=60))
+    gone = master(
+        FrameType.DARK, status=MasterStatus.SUPERSEDED, created_at=NOW - timedelta(days=60)
+    )
     warnings = expiry_warnings([fresh, expiring, too_old, marked, gone], CMOS, NOW)
     assert [(w.master_id, w.state) for w in warnings] == [
-        (too_old.id, "expired"), (expiring.id, "expiring"), (marked.id, "expired")]
+        (too_old.id, "expired"),
+        (expiring.id, "expiring"),
+        (marked.id, "expired"),
+    ]
     assert warnings[1].age_days == 25.0 and warnings[1].max_age_days == 30
     assert warnings[1].expires_at == expiring.created_at + timedelta(days=30)
 
 
 def test_accumulation_progress_lists_groups_below_threshold():
-    library = [*frames(4, FrameType.DARK, exposure_s=60.0), *frames(10, FrameType.DARK, exposure_s=120.0),
-               *frames(3, FrameType.BIAS, master_id="m1"), *frames(1, FrameType.BIAS)]
+    library = [
+        *frames(4, FrameType.DARK, exposure_s=60.0),
+        *frames(10, FrameType.DARK, exposure_s=120.0),
+        *frames(3, FrameType.BIAS, master_id="m1"),
+        *frames(1, FrameType.BIAS),
+    ]
     entries = accumulation_progress(library, CMOS, NOW)
-    assert [(e.frame_type.value, e.configuration.get("exposure_s"), e.count, e.percent) for e in entries] == [
-        ("dark", 60.0, 4, 40.0), ("bias", None, 1, 10.0)]
+    assert [
+        (e.frame_type.value, e.configuration.get("exposure_s"), e.count, e.percent) for e in entries
+    ] == [("dark", 60.0, 4, 40.0), ("bias", None, 1, 10.0)]
 
 
 def test_assess_reports_deferred_and_active_jobs():
@@ -175,5 +214,10 @@ def test_assess_reports_deferred_and_active_jobs():
     assert [(j.job_id, j.progress) for j in needs.active_jobs] == [("j2", 0.5)]
     assert len(needs.uncovered_configurations) == 2
     encoded = msgspec.json.decode(msgspec.json.encode(needs))
-    assert set(encoded) >= {"uncovered_configurations", "accumulation_progress", "expiry_warnings",
-                            "deferred", "active_jobs"}
+    assert set(encoded) >= {
+        "uncovered_configurations",
+        "accumulation_progress",
+        "expiry_warnings",
+        "deferred",
+        "active_jobs",
+    }

@@ -94,8 +94,13 @@ def test_just_outside_the_range_is_refused(name, side):
 def test_choices_accept_each_option_and_refuse_others(name):
     for option in CHOICES[name]:
         assert getattr(apply_changes(CalibrationSettings(), {name: option}), name) == option
-    for bad in (CHOICES[name][0].lower() if CHOICES[name][0].isupper() else CHOICES[name][0].upper(),
-                "other", 1, None, ""):
+    for bad in (
+        CHOICES[name][0].lower() if CHOICES[name][0].isupper() else CHOICES[name][0].upper(),
+        "other",
+        1,
+        None,
+        "",
+    ):
         with pytest.raises(SettingsError) as caught:
             apply_changes(CalibrationSettings(), {name: bad})
         assert caught.value.field == name
@@ -173,8 +178,13 @@ def test_apply_changes_returns_a_new_object():
 
 def test_settings_from_document_over_defaults_ignoring_unknown_keys():
     settings = settings_from_document(
-        {"_id": "obs-1", "observatory_id": "obs-1", "camera_type": "CCD", "retired_setting": 3,
-         "min_frames_for_master": 4}
+        {
+            "_id": "obs-1",
+            "observatory_id": "obs-1",
+            "camera_type": "CCD",
+            "retired_setting": 3,
+            "min_frames_for_master": 4,
+        }
     )
     assert settings.camera_type == "CCD"
     assert settings.min_frames_for_master == 4
@@ -195,7 +205,8 @@ def test_max_age_days_per_type():
 
 def test_method_params():
     assert CalibrationSettings(sigma_clip_value=2.5, sigma_clip_iterations=4).method_params() == {
-        "sigma": 2.5, "iterations": 4,
+        "sigma": 2.5,
+        "iterations": 4,
     }
     assert CalibrationSettings(stacking_method="mean").method_params() == {}
     assert CalibrationSettings(stacking_method="median").method_params() == {}

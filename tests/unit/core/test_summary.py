@@ -11,17 +11,36 @@ from tests.unit.core.factories import NOW, OBS, master
 
 def test_counts_and_latest_masters_per_camera_and_configuration():
     counts = [
-        CountRow(camera_name="cam A", frame_type=FrameType.DARK, is_master=False, claimed=True, count=10),
+        CountRow(
+            camera_name="cam A", frame_type=FrameType.DARK, is_master=False, claimed=True, count=10
+        ),
         CountRow(camera_name="cam A", frame_type=FrameType.DARK, is_master=False, count=3),
         CountRow(camera_name="cam A", frame_type=FrameType.LIGHT, is_master=False, count=7),
-        CountRow(camera_name="cam A", frame_type=FrameType.DARK, is_master=True,
-                 status=MasterStatus.SUPERSEDED, count=1),
-        CountRow(camera_name="cam A", frame_type=FrameType.DARK, is_master=True,
-                 status=MasterStatus.ACTIVE, count=2),
+        CountRow(
+            camera_name="cam A",
+            frame_type=FrameType.DARK,
+            is_master=True,
+            status=MasterStatus.SUPERSEDED,
+            count=1,
+        ),
+        CountRow(
+            camera_name="cam A",
+            frame_type=FrameType.DARK,
+            is_master=True,
+            status=MasterStatus.ACTIVE,
+            count=2,
+        ),
         CountRow(camera_name="cam B", frame_type=FrameType.FLAT, is_master=False, count=2),
     ]
-    newer = master(FrameType.DARK, camera_name="cam A", temperature_c=-10.0, created_at=NOW - timedelta(hours=1))
-    colder = master(FrameType.DARK, camera_name="cam A", temperature_c=-20.0, created_at=NOW - timedelta(days=2))
+    newer = master(
+        FrameType.DARK,
+        camera_name="cam A",
+        temperature_c=-10.0,
+        created_at=NOW - timedelta(hours=1),
+    )
+    colder = master(
+        FrameType.DARK, camera_name="cam A", temperature_c=-20.0, created_at=NOW - timedelta(days=2)
+    )
     old = master(FrameType.DARK, camera_name="cam A", status=MasterStatus.SUPERSEDED)
     summary = summarize(OBS, counts, [newer, colder, old], NOW)
 

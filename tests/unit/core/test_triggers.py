@@ -78,9 +78,14 @@ def test_stale_unclaimed_frames_do_not_count():
 # ---- frame set -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "field", "days"), [
-    ("dark", "dark_max_age_days", 30), ("flat", "flat_max_age_days", 7), ("bias", "bias_max_age_days", 90),
-])
+@pytest.mark.parametrize(
+    ("kind", "field", "days"),
+    [
+        ("dark", "dark_max_age_days", 30),
+        ("flat", "flat_max_age_days", 7),
+        ("bias", "bias_max_age_days", 90),
+    ],
+)
 def test_frames_older_than_the_type_max_age_are_excluded(kind, field, days):
     s = CalibrationSettings(**{field: days})
     inside = frame(kind, captured_at=ago(days=days) + timedelta(seconds=1))
@@ -107,7 +112,9 @@ def test_registered_at_used_when_capture_time_missing():
 def test_retained_frames_newest_first():
     members = [frame(captured_at=ago(hours=h)) for h in (5, 1, 3, 2, 4)]
     retained = retained_frames(group(members), DEFAULT, NOW)
-    assert [frame_time(f) for f in retained] == sorted((frame_time(f) for f in members), reverse=True)
+    assert [frame_time(f) for f in retained] == sorted(
+        (frame_time(f) for f in members), reverse=True
+    )
 
 
 def test_at_most_200_newest_frames():
@@ -127,17 +134,27 @@ def test_equal_times_are_ordered_deterministically():
 # ---- minimum frames for a manual creation ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "force", "expected"), [
-    ("sigma_clip", False, 10), ("mean", False, 10), ("median", False, 10),
-    ("sigma_clip", True, 3), ("mean", True, 1), ("median", True, 1),
-])
+@pytest.mark.parametrize(
+    ("method", "force", "expected"),
+    [
+        ("sigma_clip", False, 10),
+        ("mean", False, 10),
+        ("median", False, 10),
+        ("sigma_clip", True, 3),
+        ("mean", True, 1),
+        ("median", True, 1),
+    ],
+)
 def test_minimum_frames(method, force, expected):
     assert minimum_frames(CalibrationSettings(stacking_method=method), force) == expected
 
 
 def test_minimum_frames_without_force_follows_threshold():
     assert minimum_frames(CalibrationSettings(min_frames_for_master=42), False) == 42
-    assert minimum_frames(CalibrationSettings(min_frames_for_master=42, stacking_method="mean"), True) == 1
+    assert (
+        minimum_frames(CalibrationSettings(min_frames_for_master=42, stacking_method="mean"), True)
+        == 1
+    )
 
 
 # ---- plan_job ------------------------------------------------------------------------------
@@ -225,19 +242,36 @@ def test_find_group():
 
 
 def _request(**fields):
-    base = {"observatory_id": OBS, "frame_type": "dark", "camera_name": "ZWO ASI2600MM", "gain": 100.0,
-            "offset": 50.0, "binning": "1x1", "readout_mode": None, "exposure_s": 60.0, "filter": None,
-            "temperature_c": None, "force": False}
+    base = {
+        "observatory_id": OBS,
+        "frame_type": "dark",
+        "camera_name": "ZWO ASI2600MM",
+        "gain": 100.0,
+        "offset": 50.0,
+        "binning": "1x1",
+        "readout_mode": None,
+        "exposure_s": 60.0,
+        "filter": None,
+        "temperature_c": None,
+        "force": False,
+    }
     base.update(fields)
     return base
 
 
 def test_group_matching_picks_configuration():
-    members = ([frame(exposure_s=60.0) for _ in range(3)] + [frame(exposure_s=120.0) for _ in range(5)]
-               + [frame(gain=0.0) for _ in range(7)])
+    members = (
+        [frame(exposure_s=60.0) for _ in range(3)]
+        + [frame(exposure_s=120.0) for _ in range(5)]
+        + [frame(gain=0.0) for _ in range(7)]
+    )
     groups = group_frames(members, DEFAULT)
     chosen = group_matching(groups, _request(), DEFAULT)
-    assert chosen is not None and chosen.config["exposure_s"] == 60.0 and chosen.config["gain"] == 100.0
+    assert (
+        chosen is not None
+        and chosen.config["exposure_s"] == 60.0
+        and chosen.config["gain"] == 100.0
+    )
     chosen = group_matching(groups, _request(exposure_s=120), DEFAULT)
     assert chosen is not None and chosen.config["exposure_s"] == 120.0
     assert group_matching(groups, _request(exposure_s=30.0), DEFAULT) is None
@@ -251,8 +285,11 @@ def test_group_matching_rounds_a_cmos_dark_exposure_like_grouping():
 
 def test_group_matching_temperature_nearest_within_tolerance():
     s = CalibrationSettings(temperature_tolerance_c=2.0)
-    members = ([frame(temperature_c=-20.0) for _ in range(3)] + [frame(temperature_c=-10.0) for _ in range(2)]
-               + [frame(temperature_c=0.0) for _ in range(9)])
+    members = (
+        [frame(temperature_c=-20.0) for _ in range(3)]
+        + [frame(temperature_c=-10.0) for _ in range(2)]
+        + [frame(temperature_c=0.0) for _ in range(9)]
+    )
     groups = group_frames(members, s)
     assert len(groups) == 3
     chosen = group_matching(groups, _request(temperature_c=-11.0), s)
@@ -265,7 +302,9 @@ def test_group_matching_temperature_nearest_within_tolerance():
 
 
 def test_group_matching_without_temperature_takes_the_largest_group():
-    members = [frame(temperature_c=-20.0) for _ in range(3)] + [frame(temperature_c=0.0) for _ in range(5)]
+    members = [frame(temperature_c=-20.0) for _ in range(3)] + [
+        frame(temperature_c=0.0) for _ in range(5)
+    ]
     chosen = group_matching(group_frames(members, DEFAULT), _request(), DEFAULT)
     assert chosen is not None and len(chosen.frames) == 5
 
@@ -273,7 +312,9 @@ def test_group_matching_without_temperature_takes_the_largest_group():
 def test_group_matching_frame_type_and_filter():
     members = [frame("flat", filter="Ha"), frame("flat", filter="L"), frame("dark"), frame("bias")]
     groups = group_frames(members, DEFAULT)
-    flat = group_matching(groups, _request(frame_type="flat", filter="Ha", exposure_s=None), DEFAULT)
+    flat = group_matching(
+        groups, _request(frame_type="flat", filter="Ha", exposure_s=None), DEFAULT
+    )
     assert flat is not None and flat.frame_type == FrameType.FLAT and flat.config["filter"] == "Ha"
     bias = group_matching(groups, _request(frame_type="bias", exposure_s=None), DEFAULT)
     assert bias is not None and bias.frame_type == FrameType.BIAS
@@ -294,24 +335,34 @@ def test_group_matching_other_hardware_fields():
 
 def test_the_deferral_messages_are_the_spec_wording():
     assert FLAT_DEFERRED_REASON == "Flat auto-stacking deferred: no matching master dark available"
-    assert CCD_DARK_DEFERRED_REASON == "Dark auto-stacking deferred: no matching master bias available"
+    assert (
+        CCD_DARK_DEFERRED_REASON == "Dark auto-stacking deferred: no matching master bias available"
+    )
 
 
-@pytest.mark.parametrize(("kind", "camera", "needed", "matching"), [
-    (FrameType.FLAT, "CMOS", FrameType.DARK, {"exposure_s": 2.0}),
-    (FrameType.FLAT, "CCD", FrameType.DARK, {"exposure_s": 300.0}),
-    (FrameType.DARK, "CCD", FrameType.BIAS, {"exposure_s": 0.0, "temperature_c": 20.0}),
-])
+@pytest.mark.parametrize(
+    ("kind", "camera", "needed", "matching"),
+    [
+        (FrameType.FLAT, "CMOS", FrameType.DARK, {"exposure_s": 2.0}),
+        (FrameType.FLAT, "CCD", FrameType.DARK, {"exposure_s": 300.0}),
+        (FrameType.DARK, "CCD", FrameType.BIAS, {"exposure_s": 0.0, "temperature_c": 20.0}),
+    ],
+)
 def test_a_job_waits_for_its_master_and_resumes_once_one_matches(kind, camera, needed, matching):
     """Deferred while no current master of the needed type matches the group's frames;
     the same decision finds the master once it exists (what resumption re-checks)."""
     s = CalibrationSettings(camera_type=camera)
     sample = frame(kind, exposure_s=2.0)
     assert prerequisite_type(kind, s) == needed
-    unrelated = [master(needed, gain=0.0, **matching), master(needed, status=MasterStatus.SUPERSEDED, **matching)]
+    unrelated = [
+        master(needed, gain=0.0, **matching),
+        master(needed, status=MasterStatus.SUPERSEDED, **matching),
+    ]
     assert find_master(unrelated, frame_type=needed, target=sample, settings=s) is None
     arrived = master(needed, **matching)
-    assert find_master([*unrelated, arrived], frame_type=needed, target=sample, settings=s) is arrived
+    assert (
+        find_master([*unrelated, arrived], frame_type=needed, target=sample, settings=s) is arrived
+    )
 
 
 def test_cmos_darks_and_bias_never_wait():

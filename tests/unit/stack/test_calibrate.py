@@ -45,8 +45,14 @@ def test_cmos_is_light_minus_dark_over_flat(images, files, tmp_path):
 
 def test_ccd_subtracts_bias_and_the_dark_rate_times_the_exposure(images, files, tmp_path):
     out = tmp_path / "cal.fits"
-    calibrate_light(files["light"], out, bias=files["bias"], dark=files["rate"], flat=files["flat"],
-                    dark_scale=30.0)
+    calibrate_light(
+        files["light"],
+        out,
+        bias=files["bias"],
+        dark=files["rate"],
+        flat=files["flat"],
+        dark_scale=30.0,
+    )
     light = images["light"].astype(np.float32)
     expected = (light - images["bias"] - images["rate"] * np.float32(30.0)) / images["flat"]
     np.testing.assert_allclose(read_image(out), expected, rtol=1e-5)
@@ -54,9 +60,14 @@ def test_ccd_subtracts_bias_and_the_dark_rate_times_the_exposure(images, files, 
 
 def test_without_a_flat_nothing_is_divided_and_a_flat_median_rescales(images, files, tmp_path):
     calibrate_light(files["light"], tmp_path / "a.fits", dark=files["dark"])
-    np.testing.assert_allclose(read_image(tmp_path / "a.fits"),
-                               images["light"].astype(np.float32) - images["dark"], rtol=1e-6)
-    calibrate_light(files["light"], tmp_path / "b.fits", dark=files["dark"], flat=files["flat"], flat_scale=2.0)
+    np.testing.assert_allclose(
+        read_image(tmp_path / "a.fits"),
+        images["light"].astype(np.float32) - images["dark"],
+        rtol=1e-6,
+    )
+    calibrate_light(
+        files["light"], tmp_path / "b.fits", dark=files["dark"], flat=files["flat"], flat_scale=2.0
+    )
     expected = (images["light"].astype(np.float32) - images["dark"]) / (images["flat"] / 2)
     np.testing.assert_allclose(read_image(tmp_path / "b.fits"), expected, rtol=1e-6)
 
@@ -73,16 +84,28 @@ def test_flat_pixels_that_are_not_positive_give_nan(images, frame_writer, files,
 
 def test_the_result_does_not_depend_on_the_band_height(files, tmp_path):
     calibrate_light(files["light"], tmp_path / "whole.fits", dark=files["dark"], flat=files["flat"])
-    calibrate_light(files["light"], tmp_path / "rows.fits", dark=files["dark"], flat=files["flat"],
-                    memory_limit_mb=0.0001)  # one row per band
+    calibrate_light(
+        files["light"],
+        tmp_path / "rows.fits",
+        dark=files["dark"],
+        flat=files["flat"],
+        memory_limit_mb=0.0001,
+    )  # one row per band
     assert (tmp_path / "whole.fits").read_bytes() == (tmp_path / "rows.fits").read_bytes()
 
 
 def test_the_output_is_float32_with_the_lights_header_and_the_calibration_cards(files, tmp_path):
     out = tmp_path / "cal.fits"
-    calibrate_light(files["light"], out, dark=files["dark"],
-                    cards=[("CALDARK", "m123", "master dark used"), ("CALWRN01", "x" * 120, "warning"),
-                           ("HISTORY", "calib: calibrated = light - dark", "")])
+    calibrate_light(
+        files["light"],
+        out,
+        dark=files["dark"],
+        cards=[
+            ("CALDARK", "m123", "master dark used"),
+            ("CALWRN01", "x" * 120, "warning"),
+            ("HISTORY", "calib: calibrated = light - dark", ""),
+        ],
+    )
     with fits.open(out) as hdul:
         header = hdul[0].header
         assert len(hdul) == 1 and hdul[0].data.dtype.kind == "f"
@@ -93,7 +116,9 @@ def test_the_output_is_float32_with_the_lights_header_and_the_calibration_cards(
     assert "calib: calibrated = light - dark" in str(header["HISTORY"])
 
 
-def test_a_master_of_another_size_is_refused_and_nothing_is_written(images, frame_writer, files, tmp_path):
+def test_a_master_of_another_size_is_refused_and_nothing_is_written(
+    images, frame_writer, files, tmp_path
+):
     small = frame_writer("small.fits", images["dark"][:10], "float32")
     out = tmp_path / "cal.fits"
     with pytest.raises(CalibrationInputError, match=r"master dark is 23x10, the light is 23x37"):

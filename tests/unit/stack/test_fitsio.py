@@ -67,7 +67,7 @@ def test_the_layout_names_the_bytes_the_image_needs(frame_writer, pixels, layout
         assert plain_image_layout(data)[1] == needed  # the registry's fast path agrees
     else:
         assert plain_image_layout(data) is None
-    with (frame_writer("short.fits", pixels, layout).open("r+b")) as short:
+    with frame_writer("short.fits", pixels, layout).open("r+b") as short:
         short.truncate(needed - 1)
     with pytest.raises(InvalidFitsError, match="truncated"):
         FitsImage.open(short.name)

@@ -180,8 +180,14 @@ def test_ccd_flats_subtract_bias_and_the_dark_rate_times_their_exposure(frame_wr
     ]
     bias_path = frame_writer("master_bias.fits", bias, "float32")
     rate_path = frame_writer("master_dark_rate.fits", rate, "float32")
-    result = stack_files(paths, method="mean", subtract=bias_path, dark_rate=rate_path,
-                         exposures=exposures, normalise=True)
+    result = stack_files(
+        paths,
+        method="mean",
+        subtract=bias_path,
+        dark_rate=rate_path,
+        exposures=exposures,
+        normalise=True,
+    )
     np.testing.assert_allclose(result.image, vignetting / np.median(vignetting), rtol=2e-4)
     without_dark = stack_files(paths, method="mean", subtract=bias_path, normalise=True)
     assert np.abs(without_dark.image - vignetting / np.median(vignetting)).max() > 0.01

@@ -18,12 +18,23 @@ def _simulate(args: argparse.Namespace) -> None:
 
     plan = SimulationPlan(
         observatory_id=args.observatory,
-        camera=Camera(name=args.camera, width=args.width, height=args.height, gain=args.gain,
-                      offset=args.offset),
-        bias=args.bias, darks=args.darks, flats=args.flats, lights=args.lights,
-        dark_exposure_s=args.dark_exposure, flat_exposure_s=args.flat_exposure,
-        light_exposure_s=args.light_exposure, temperature_c=args.temperature,
-        filters=args.filters.split(","), seed=args.seed,
+        camera=Camera(
+            name=args.camera,
+            width=args.width,
+            height=args.height,
+            gain=args.gain,
+            offset=args.offset,
+        ),
+        bias=args.bias,
+        darks=args.darks,
+        flats=args.flats,
+        lights=args.lights,
+        dark_exposure_s=args.dark_exposure,
+        flat_exposure_s=args.flat_exposure,
+        light_exposure_s=args.light_exposure,
+        temperature_c=args.temperature,
+        filters=args.filters.split(","),
+        seed=args.seed,
     )
     ids = run_simulation(load_config(), plan, progress=not args.quiet)
     print(f"published {len(ids)} frame.registered events for {args.observatory}")
@@ -49,9 +60,13 @@ def _admin_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "GET", f"{admin}/observatories", None
     if command == "create-user":
         memberships = [{"observatory_id": o, "can_admin": True} for o in args.admin_of] + [
-            {"observatory_id": o, "can_admin": False} for o in args.member_of]
-        return "POST", f"{admin}/users", {"name": args.name, "server_admin": args.server_admin,
-                                          "memberships": memberships}
+            {"observatory_id": o, "can_admin": False} for o in args.member_of
+        ]
+        return (
+            "POST",
+            f"{admin}/users",
+            {"name": args.name, "server_admin": args.server_admin, "memberships": memberships},
+        )
     if command == "list-users":
         return "GET", f"{admin}/users", None
     if command == "user-token":
@@ -67,8 +82,13 @@ def _admin(args: argparse.Namespace) -> None:
         sys.exit("an admin token is needed: --token or CALIB_TOKEN")
     method, path, body = _admin_request(args)
     try:
-        response = httpx.request(method, args.url.rstrip("/") + path, json=body, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"})
+        response = httpx.request(
+            method,
+            args.url.rstrip("/") + path,
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        )
     except httpx.HTTPError as error:
         sys.exit(f"cannot reach the gateway at {args.url}: {error}")
     if response.status_code >= 400:
@@ -81,10 +101,14 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     commands.add_parser("run", help="start the whole system with embedded servers")
-    commands.add_parser("init-db", help="create the database's collections and indexes "
-                                        "(once, before the services start)")
+    commands.add_parser(
+        "init-db",
+        help="create the database's collections and indexes (once, before the services start)",
+    )
 
-    sim = commands.add_parser("simulate", help="act as a capture plugin: upload and announce frames")
+    sim = commands.add_parser(
+        "simulate", help="act as a capture plugin: upload and announce frames"
+    )
     sim.add_argument("--observatory", default="demo")
     sim.add_argument("--camera", default="ZWO ASI2600MM Pro")
     sim.add_argument("--width", type=int, default=640)

@@ -49,22 +49,46 @@ class SimulationPlan:
         return self.bias + self.darks + (self.flats + self.lights) * len(self.filters)
 
 
-def make_frame(plan: SimulationPlan, rng: np.random.Generator, frame_type: str, exposure_s: float,
-               filter_name: str | None, temperature_c: float, captured_at: datetime) -> bytes:
+def make_frame(
+    plan: SimulationPlan,
+    rng: np.random.Generator,
+    frame_type: str,
+    exposure_s: float,
+    filter_name: str | None,
+    temperature_c: float,
+    captured_at: datetime,
+) -> bytes:
     camera = plan.camera
     if frame_type == "bias":
         data = synthetic.bias_frame(camera, rng=rng)
     elif frame_type == "dark":
-        data = synthetic.dark_frame(camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng)
+        data = synthetic.dark_frame(
+            camera, exposure_s=exposure_s, temperature_c=temperature_c, rng=rng
+        )
     elif frame_type == "flat":
-        data = synthetic.flat_frame(camera, filter_name=filter_name, exposure_s=exposure_s,
-                                    temperature_c=temperature_c, rng=rng)
+        data = synthetic.flat_frame(
+            camera,
+            filter_name=filter_name,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c,
+            rng=rng,
+        )
     else:
-        data, _ = synthetic.light_frame(camera, filter_name=filter_name, exposure_s=exposure_s,
-                                        temperature_c=temperature_c, rng=rng)
+        data, _ = synthetic.light_frame(
+            camera,
+            filter_name=filter_name,
+            exposure_s=exposure_s,
+            temperature_c=temperature_c,
+            rng=rng,
+        )
     header = synthetic.nina_header(
-        frame_type=frame_type, camera=camera, exposure_s=exposure_s, temperature_c=temperature_c,
-        set_temperature_c=plan.temperature_c, filter_name=filter_name, captured_at=captured_at,
+        frame_type=frame_type,
+        camera=camera,
+        exposure_s=exposure_s,
+        temperature_c=temperature_c,
+        set_temperature_c=plan.temperature_c,
+        filter_name=filter_name,
+        captured_at=captured_at,
     )
     return synthetic.fits_bytes(data, header)
 
@@ -79,22 +103,40 @@ async def simulate(config: Config, plan: SimulationPlan, *, progress: bool = Tru
     rng = np.random.default_rng(plan.seed)
     event_ids = []
     try:
-        with tqdm(total=plan.total, desc=f"simulating {plan.observatory_id}", unit="frame",
-                  disable=not progress) as bar:
+        with tqdm(
+            total=plan.total,
+            desc=f"simulating {plan.observatory_id}",
+            unit="frame",
+            disable=not progress,
+        ) as bar:
             for index, (frame_type, exposure_s, filter_name) in enumerate(plan.frames()):
                 temperature = round(plan.temperature_c + float(rng.normal(0, 0.1)), 2)
                 captured_at = plan.start + timedelta(seconds=index * (exposure_s + 5))
-                data = await asyncio.to_thread(make_frame, plan, rng, frame_type, exposure_s,
-                                               filter_name, temperature, captured_at)
+                data = await asyncio.to_thread(
+                    make_frame,
+                    plan,
+                    rng,
+                    frame_type,
+                    exposure_s,
+                    filter_name,
+                    temperature,
+                    captured_at,
+                )
                 event_id = uuid.uuid4().hex
                 key = f"frames/{plan.observatory_id}/{captured_at:%Y%m%d}/{event_id}.fits"
                 await store.put_bytes(key, data, content_type="application/fits")
                 # like the plugin: the event carries the key and digest, the header has the rest
                 await publish(
-                    broker, events.FRAME_REGISTERED,
-                    events.FrameRegistered(event_id=event_id, observatory_id=plan.observatory_id,
-                                           storage_key=key, sha256=hashlib.sha256(data).hexdigest()),
-                    observatory_id=plan.observatory_id, msg_id=event_id,
+                    broker,
+                    events.FRAME_REGISTERED,
+                    events.FrameRegistered(
+                        event_id=event_id,
+                        observatory_id=plan.observatory_id,
+                        storage_key=key,
+                        sha256=hashlib.sha256(data).hexdigest(),
+                    ),
+                    observatory_id=plan.observatory_id,
+                    msg_id=event_id,
                 )
                 event_ids.append(event_id)
                 bar.update(1)
@@ -108,7 +150,10 @@ def demo_plan(observatory_id: str) -> SimulationPlan:
     return SimulationPlan(
         observatory_id=observatory_id,
         camera=synthetic.Camera(width=640, height=480),
-        bias=12, darks=12, flats=0, lights=4,
+        bias=12,
+        darks=12,
+        flats=0,
+        lights=4,
     )
 
 

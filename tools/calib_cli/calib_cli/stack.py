@@ -52,8 +52,11 @@ class System:
         config, env = self.config, os.environ
         self.servers = EmbeddedServers(
             data_dir=config.data_path.resolve(),
-            ports=ServerPorts(nats=config.nats_port, s3=config.s3_port, mongodb=config.mongodb_port),
-            s3_access_key=config.s3_access_key, s3_secret_key=config.s3_secret_key,
+            ports=ServerPorts(
+                nats=config.nats_port, s3=config.s3_port, mongodb=config.mongodb_port
+            ),
+            s3_access_key=config.s3_access_key,
+            s3_secret_key=config.s3_secret_key,
         )
         self.servers.start(
             nats="CALIB_NATS_URL" not in env,
@@ -65,11 +68,13 @@ class System:
             "CALIB_NATS_URL": env.get("CALIB_NATS_URL", f"nats://127.0.0.1:{config.nats_port}"),
             "CALIB_S3_ENDPOINT": env.get("CALIB_S3_ENDPOINT", f"127.0.0.1:{config.s3_port}"),
             "CALIB_MONGODB_URI": env.get(
-                "CALIB_MONGODB_URI", f"mongodb://127.0.0.1:{config.mongodb_port}/?retryWrites=false"),
+                "CALIB_MONGODB_URI", f"mongodb://127.0.0.1:{config.mongodb_port}/?retryWrites=false"
+            ),
             "CALIB_BOOTSTRAP_ADMIN_TOKEN": self.token,
             "CALIB_LOG_FORMAT": env.get("CALIB_LOG_FORMAT", "console"),
-            "CALIB_FILE_CACHE_DIR": env.get("CALIB_FILE_CACHE_DIR",
-                                            str(config.data_path.resolve() / "file-cache")),
+            "CALIB_FILE_CACHE_DIR": env.get(
+                "CALIB_FILE_CACHE_DIR", str(config.data_path.resolve() / "file-cache")
+            ),
         }
 
     def prepare_database(self) -> None:
@@ -108,7 +113,8 @@ def ensure_demo_observatory(system: System, observatory_id: str) -> bool:
     response = httpx.post(
         f"{system.base_url}/api/v1/admin/observatories",
         json={"id": observatory_id, "name": "Demo Observatory"},
-        headers={"Authorization": f"Bearer {system.token}"}, timeout=10,
+        headers={"Authorization": f"Bearer {system.token}"},
+        timeout=10,
     )
     if response.status_code not in (201, 409):
         raise SystemExit(f"could not create the demo observatory: {response.text}")
@@ -129,8 +135,10 @@ def run(demo_observatory: str = "demo") -> None:
         if ensure_demo_observatory(system, demo_observatory) and config.simulate:
             from calib_cli.simulate import demo_plan, run_simulation
 
-            run_simulation(Config(**{**_as_dict(config), **_service_overrides(system)}),
-                           demo_plan(demo_observatory))
+            run_simulation(
+                Config(**{**_as_dict(config), **_service_overrides(system)}),
+                demo_plan(demo_observatory),
+            )
         print(
             "\ncalib is running\n"
             f"  admin page : {system.base_url}/admin/\n"
@@ -138,7 +146,8 @@ def run(demo_observatory: str = "demo") -> None:
             f"  admin token: {token}\n"
             f"  S3         : {system.service_env['CALIB_S3_ENDPOINT']} bucket {config.s3_bucket} "
             f"(access key {config.s3_access_key})\n"
-            f"  MongoDB    : {system.service_env['CALIB_MONGODB_URI']} database {config.mongodb_db}\n"
+            f"  MongoDB    : {system.service_env['CALIB_MONGODB_URI']}"
+            f" database {config.mongodb_db}\n"
             f"  NATS       : {system.service_env['CALIB_NATS_URL']}\n"
             "Press Ctrl-C to stop.",
             flush=True,
@@ -146,8 +155,12 @@ def run(demo_observatory: str = "demo") -> None:
         while True:
             for service in system.services:
                 if service.process.poll() is not None:
-                    print(f"calib: {service.name} exited (code {service.process.returncode}); "
-                          f"see {service.log_path}", file=sys.stderr, flush=True)
+                    print(
+                        f"calib: {service.name} exited (code {service.process.returncode}); "
+                        f"see {service.log_path}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     raise KeyboardInterrupt
             time.sleep(1)
     except KeyboardInterrupt:
@@ -166,5 +179,8 @@ def _as_dict(config: Config) -> dict:
 
 def _service_overrides(system: System) -> dict:
     env = system.service_env
-    return {"nats_url": env["CALIB_NATS_URL"], "s3_endpoint": env["CALIB_S3_ENDPOINT"],
-            "mongodb_uri": env["CALIB_MONGODB_URI"]}
+    return {
+        "nats_url": env["CALIB_NATS_URL"],
+        "s3_endpoint": env["CALIB_S3_ENDPOINT"],
+        "mongodb_uri": env["CALIB_MONGODB_URI"],
+    }
