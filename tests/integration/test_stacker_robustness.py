@@ -9,7 +9,6 @@ import uuid
 from calib_core import events
 from calib_infra.store import ObjectStore
 from calib_stack import synthetic
-from tests.integration.test_registry import publish_raw
 from tests.integration.test_stacker import (
     API,
     CAMERA,
@@ -127,20 +126,3 @@ def test_a_corrupt_frame_fails_the_job_naming_it_and_a_retry_without_it_succeeds
     assert values == sorted(set(values)) and values[0] == 0.0 and len(values) >= 4
     assert [r["status"] for r in reports][-1] == "succeeded"
     assert {r["status"] for r in reports[:-1]} == {"running"}
-
-
-def test_a_request_that_is_not_a_stack_request_is_logged_and_dropped(system, observatory):
-    """No redelivery would make it valid: acknowledged, not retried forever."""
-    marker = uuid.uuid4().hex
-    publish_raw(system.config, f"stack.requested.{observatory}", f'{{"job": "{marker}"'.encode())
-    lines = wait_for(
-        lambda: stacker_log_lines(system, "invalid event ignored"),
-        timeout_s=30,
-        what="the stacker's log line",
-    )
-    assert any(f"stack.requested.{observatory}" in line for line in lines)
-    wait_for(
-        lambda: consumer_drained(system.config, "stacker"),
-        timeout_s=30,
-        what="the stacker to drain",
-    )

@@ -1,7 +1,8 @@
-"""When stacking happens (SPEC §5), through the real services: the registration
-trigger at its threshold, masters renewed from new frames, one open job per
-configuration, the sweep catching a lost trigger, and deferred jobs resumed by the
-master they were waiting for."""
+"""When stacking happens (SPEC §5), through the real services: masters renewed from new
+frames, one open job per configuration under concurrency, the sweep catching a lost
+trigger, deferred jobs resumed by the master they were waiting for, and a failed job
+not repeated. The registration trigger at its threshold is asserted without servers in
+tests/unit/app/test_queueing.py and test_registration.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import msgspec
 import pytest
 from pymongo import MongoClient
 
+from calib_core.fitsheader import image_layout
 from calib_core.grouping import group_frames
-from calib_core.headers import fields_from_header, plain_image_header, resolve_metadata
+from calib_core.headers import fields_from_header, resolve_metadata
 from calib_core.models import Frame, JobTrigger
 from calib_core.settings import CalibrationSettings
 from calib_core.triggers import CCD_DARK_DEFERRED_REASON, FLAT_DEFERRED_REASON, plan_job
@@ -55,19 +57,6 @@ def active_master(
         ),
         None,
     )
-
-
-def test_nine_frames_queue_nothing_the_tenth_queues_a_job(admin, plugin, system, observatory):
-    files = darks(0, 10)
-    register_all(plugin, observatory, files[:9])
-    wait_registered(admin, system.config, observatory, 9)
-    assert jobs(admin, observatory) == []
-
-    register_all(plugin, observatory, files[9:])
-    [job] = wait_for(lambda: jobs(admin, observatory), timeout_s=30, what="a job")
-    assert job["trigger"] == "registration"
-    assert len(job["frame_ids"]) == 10
-    assert job["configuration"]["exposure_s"] == 30.0
 
 
 def test_enough_new_frames_renew_the_master_from_the_full_frame_set(
@@ -146,7 +135,9 @@ def test_concurrent_job_inserts_for_one_configuration_create_one(system, observa
     members = [
         Frame(
             **msgspec.structs.asdict(
-                resolve_metadata({}, fields_from_header(plain_image_header(frame_bytes("bias", i))))
+                resolve_metadata(
+                    {}, fields_from_header(image_layout(frame_bytes("bias", i)).header)
+                )
             ),
             id=uuid.uuid4().hex,
             observatory_id=observatory,
@@ -187,7 +178,7 @@ def test_the_sweep_queues_what_a_lost_trigger_missed(admin, plugin, system, obse
     with MongoClient(system.config.mongodb_uri) as client:
         frames = client[system.config.mongodb_db]["frames"]
         for data in darks(0, 3):
-            metadata = resolve_metadata({}, fields_from_header(plain_image_header(data)))
+            metadata = resolve_metadata({}, fields_from_header(image_layout(data).header))
             frame = Frame(
                 **msgspec.structs.asdict(metadata),
                 id=uuid.uuid4().hex,

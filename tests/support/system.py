@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from calib_infra.config import Config
 from calib_infra.devstack import (
@@ -21,6 +22,7 @@ from calib_infra.devstack import (
     ServerPorts,
     free_port,
     spawn,
+    stop_all,
 )
 from calib_infra.mongo import prepare_database
 
@@ -81,10 +83,12 @@ class Services:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
-    def start(self, name: str) -> ManagedProcess:
-        module = f"calib_{name.split('-')[0]}.main"  # "stacker-2" and "registry-2" are replicas
+    def start(self, name: str, **overrides) -> ManagedProcess:
+        """Start service ``name`` ("stacker-2" is a replica) with ``overrides`` to its config."""
+        module = f"calib_{name.split('-')[0]}.main"
+        config = msgspec.structs.replace(self.config, **overrides)
         process = spawn(
-            name, [sys.executable, "-m", module], self.log_dir, env=environment(self.config, name)
+            name, [sys.executable, "-m", module], self.log_dir, env=environment(config, name)
         )
         self.processes[name] = process
         return process
@@ -121,8 +125,7 @@ class Services:
         raise TimeoutError("gateway not ready")
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.stop()
+        stop_all(list(self.processes.values()))
 
 
 def unique(prefix: str) -> str:

@@ -7,18 +7,29 @@ the ports it uses and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from calib_core.calibration import CacheEntry
+from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import Frame, FrameType, JobStatus, Observatory, Rejection, StackJob
 from calib_core.settings import CalibrationSettings
+from calib_core.stacking_rules import StackRecipe
+
+
+class RetryLater(Exception):
+    """Raised by a use case that cannot act on its message yet (not a failure): the
+    message goes back to the stream and is redelivered after ``delay_s``."""
+
+    def __init__(self, reason: str, delay_s: float):
+        super().__init__(reason)
+        self.delay_s = delay_s
 
 
 class FrameRepository(Protocol):
@@ -144,6 +155,10 @@ class JobRepository(Protocol):
         """The holder of a running job renews its claim; False when the job is no longer its."""
         ...
 
+    async def give_back(self, job_id: str, worker: str, now: datetime) -> bool:
+        """The holder stops without finishing: the job is queued again for any replica."""
+        ...
+
     async def set_progress(self, job_id: str, progress: float, now: datetime) -> None: ...
 
     async def finish(
@@ -267,6 +282,15 @@ class ScannedObject:
     head: bytes
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the bus delivered it, not yet decoded (a batch consumer hands these
+    over, so the use case judges an undecodable body itself)."""
+
+    subject: str
+    body: bytes
+
+
 class ObjectStore(Protocol):
     """The S3 bucket."""
 
@@ -281,7 +305,9 @@ class ObjectStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """Bytes ``offset`` to ``offset + length`` (fewer at the end of the object); raises
+        """Bytes ``offset`` to ``offset + length``: fewer at the end of the object, none for
+        a range that starts at or past its end (any range of an empty object); ``length``
+        0 reads to the end (``read_range(key, 0, 0)``: the whole object). Raises
         :class:`ObjectMissingError`."""
         ...
 
@@ -294,6 +320,10 @@ class ObjectStore(Protocol):
     def list_batches(self, prefix: str, size: int) -> AsyncIterator[list[ObjectInfo]]: ...
 
 
+class UnusableFileError(Exception):
+    """A recorded frame's file cannot be had as it was recorded; the message names the frame."""
+
+
 class FrameFiles(Protocol):
     """Local copies of stored frames for the numerics (the stacker's and lifecycle's
     file cache), checked against the recorded sha256."""
@@ -303,10 +333,72 @@ class FrameFiles(Protocol):
         ...
 
     async def fetch_frame(self, frame: Frame, destination: Path, role: str) -> bool:
-        """Copy ``frame``'s object to ``destination``; True when it came from the cache."""
+        """Copy ``frame``'s object to ``destination``; True when it came from the cache.
+        A missing or changed object raises :class:`UnusableFileError` naming ``role`` (say
+        "source frame") and the frame."""
+        ...
+
+    async def keep(self, path: Path, sha256: str) -> None:
+        """Enter a local file just made (a master, read again soon) into the cache."""
         ...
 
     async def trim(self) -> None: ...
+
+
+class InvalidImageError(ValueError):
+    """A file is not an image the numerics can use (unreadable, not 2-D, or of another size
+    than the light it calibrates); the message names the file by its local path."""
+
+
+class LightCalibrator(Protocol):
+    """The numerics of calibrating a light. CPU-heavy: an adapter runs them off the event
+    loop."""
+
+    async def calibrate(
+        self,
+        light: Path,
+        output: Path,
+        *,
+        bias: Path | None,
+        dark: Path | None,
+        flat: Path | None,
+        dark_scale: float,
+        flat_scale: float,
+        cards: Sequence[tuple[str, Any, str]],
+    ) -> None:
+        """Write ``(light - bias - dark * dark_scale) / (flat / flat_scale)`` to ``output``
+        (float32 FITS: the light's header, then ``cards``); a missing master is left out.
+        Raises :class:`InvalidImageError`."""
+        ...
+
+
+@dataclass(frozen=True)
+class MasterDescription:
+    stats: dict[str, Any]
+    """The image's statistics, as the stacker records them for the masters it makes."""
+    preview_png: bytes
+
+
+class MasterDescriber(Protocol):
+    """The numerics that describe a master made elsewhere (an uploaded one)."""
+
+    async def describe(self, path: Path, frame_type: FrameType) -> MasterDescription:
+        """Statistics and a preview of the master FITS file at ``path``. Raises
+        :class:`InvalidImageError`."""
+        ...
+
+
+R = TypeVar("R")
+
+
+class LifecycleService(Protocol):
+    """The lifecycle service, asked over request/reply (replicas share the requests)."""
+
+    async def maintenance(
+        self, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]
+    ) -> R:
+        """Run ``task`` for one observatory (or all, ``None``) and return its report."""
+        ...
 
 
 class EventPublisher(Protocol):
@@ -341,3 +433,65 @@ class Log(Protocol):
     def error(self, event: str, **fields: Any) -> Any: ...
 
     def exception(self, event: str, **fields: Any) -> Any: ...
+
+    def bind(self, **fields: Any) -> Log:
+        """A logger that adds ``fields`` to every event."""
+        ...
+
+
+class StackingError(Exception):
+    """The files cannot be stacked as they are (unreadable, of unequal sizes, unusable
+    values); the message names the files by their local paths."""
+
+
+class StackedImage(Protocol):
+    """A master image combined by a :class:`MasterBuilder`, held until it is written."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)"""
+        ...
+
+    @property
+    def rejected_fraction(self) -> float:
+        """The fraction of the sources' pixel values rejected by sigma clipping."""
+        ...
+
+
+@dataclass(frozen=True)
+class WrittenMaster:
+    stats: dict[str, Any]
+    """The image's statistics (median, noise, hot pixels ...)."""
+    size_bytes: int
+    sha256: str
+    """Of the FITS file."""
+
+
+class MasterBuilder(Protocol):
+    """The numerics of a stacking job. They are CPU-heavy: an adapter runs them off the
+    event loop."""
+
+    async def stack(
+        self,
+        sources: Sequence[Path],
+        recipe: StackRecipe,
+        *,
+        subtract: Path | None,
+        dark_rate: Path | None,
+        progress: Callable[[float], Awaitable[None]],
+    ) -> StackedImage:
+        """Combine the FITS files ``sources`` after subtracting the master ``subtract``
+        and ``dark_rate`` × exposure from each; ``progress(fraction)`` is awaited on the
+        event loop as the work advances. Raises :class:`StackingError`."""
+        ...
+
+    async def write(
+        self,
+        image: StackedImage,
+        frame_type: FrameType,
+        cards: Sequence[tuple[str, Any, str]],
+        fits_path: Path,
+        preview_path: Path,
+    ) -> WrittenMaster:
+        """Write ``image`` as the master FITS file (header ``cards``) and its PNG preview."""
+        ...

@@ -177,6 +177,21 @@ def plan_calibration(
     return plan
 
 
+def dark_scale(plan: CalibrationPlan, light: Frame) -> float:
+    """What the master dark is multiplied by before it is subtracted: on CCD the master
+    dark is a rate per second (the light's exposure), on CMOS a dark of the light's
+    exposure (1)."""
+    return light.exposure_s if plan.camera_type == "CCD" else 1.0
+
+
+def flat_scale(plan: CalibrationPlan) -> float:
+    """What the master flat is divided by: its median, so that dividing by it keeps the
+    light's level. Masters made here are normalised to median 1; an uploaded one may not
+    be. Without a flat, or a positive recorded median, 1."""
+    median = (plan.flat.stats or {}).get("median") if plan.flat is not None else None
+    return float(median) if isinstance(median, int | float) and median > 0 else 1.0
+
+
 def calibration_cards(plan: CalibrationPlan, now: datetime) -> list[tuple[str, object, str]]:
     """FITS header cards of a calibrated light: the masters used and the warnings."""
     cards: list[tuple[str, object, str]] = [

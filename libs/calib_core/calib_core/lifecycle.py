@@ -60,22 +60,18 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     finished_at: datetime
 
 
-def created(master: Frame) -> datetime:
-    return master.created_at or master.registered_at
-
-
 def max_age(master: Frame, settings: CalibrationSettings) -> timedelta:
     return timedelta(days=settings.max_age_days(master.frame_type))
 
 
 def expires_at(master: Frame, settings: CalibrationSettings) -> datetime:
-    return created(master) + max_age(master, settings)
+    return master.creation_time + max_age(master, settings)
 
 
 def expiry_state(master: Frame, settings: CalibrationSettings, now: datetime) -> ExpiryState:
     """Expired past the type's max age (or once marked expired); expiring soon in the
     last 20 % of it. For the needs view's expiry warnings and calibration warnings."""
-    age = now - created(master)
+    age = now - master.creation_time
     limit = max_age(master, settings)
     if master.status == MasterStatus.EXPIRED or age > limit:
         return ExpiryState.EXPIRED
@@ -93,7 +89,7 @@ def masters_to_expire(
         for m in masters
         if m.is_master
         and m.status == MasterStatus.ACTIVE
-        and now - created(m) > max_age(m, settings)
+        and now - m.creation_time > max_age(m, settings)
     ]
 
 
@@ -109,7 +105,7 @@ def supersession(
     """
     newer = [m for m in masters if m.id != new.id and superseded_by(m, [new], settings)]
     if newer:
-        return [(new, max(newer, key=lambda m: (created(m), m.id)))]
+        return [(new, max(newer, key=lambda m: (m.creation_time, m.id)))]
     return [(old, new) for old in superseded_by(new, masters, settings)]
 
 
@@ -121,8 +117,8 @@ def frames_past_retention(
     latest: dict[str, datetime] = {}
     for master in masters:
         for frame_id in master.components or []:
-            if frame_id not in latest or created(master) > latest[frame_id]:
-                latest[frame_id] = created(master)
+            if frame_id not in latest or master.creation_time > latest[frame_id]:
+                latest[frame_id] = master.creation_time
     cutoff = now - timedelta(days=settings.individual_frame_retention_days)
     return {frame_id for frame_id, at in latest.items() if at < cutoff}
 
@@ -137,7 +133,7 @@ def masters_past_retention(
         for m in masters
         if m.is_master
         and m.status == MasterStatus.SUPERSEDED
-        and (m.superseded_at or created(m)) < cutoff
+        and (m.superseded_at or m.creation_time) < cutoff
     ]
 
 

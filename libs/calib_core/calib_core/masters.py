@@ -12,6 +12,7 @@ from calib_core import __version__
 from calib_core.grouping import mean_angle
 from calib_core.models import Frame, FrameType, MasterStatus, StackJob
 from calib_core.settings import CalibrationSettings
+from calib_core.stacking_rules import stacks_dark_rate
 
 
 def master_id_for_job(job_id: str) -> str:
@@ -63,7 +64,7 @@ def build_master(
     temperatures = [f.temperature_c for f in components if f.temperature_c is not None]
     master_id = master_id_for_job(job.id)
     params = settings.method_params()
-    if job.frame_type == FrameType.DARK and settings.camera_type == "CCD":
+    if stacks_dark_rate(job.frame_type, settings):
         params["unit"] = "adu/s"
     return Frame(
         id=master_id,
@@ -143,7 +144,7 @@ def provenance_cards(
             ("CLIPSIG", settings.sigma_clip_value, "sigma clipping threshold"),
             ("CLIPITER", settings.sigma_clip_iterations, "maximum clipping iterations"),
         ]
-    if job.frame_type == FrameType.DARK and settings.camera_type == "CCD":
+    if stacks_dark_rate(job.frame_type, settings):
         cards.append(("BUNIT", "adu/s", "dark current rate (bias subtracted)"))
     cards += [
         ("CALOBS", job.observatory_id, "observatory"),

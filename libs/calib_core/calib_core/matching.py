@@ -71,7 +71,7 @@ def find_master(
         candidates.append(master)
 
     def newest(m: Frame) -> float:
-        return (m.created_at or m.registered_at).timestamp()
+        return m.creation_time.timestamp()
 
     if frame_type == FrameType.FLAT and settings.rotation_matching != "ignore":
         in_tolerance = [

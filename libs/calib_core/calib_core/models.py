@@ -108,6 +108,12 @@ class Frame(FrameMetadata, kw_only=True):
     calibration_masters: dict[str, str] | None = None
     calibration_warnings: list[str] | None = None
 
+    @property
+    def creation_time(self) -> datetime:
+        """When a master was made: ``created_at``, or ``registered_at`` for the uploaded
+        or old records that lack it. Ages and "newest" are measured from it."""
+        return self.created_at or self.registered_at
+
 
 class GroupRef(msgspec.Struct, kw_only=True):
     """Identifies a frame group: a configuration plus a temperature cluster."""

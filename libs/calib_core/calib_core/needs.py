@@ -27,7 +27,6 @@ from calib_core.grouping import (
     mean_angle,
 )
 from calib_core.lifecycle import ExpiryState, expires_at, expiry_state
-from calib_core.lifecycle import created as created_at
 from calib_core.matching import find_master, prerequisite_type
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
@@ -463,7 +462,7 @@ def expiry_warnings(
         state: Literal["expired", "expiring"] = (
             "expired" if expiry == ExpiryState.EXPIRED else "expiring"
         )
-        created = created_at(master)
+        created = master.creation_time
         max_age = settings.max_age_days(master.frame_type)
         warnings.append(
             ExpiryWarning(

@@ -51,17 +51,13 @@ class Summary(msgspec.Struct, kw_only=True):
     cameras: list[CameraSummary]
 
 
-def _created(master: Frame) -> datetime:
-    return master.created_at or master.registered_at
-
-
 def _configurations(masters: Iterable[Frame]) -> list[ConfigurationSummary]:
     by_key: dict[str, list[Frame]] = {}
     for master in masters:
         by_key.setdefault(master.config_key or master.id, []).append(master)
     summaries = []
     for key in sorted(by_key):
-        members = sorted(by_key[key], key=lambda m: (_created(m), m.id), reverse=True)
+        members = sorted(by_key[key], key=lambda m: (m.creation_time, m.id), reverse=True)
         latest = members[0]
         summaries.append(
             ConfigurationSummary(

@@ -11,7 +11,7 @@ from calib_core.tolerance import angle_within, within
 
 def _created(master: Frame) -> tuple[float, str]:
     """Order of creation (uploaded or old records may lack ``created_at``)."""
-    return ((master.created_at or master.registered_at).timestamp(), master.id)
+    return (master.creation_time.timestamp(), master.id)
 
 
 def superseded_by(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from calib_core.grouping import FrameGroup, exposure_second
+from calib_core import events
+from calib_core.grouping import FrameGroup, config_key, configuration, exposure_second
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
 
@@ -98,6 +99,36 @@ def plan_job(
         created_at=now,
         updated_at=now,
     )
+
+
+def stack_request(job: StackJob) -> tuple[events.StackRequested, str]:
+    """The request for ``job``'s next attempt and its message id. The id carries the
+    attempt, so a retry is a new message while a repeat of one request is a duplicate."""
+    attempt = job.attempts + 1
+    request = events.StackRequested(
+        job_id=job.id, observatory_id=job.observatory_id, attempt=attempt
+    )
+    return request, f"{job.id}-{attempt}"
+
+
+def triggering_frames(frames: Iterable[Frame]) -> dict[str, list[Frame]]:
+    """The frames that can start a master, by observatory: individual calibration frames
+    (a light or a master never does)."""
+    found: dict[str, list[Frame]] = {}
+    for frame in frames:
+        if frame.frame_type != FrameType.LIGHT and not frame.is_master:
+            found.setdefault(frame.observatory_id, []).append(frame)
+    return found
+
+
+def by_configuration(
+    frames: Iterable[Frame], settings: CalibrationSettings
+) -> dict[str, list[Frame]]:
+    """Calibration frames by the key of their configuration under ``settings``."""
+    found: dict[str, list[Frame]] = {}
+    for frame in frames:
+        found.setdefault(config_key(configuration(frame, settings)), []).append(frame)
+    return found
 
 
 def find_group(groups: Sequence[FrameGroup], frame_id: str) -> FrameGroup | None:

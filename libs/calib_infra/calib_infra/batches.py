@@ -13,23 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from calib_app.ports import Delivery
 from calib_core import wiring
 
 if TYPE_CHECKING:
     from calib_infra.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class Delivery:
-    subject: str
-    body: bytes
 
 
 #: Handles a batch; returns, per delivery, True when its work is durable (acknowledge)

@@ -44,6 +44,11 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     stacker_replicas: int = 2
     simulate: bool = True
     service_instance: str = ""
+    # a service's own health endpoint (GET /livez, /healthz) for container probes; 0 = none
+    health_port: int = 0
+    health_host: str = "127.0.0.1"
+    # set by `calib run`: where its supervisor reports restarts (shown by /health)
+    supervisor_state_file: str = ""
 
     @property
     def data_path(self) -> Path:

@@ -3,6 +3,7 @@ S3 (SeaweedFS ``weed mini``) and a MongoDB-wire server (SecantusDB)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -32,10 +33,15 @@ def binary(name: str) -> str:
     return found
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+#: How long a liveness probe waits for a server's answer.
+PROBE_TIMEOUT_S = 5.0
+
+
+def _answers(check) -> bool:
+    try:
+        return bool(check())
+    except Exception:  # noqa: BLE001 - no answer, or a wrong one: not alive
+        return False
 
 
 def wait_until(check, timeout_s: float, what: str) -> None:
@@ -56,26 +62,43 @@ class ManagedProcess:
     process: subprocess.Popen
     log_path: Path
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the process group (the child and anything it started), only
+        while the child has not been reaped: its pid may belong to another process later."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def wait_until(self, deadline: float) -> bool:
+        """Wait for the exit until ``deadline`` (monotonic); True if it exited."""
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout_s)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
+            return True
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait()
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``."""
+        self.signal(signal.SIGTERM)
+        if not self.wait_until(time.monotonic() + timeout_s):
+            self.kill()
 
     def kill(self) -> None:
-        """SIGKILL (a crash, for tests)."""
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        """SIGKILL (a crash, for tests; or a child that would not stop)."""
+        self.signal(signal.SIGKILL)
         self.process.wait()
+
+
+def stop_all(processes: list[ManagedProcess], grace_s: float = 7.0) -> None:
+    """SIGTERM to every process at once, SIGKILL to those still there after ``grace_s``:
+    one grace period for all, not one each."""
+    for process in processes:
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.wait_until(deadline)
+    for process in processes:
+        process.kill()
 
 
 def _die_with_parent() -> None:
@@ -157,29 +180,19 @@ class EmbeddedServers:
             s3_secret_key=self.s3_secret_key,
         )
 
-    def start_nats(self) -> None:
+    def spawn_nats(self) -> ManagedProcess:
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
-        self.processes["nats"] = spawn(
-            "nats-server",
-            [
-                binary("nats-server"),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.ports.nats),
-                "-m",
-                str(self.ports.nats_monitor),
-                "-js",
-                "-sd",
-                str(store),
-            ],
-            self.log_dir,
-        )
-        url = f"http://127.0.0.1:{self.ports.nats_monitor}/healthz?js-enabled-only=true"
-        wait_until(lambda: urllib.request.urlopen(url, timeout=1).status == 200, 30, "nats-server")
+        command = [binary("nats-server"), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
+        command += ["-m", str(self.ports.nats_monitor), "-js", "-sd", str(store)]
+        return self._keep("nats", spawn("nats-server", command, self.log_dir))
 
-    def start_s3(self) -> None:
+    def nats_alive(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """JetStream answers its health check in time (a frozen server does not)."""
+        url = f"http://127.0.0.1:{self.ports.nats_monitor}/healthz?js-enabled-only=true"
+        return _answers(lambda: urllib.request.urlopen(url, timeout=timeout_s).status == 200)
+
+    def spawn_s3(self) -> ManagedProcess:
         store = self.data_dir / "s3"
         store.mkdir(parents=True, exist_ok=True)
         extra = [free_port() for _ in range(4)]
@@ -188,28 +201,16 @@ class EmbeddedServers:
             "AWS_ACCESS_KEY_ID": self.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": self.s3_secret_key,
         }
-        self.processes["s3"] = spawn(
-            "seaweedfs",
-            [
-                binary("weed"),
-                f"-logdir={self.log_dir}",
-                "mini",
-                f"-dir={store}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-s3.port={self.ports.s3}",
-                f"-master.port={extra[0]}",
-                f"-volume.port={extra[1]}",
-                f"-filer.port={extra[2]}",
-                f"-admin.port={extra[3]}",
-                "-webdav=false",
-                "-admin.ui=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-            ],
-            self.log_dir,
-            env=env,
-        )
+        command = [binary("weed"), f"-logdir={self.log_dir}", "mini", f"-dir={store}"]
+        command += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={self.ports.s3}"]
+        command += [f"-master.port={extra[0]}", f"-volume.port={extra[1]}"]
+        command += [f"-filer.port={extra[2]}", f"-admin.port={extra[3]}", "-webdav=false"]
+        command += ["-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        return self._keep("s3", spawn("seaweedfs", command, self.log_dir, env=env))
+
+    def s3_alive(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """S3 answers a signed request in time."""
+        import urllib3
         from minio import Minio
 
         client = Minio(
@@ -217,43 +218,64 @@ class EmbeddedServers:
             access_key=self.s3_access_key,
             secret_key=self.s3_secret_key,
             secure=False,
+            http_client=urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+                retries=urllib3.Retry(total=0),
+            ),
         )
-        wait_until(lambda: client.bucket_exists("readiness-probe") is not None, 60, "seaweedfs s3")
+        return _answers(lambda: client.bucket_exists("liveness-probe") is not None)
 
-    def start_mongodb(self) -> None:
+    def spawn_mongodb(self) -> ManagedProcess:
         store = self.data_dir / "mongodb"
         store.mkdir(parents=True, exist_ok=True)
-        self.processes["mongodb"] = spawn(
-            "secantusdb",
-            [
-                binary("secantusd-py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.ports.mongodb),
-                "--storage-path",
-                str(store),
-                "--log-level",
-                "WARNING",
-            ],
-            self.log_dir,
-        )
-        wait_until(lambda: port_open(self.ports.mongodb), 60, "secantusdb")
+        command = [binary("secantusd-py"), "--host", "127.0.0.1", "--port", str(self.ports.mongodb)]
+        command += ["--storage-path", str(store), "--log-level", "WARNING"]
+        return self._keep("mongodb", spawn("secantusdb", command, self.log_dir))
+
+    def mongodb_alive(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """The MongoDB-wire server answers a ping in time (it can hang with its port open)."""
+        from pymongo import MongoClient
+
+        def ping() -> bool:
+            timeout_ms = int(timeout_s * 1000)
+            with MongoClient(
+                self.endpoints.mongodb_uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                socketTimeoutMS=timeout_ms,
+            ) as client:
+                return client.admin.command("ping").get("ok") == 1
+
+        return _answers(ping)
+
+    def spawn_server(self, name: str) -> ManagedProcess:
+        return {"nats": self.spawn_nats, "s3": self.spawn_s3, "mongodb": self.spawn_mongodb}[name]()
+
+    def alive(self, name: str) -> bool:
+        return {"nats": self.nats_alive, "s3": self.s3_alive, "mongodb": self.mongodb_alive}[name]()
 
     def start(self, nats: bool = True, s3: bool = True, mongodb: bool = True) -> None:
-        """Start the servers asked for; if one fails, stop those already started."""
+        """Start the servers asked for and wait until each answers; if one fails, stop
+        those already started."""
+        names = [
+            name for name, wanted in (("nats", nats), ("s3", s3), ("mongodb", mongodb)) if wanted
+        ]
         try:
-            if nats:
-                self.start_nats()
-            if s3:
-                self.start_s3()
-            if mongodb:
-                self.start_mongodb()
+            for name in names:
+                self.spawn_server(name)
+            for name in names:
+                wait_until(lambda name=name: self.alive(name), 60, name)
         except BaseException:
             self.stop()
             raise
 
+    def start_nats(self) -> None:
+        self.start(s3=False, mongodb=False)
+
+    def _keep(self, name: str, process: ManagedProcess) -> ManagedProcess:
+        self.processes[name] = process
+        return process
+
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.stop()
+        stop_all(list(self.processes.values()))
         self.processes.clear()

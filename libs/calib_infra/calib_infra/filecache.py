@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from calib_app.ports import ObjectMissingError
+from calib_app.ports import ObjectMissingError, UnusableFileError
 from calib_core.models import Frame
 from calib_infra.store import ObjectStore
 
@@ -43,10 +43,6 @@ class ChangedInStorageError(Exception):
             f"{key} changed in storage since it was recorded"
             f" (sha256 {actual[:12]}..., recorded {expected[:12]}...)"
         )
-
-
-class UnusableFileError(Exception):
-    """A recorded frame's file cannot be had as it was recorded; the message names the frame."""
 
 
 class FileCache:
@@ -107,6 +103,10 @@ class FileCache:
             shutil.copyfile(path, incoming)
         os.replace(incoming, entry)
         self._entered = True
+
+    async def keep(self, path: Path, sha256: str) -> None:
+        """:meth:`keep_sync` off the event loop."""
+        await asyncio.to_thread(self.keep_sync, path, sha256)
 
     async def fetch_frame(self, frame: Frame, destination: Path, role: str) -> bool:
         """:meth:`fetch_sync` for a frame or master record; a missing or changed object

@@ -329,6 +329,21 @@ class JobRepository:
         )
         return result.matched_count == 1
 
+    async def give_back(self, job_id: str, worker: str, now: datetime) -> bool:
+        """The holder stops without finishing: the job is queued again for any replica."""
+        result = await self.collection.update_one(
+            {"_id": job_id, "status": JobStatus.RUNNING.value, "worker": worker},
+            {
+                "$set": {
+                    "status": JobStatus.QUEUED.value,
+                    "worker": None,
+                    "progress": 0.0,
+                    "updated_at": now,
+                }
+            },
+        )
+        return result.matched_count == 1
+
     async def set_progress(self, job_id: str, progress: float, now: datetime) -> None:
         await self.collection.update_one(
             {"_id": job_id, "status": JobStatus.RUNNING.value},

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats.errors
+from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from calib_core import events
@@ -42,25 +43,43 @@ class _Reply(msgspec.Struct):
     error: str | None = None
 
 
-async def request(
-    runtime: Runtime,
-    subject: str,
-    body: msgspec.Struct,
-    reply_type: type[R],
-    *,
-    timeout_s: float,
-    service: str = "lifecycle",
-) -> R:
-    try:
-        response = await runtime.broker.request(
-            msgspec.json.encode(body), subject, timeout=timeout_s
+class LifecycleClient:
+    """The lifecycle service's requests (:class:`calib_app.ports.LifecycleService`)."""
+
+    def __init__(self, broker: NatsBroker):
+        self.broker = broker
+
+    async def calibrate(self, frame_id: str) -> events.CalibrateReply:
+        return await self._request(
+            events.LIFECYCLE_CALIBRATE,
+            events.CalibrateRequest(frame_id=frame_id),
+            events.CalibrateReply,
+            timeout_s=CALIBRATE_TIMEOUT_S,
         )
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as error:
-        raise ServiceUnavailableError(service, subject) from error
-    reply = msgspec.json.decode(response.body, type=_Reply)
-    if reply.error is not None:
-        raise RemoteError(reply.error)
-    return msgspec.convert(reply.result, reply_type)
+
+    async def maintenance(
+        self, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]
+    ) -> R:
+        return await self._request(
+            events.LIFECYCLE_MAINTENANCE,
+            events.MaintenanceCommand(task=task.value, observatory_id=observatory_id),
+            report_type,
+            timeout_s=MAINTENANCE_TIMEOUT_S,
+        )
+
+    async def _request(
+        self, subject: str, body: msgspec.Struct, reply_type: type[R], *, timeout_s: float
+    ) -> R:
+        try:
+            response = await self.broker.request(
+                msgspec.json.encode(body), subject, timeout=timeout_s
+            )
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as error:
+            raise ServiceUnavailableError("lifecycle", subject) from error
+        reply = msgspec.json.decode(response.body, type=_Reply)
+        if reply.error is not None:
+            raise RemoteError(reply.error)
+        return msgspec.convert(reply.result, reply_type)
 
 
 def serve(
@@ -81,25 +100,3 @@ def serve(
             runtime.log.exception("request failed", subject=subject, error=str(error))
             return msgspec.json.encode(_Reply(error=f"{type(error).__name__}: {error}"))
         return msgspec.json.encode(_Reply(result=msgspec.to_builtins(result)))
-
-
-async def request_calibration(runtime: Runtime, frame_id: str) -> events.CalibrateReply:
-    return await request(
-        runtime,
-        events.LIFECYCLE_CALIBRATE,
-        events.CalibrateRequest(frame_id=frame_id),
-        events.CalibrateReply,
-        timeout_s=CALIBRATE_TIMEOUT_S,
-    )
-
-
-async def request_maintenance(
-    runtime: Runtime, task: MaintenanceTask, observatory_id: str | None, reply_type: type[R]
-) -> R:
-    return await request(
-        runtime,
-        events.LIFECYCLE_MAINTENANCE,
-        events.MaintenanceCommand(task=task.value, observatory_id=observatory_id),
-        reply_type,
-        timeout_s=MAINTENANCE_TIMEOUT_S,
-    )

@@ -9,12 +9,14 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from http import HTTPStatus
 from typing import TypeVar
 
 import msgspec
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
+from calib_app.ports import RetryLater
 from calib_core import wiring
 from calib_infra.bus import BusPublisher, durable_consumer, make_broker, start_with_retry
 from calib_infra.clock import Clock
@@ -37,16 +39,9 @@ from calib_infra.store import ObjectStore
 E = TypeVar("E", bound=msgspec.Struct)
 
 HEARTBEAT_INTERVAL_S = 5.0
+#: How long a health check waits for each dependency.
+LIVENESS_TIMEOUT_S = 2.0
 SHUTDOWN_GRACE_S = 5.0
-
-
-class RetryLater(Exception):
-    """Raised by a handler that cannot act on its message yet (not a failure): the
-    message goes back to the stream and is redelivered after ``delay_s``."""
-
-    def __init__(self, reason: str, delay_s: float):
-        super().__init__(reason)
-        self.delay_s = delay_s
 
 
 class Runtime:
@@ -74,6 +69,7 @@ class Runtime:
         self.events = BusPublisher(self.broker)
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()
+        self._handling: set[asyncio.Task] = set()
 
     def now(self) -> datetime:
         """UTC now (moved by the test clock when ``CALIB_CLOCK_OFFSET_FILE`` is set)."""
@@ -91,6 +87,72 @@ class Runtime:
         await start_with_retry(self.broker, self.log)
         self.bus_ready.set()
         self.log.info("connected", nats=self.config.nats_url, mongodb_db=self.config.mongodb_db)
+
+    async def dependencies(self) -> dict[str, str | None]:
+        """Each dependency's state now: None when it answered within the deadline, else
+        why not (not a start-up latch: a server that hangs later shows here)."""
+
+        async def mongodb() -> None:
+            await self.db.command("ping")
+
+        async def nats() -> None:
+            connection = self.broker.connection if self.bus_ready.is_set() else None
+            if connection is None or not connection.is_connected:
+                raise ConnectionError("not connected")
+            await connection.flush(timeout=LIVENESS_TIMEOUT_S)
+
+        async def answer(probe: Callable[[], Awaitable[None]]) -> str | None:
+            try:
+                await asyncio.wait_for(probe(), LIVENESS_TIMEOUT_S)
+            except Exception as error:  # noqa: BLE001 - any failure is "not answering"
+                return f"{type(error).__name__}: {error}"[:200] or "no answer"
+            return None
+
+        names = ("mongodb", "s3", "nats")
+        states = await asyncio.gather(answer(mongodb), answer(self.store.ping), answer(nats))
+        return dict(zip(names, states, strict=True))
+
+    async def serve_health(self, port: int) -> None:
+        """A tiny HTTP endpoint for container probes: ``GET /livez`` answers while the
+        process runs; ``GET /healthz`` is 200 only while every dependency answers."""
+
+        async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                request = await asyncio.wait_for(reader.readline(), LIVENESS_TIMEOUT_S)
+                path = request.split()[1].decode() if len(request.split()) > 1 else ""
+                status, body = await self.health_reply(path)
+                writer.write(
+                    f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+                    "Content-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+            except (TimeoutError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(reply, self.config.health_host, port)
+        async with server:
+            await server.serve_forever()
+
+    async def health_reply(self, path: str) -> tuple[int, bytes]:
+        """Status code and JSON body of ``/livez`` or ``/healthz``."""
+        if path == "/livez":
+            return 200, msgspec.json.encode({"status": "alive", "service": self.service})
+        if path != "/healthz":
+            return 404, msgspec.json.encode({"error": "not_found", "detail": path})
+        states = await self.dependencies()
+        ready = all(state is None for state in states.values())
+        waiting = "unavailable" if self.bus_ready.is_set() else "starting"
+        body = {
+            "status": "ready" if ready else waiting,
+            "service": self.service,
+            "checks": {name: state is None for name, state in states.items()},
+            "errors": {name: state for name, state in states.items() if state is not None},
+        }
+        return (200 if ready else 503), msgspec.json.encode(body)
 
     async def heartbeat_forever(self) -> None:
         await self.datastores_ready.wait()  # no write before the schema is known to exist
@@ -134,8 +196,16 @@ class Runtime:
                 await msg.ack()
                 return
             keepalive = asyncio.create_task(_keep_in_progress(msg, ack_wait_s / 3))
+            handling = asyncio.current_task()
+            self._handling.add(handling)
             try:
                 await handler(event)
+            except asyncio.CancelledError:
+                # stopping: give the message back now, so another replica takes it at once
+                # rather than after the ack wait
+                self.log.info("stopping: message handed back", subject=received)
+                await msg.nack()
+                raise
             except RetryLater as later:
                 self.log.info(
                     "message handed back",
@@ -153,7 +223,16 @@ class Runtime:
                 return
             finally:
                 keepalive.cancel()
+                self._handling.discard(handling)
             await msg.ack()
+
+    async def hand_back(self) -> None:
+        """Cancel the messages being handled; each is given back to the stream at once."""
+        handling = list(self._handling)
+        for task in handling:
+            task.cancel()
+        if handling:
+            await asyncio.wait(handling, timeout=SHUTDOWN_GRACE_S)
 
     async def close(self) -> None:
         await self.broker.stop()
@@ -198,6 +277,8 @@ def run_service(
             loop.add_signal_handler(sig, stop.set)
         starting = asyncio.create_task(runtime.connect())
         tasks = [asyncio.create_task(runtime.heartbeat_forever())]
+        if runtime.config.health_port:
+            tasks.append(asyncio.create_task(runtime.serve_health(runtime.config.health_port)))
 
         async def after_connect() -> None:
             await starting
@@ -211,6 +292,7 @@ def run_service(
             task.cancel()
         # let cancelled work hand its messages back before the connections close
         await asyncio.wait([starting, *tasks], timeout=SHUTDOWN_GRACE_S)
+        await runtime.hand_back()
         await runtime.close()
 
     asyncio.run(main())

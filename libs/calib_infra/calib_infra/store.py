@@ -100,7 +100,12 @@ class ObjectStore:
             raise
 
     def read_range_sync(self, key: str, offset: int, length: int) -> bytes:
-        response = self._get(key, offset, length)
+        try:
+            response = self._get(key, offset, length)
+        except S3Error as error:
+            if error.code == "InvalidRange":  # starts at or past the end: nothing to read
+                return b""
+            raise
         try:
             return response.read()
         finally:

@@ -11,7 +11,6 @@ memory use depends on ``memory_limit_mb`` and the width, not on the height.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -20,15 +19,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from calib_core.fitsheader import COMMENTARY_KEYWORDS, Header, is_structural
 from calib_stack.fitsio import FitsImage, InvalidFitsError
 
 _MIB = 1024 * 1024
-#: Keywords of the light that describe its storage, not the image: never copied.
-_STRUCTURAL = re.compile(
-    r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BZERO|BSCALE|BLANK|CHECKSUM"
-    r"|DATASUM|EXTNAME|END|Z[A-Z0-9]*)$"
-)
-_COMMENTARY = {"COMMENT", "HISTORY", ""}
 
 
 class CalibrationInputError(InvalidFitsError):
@@ -124,7 +118,7 @@ def _band_rows(width: int, height: int, n_masters: int, memory_limit_mb: float) 
 
 
 def _output_header(
-    light: fits.Header, height: int, width: int, cards: Sequence[tuple[str, object, str]]
+    light: Header, height: int, width: int, cards: Sequence[tuple[str, object, str]]
 ) -> fits.Header:
     header = fits.Header()
     header["SIMPLE"] = (True, "conforms to FITS standard")
@@ -133,12 +127,12 @@ def _output_header(
     header["NAXIS1"] = width
     header["NAXIS2"] = height
     for card in light.cards:
-        if card.keyword in _COMMENTARY:
+        if card.keyword in COMMENTARY_KEYWORDS:
             header.append(card)
-        elif not _STRUCTURAL.match(card.keyword):
+        elif not is_structural(card.keyword):
             header[card.keyword] = (card.value, card.comment)
     for keyword, value, comment in cards:
-        if keyword in _COMMENTARY:
+        if keyword in COMMENTARY_KEYWORDS:
             header.append((keyword, value))
         else:
             header[keyword] = (value, comment)

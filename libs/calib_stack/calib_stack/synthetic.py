@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 import numpy as np
 from astropy.io import fits
 
+from calib_core.fitsheader import is_structural
+
 __all__ = [
     "Camera",
     "bias_frame",
@@ -573,9 +575,6 @@ def nina_header(
     return hdr
 
 
-_STRUCTURAL = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "BZERO", "BSCALE", "EXTEND", "END"}
-
-
 def fits_bytes(data: np.ndarray, header: fits.Header | Mapping | None) -> bytes:
     """A complete single-HDU FITS file, laid out like N.I.N.A.'s own writer.
 
@@ -605,7 +604,7 @@ def fits_bytes(data: np.ndarray, header: fits.Header | Mapping | None) -> bytes:
             if not isinstance(card, fits.Card):
                 key, value = card
                 card = fits.Card(key, *value) if isinstance(value, tuple) else fits.Card(key, value)
-            if card.keyword.upper() in _STRUCTURAL or card.keyword.upper().startswith("NAXIS"):
+            if is_structural(card.keyword.upper()):
                 continue
             cards.append(card)
     text = "".join(card.image for card in cards) + "END".ljust(80)

@@ -28,7 +28,7 @@ from calib_gateway.page import admin_page
 from calib_infra.bus import start_with_retry
 from calib_infra.runtime import Runtime
 
-PUBLIC_PATHS = ["^/healthz$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
+PUBLIC_PATHS = ["^/healthz$", "^/livez$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
 
 
 @get("/", include_in_schema=False)
@@ -36,20 +36,13 @@ async def root() -> Redirect:
     return Redirect("/admin/")
 
 
-@get("/healthz", include_in_schema=False)
-async def healthz(request: Request) -> Response:
-    """Liveness and readiness: 200 once MongoDB, S3 and NATS are connected."""
+@get(["/healthz", "/livez"], include_in_schema=False)
+async def healthz(request: Request) -> Response[bytes]:
+    """``/healthz``: 200 while MongoDB, S3 and NATS each answer now, else 503 naming what
+    does not; ``/livez``: the process answers (for a container's liveness probe)."""
     runtime: Runtime = request.app.state.runtime
-    checks = {
-        "mongodb": runtime.datastores_ready.is_set(),
-        "s3": runtime.datastores_ready.is_set(),
-        "nats": runtime.bus_ready.is_set() and runtime.broker.connection.is_connected,
-    }
-    ready = all(checks.values())
-    return Response(
-        {"status": "ready" if ready else "starting", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    status, body = await runtime.health_reply(request.url.path)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def create_app(runtime: Runtime) -> Litestar:

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import Parameter
 
+from calib_app.queueing import publish_stack_request, queue_group
 from calib_core.access import Capability
 from calib_core.grouping import group_frames
 from calib_core.models import JobStatus, JobTrigger
@@ -17,7 +18,7 @@ from calib_core.triggers import group_matching, minimum_frames
 from calib_gateway.guards import can_manage, can_view, ensure
 from calib_gateway.library import runtime_of
 from calib_gateway.schemas import CreateMasterIn, JobList, RejectionList
-from calib_infra.jobqueue import publish_stack_request, queue_group
+from calib_infra.compose import job_queue
 
 
 class JobsController(Controller):
@@ -50,7 +51,7 @@ class JobsController(Controller):
                 "(or the group already has an open job)",
                 status_code=409,
             )
-        await publish_stack_request(runtime, requeued)
+        await publish_stack_request(runtime.events, requeued)
         return requeued
 
     @get("/rejections/{observatory_id:str}")
@@ -112,7 +113,11 @@ class JobsController(Controller):
                 status_code=422,
             )
         job, _ = await queue_group(
-            runtime, group, settings, observatory_id=data.observatory_id, trigger=JobTrigger.MANUAL
+            job_queue(runtime),
+            group,
+            settings,
+            observatory_id=data.observatory_id,
+            trigger=JobTrigger.MANUAL,
         )
         return job
 

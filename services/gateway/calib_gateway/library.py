@@ -14,6 +14,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from calib_app.calibration import with_calibration, with_calibrations
 from calib_app.ports import ObjectMissingError
 from calib_core import events
 from calib_core.access import Capability
@@ -25,8 +26,8 @@ from calib_gateway.schemas import (
     LibraryPage,
 )
 from calib_gateway.uploads import ParsedUpload, UploadError, parse_multipart
+from calib_infra import compose
 from calib_infra.bus import publish
-from calib_infra.calibration import with_calibration, with_calibrations
 from calib_infra.runtime import Runtime
 
 FRAME_TYPES = [t.value for t in FrameType]
@@ -105,14 +106,18 @@ class LibraryController(Controller):
             observatory_id, filters, skip=(page - 1) * limit, limit=limit
         )
         return LibraryPage(
-            items=await with_calibrations(runtime, items), page=page, limit=limit, total=total
+            items=await with_calibrations(compose.frame_library(runtime), items),
+            page=page,
+            limit=limit,
+            total=total,
         )
 
     @get("/frames/{frame_id:str}")
     async def frame(self, request: Request, frame_id: str) -> Frame:
         """A frame or master; a light also gets its calibration status, masters and warnings."""
         return await with_calibration(
-            runtime_of(request), await frame_for(request, frame_id, Capability.VIEW)
+            compose.frame_library(runtime_of(request)),
+            await frame_for(request, frame_id, Capability.VIEW),
         )
 
     @get("/frames/{frame_id:str}/components")

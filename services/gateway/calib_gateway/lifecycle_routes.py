@@ -1,7 +1,7 @@
 """Deleting frames, calibrated lights, the cache and maintenance (SPEC §6, §7, §8).
 
-Deletion and cache clearing are bounded work done here through shared ``calib_infra``
-functions. Calibration (numerics) and maintenance (whole-library scans) run in the
+Deletion and cache clearing are bounded work done here through the ``calib_app``
+use cases. Calibration (numerics) and maintenance (whole-library scans) run in the
 lifecycle service, asked over NATS request/reply; the gateway then streams the
 calibrated file from the S3 cache. A cache entry is served only while its light's plan
 (masters and warnings) is unchanged, so a stale file is never sent.
@@ -16,6 +16,8 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import NotFoundException, ServiceUnavailableException
 
+from calib_app.calibration import cached, clear_cache, plan_for
+from calib_app.deletion import delete_frame
 from calib_core.access import Capability
 from calib_core.calibration import CACHE_FAILED
 from calib_core.lifecycle import ExpiryReport, MaintenanceTask, RetentionReport
@@ -23,14 +25,8 @@ from calib_core.models import CalibrationStatus, FrameType
 from calib_gateway.errors import error_response
 from calib_gateway.guards import server_admin
 from calib_gateway.library import frame_for, runtime_of, stream_object
-from calib_infra.calibration import cached, clear_cache, plan_for
-from calib_infra.deletion import delete_frame
-from calib_infra.rpc import (
-    RemoteError,
-    ServiceUnavailableError,
-    request_calibration,
-    request_maintenance,
-)
+from calib_infra import compose
+from calib_infra.rpc import LifecycleClient, RemoteError, ServiceUnavailableError
 from calib_infra.runtime import Runtime
 
 CACHE_HEADER = "X-Calibration-Cache"
@@ -64,7 +60,7 @@ async def delete_frame_route(request: Request, frame_id: str) -> None:
     """Delete a frame or master: its record, file and preview. A deleted source frame
     leaves its master's components; a deleted master's frames are unclaimed again."""
     frame = await frame_for(request, frame_id, Capability.MANAGE)
-    await delete_frame(runtime_of(request), frame)
+    await delete_frame(compose.frame_library(runtime_of(request)), frame)
 
 
 class LifecycleController(Controller):
@@ -81,16 +77,17 @@ class LifecycleController(Controller):
             raise NotFoundException(
                 f"frame '{frame_id}' is not a light: only lights are calibrated"
             )
-        plan = await plan_for(runtime, light)
+        library = compose.frame_library(runtime)
+        plan = await plan_for(library, light)
         if plan.status != CalibrationStatus.CALIBRATED:
             return error_response(409, plan.error or plan.status.value, code=plan.status.value)
-        entry = await cached(runtime, plan)
+        entry = await cached(library, plan)
         if entry is not None and entry.status == CACHE_FAILED:
             return error_response(409, entry.error or "calibration failed", code="cal_failed")
         if entry is not None:
             return _serve(runtime, light.id, entry.storage_key, hit=True)
         try:
-            reply = await request_calibration(runtime, light.id)
+            reply = await LifecycleClient(runtime.broker).calibrate(light.id)
         except (ServiceUnavailableError, RemoteError) as error:
             raise _lifecycle_unavailable(error) from error
         if reply.status == "ready" and reply.storage_key:
@@ -107,7 +104,9 @@ class LifecycleController(Controller):
         """Delete every calibrated light of the server, or of one observatory."""
         runtime = runtime_of(request)
         await _known(runtime, observatory_id)
-        entries = await clear_cache(runtime, observatory_id, uuid.uuid4().hex)
+        entries = await clear_cache(
+            compose.frame_library(runtime), observatory_id, uuid.uuid4().hex
+        )
         return CacheCleared(observatory_id=observatory_id, entries=entries)
 
     @post("/maintenance/expiry-check", guards=[server_admin], status_code=200)
@@ -136,7 +135,7 @@ async def _maintenance(
     runtime = runtime_of(request)
     await _known(runtime, observatory_id)
     try:
-        return await request_maintenance(runtime, task, observatory_id, report_type)
+        return await LifecycleClient(runtime.broker).maintenance(task, observatory_id, report_type)
     except (ServiceUnavailableError, RemoteError) as error:
         raise _lifecycle_unavailable(error) from error
 

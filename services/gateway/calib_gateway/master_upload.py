@@ -13,11 +13,11 @@ from litestar.exceptions import ClientException
 
 from calib_core import events
 from calib_core.access import Capability
+from calib_core.fitsheader import InvalidFitsError, read_image_layout
 from calib_core.grouping import config_key, configuration
 from calib_core.headers import MissingFieldsError, fields_from_header, resolve_metadata
 from calib_core.masters import master_storage_key
 from calib_core.models import Frame, FrameType, MasterStatus
-from calib_gateway.fits_header import InvalidFitsUpload, image_header
 from calib_gateway.library import form_metadata, received_upload, runtime_of
 from calib_infra.bus import publish
 
@@ -46,9 +46,9 @@ class MasterUploadController(Controller):
         async with received_upload(request, Capability.MANAGE) as (upload, observatory_id, fields):
             form = form_metadata(fields)
             try:
-                header = await anyio.to_thread.run_sync(image_header, upload.file)
+                header = (await anyio.to_thread.run_sync(read_image_layout, upload.file)).header
                 metadata = resolve_metadata(form, fields_from_header(header))
-            except InvalidFitsUpload as error:
+            except InvalidFitsError as error:
                 raise _unprocessable(f"file: {error}") from error
             except MissingFieldsError as error:
                 raise _unprocessable(

@@ -1,44 +1,68 @@
-"""The lifecycle service: supersession, expiry, retention, calibrated lights and their cache."""
+"""The lifecycle service's composition root: on ``master.created`` supersession and the
+description of uploaded masters; on request calibrated lights and maintenance. Each is
+bound to its use case over this process's adapters."""
 
 from __future__ import annotations
 
+from calib_app.calibration import FrameLibrary, LightCalibration, calibrate
+from calib_app.lifecycle import UploadedMasters, describe_uploaded_master, supersede
+from calib_app.maintenance import Maintenance, run_maintenance
 from calib_core import events, wiring
+from calib_core.lifecycle import MaintenanceTask
+from calib_infra import compose
 from calib_infra.rpc import serve
 from calib_infra.runtime import Runtime, run_service
-from calib_lifecycle.calibrate import handle_calibrate
-from calib_lifecycle.describe import handle_master_described
-from calib_lifecycle.maintenance import run_maintenance
-from calib_lifecycle.supersede import handle_master_created
+from calib_lifecycle.numerics import StackNumerics
 from calib_stack import imagestats
 
 #: Calibrations answered at once by one replica (each holds a band of a few frames).
 CALIBRATION_WORKERS = 4
 
 
-def setup(runtime: Runtime) -> None:
-    imagestats.warm_up()  # the statistics kernels, for uploaded masters (see describe.py)
+def subscribe(
+    runtime: Runtime,
+    *,
+    library: FrameLibrary,
+    calibration: LightCalibration,
+    uploaded: UploadedMasters,
+    maintenance: Maintenance,
+) -> None:
     runtime.consume(
         wiring.LIFECYCLE_SUPERSEDE,
         events.MasterCreated,
-        lambda event: handle_master_created(runtime, event),
+        lambda event: supersede(library, event.master_id),
     )
     runtime.consume(
         wiring.LIFECYCLE_DESCRIBE,
         events.MasterCreated,
-        lambda event: handle_master_described(runtime, event),
+        lambda event: describe_uploaded_master(uploaded, event.master_id),
     )
     serve(
         runtime,
         events.LIFECYCLE_CALIBRATE,
         events.CalibrateRequest,
-        lambda request: handle_calibrate(runtime, request),
+        lambda request: calibrate(calibration, request.frame_id),
         max_workers=CALIBRATION_WORKERS,
     )
     serve(
         runtime,
         events.LIFECYCLE_MAINTENANCE,
         events.MaintenanceCommand,
-        lambda command: run_maintenance(runtime, command),
+        lambda command: run_maintenance(
+            maintenance, MaintenanceTask(command.task), command.observatory_id
+        ),
+    )
+
+
+def setup(runtime: Runtime) -> None:
+    imagestats.warm_up()  # the statistics kernels, for uploaded masters
+    numerics = StackNumerics()
+    subscribe(
+        runtime,
+        library=compose.frame_library(runtime),
+        calibration=compose.light_calibration(runtime, numerics),
+        uploaded=compose.uploaded_masters(runtime, numerics),
+        maintenance=compose.maintenance(runtime),
     )
 
 

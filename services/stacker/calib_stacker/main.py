@@ -1,33 +1,30 @@
-"""The stacker service: replicas share the durable ``stacker`` pull consumer."""
+"""The stacker service's composition root: replicas share the durable ``stacker`` pull
+consumer, each message runs the stacking use case over this process's adapters."""
 
 from __future__ import annotations
 
-import numpy as np
-
+from calib_app.stacking import Stacking, run_job
 from calib_core import events, wiring
+from calib_infra import compose
 from calib_infra.runtime import Runtime, run_service
-from calib_stack import imagestats
-from calib_stack.kernels import METHODS, combine
-from calib_stacker.jobs import run_job
+from calib_stacker.numerics import ThreadedMasterBuilder, load_kernels
 
 
-def load_kernels() -> None:
-    """Load the compiled stacking and statistics kernels (numba's on-disk cache, compiled
-    into it on first use) before taking jobs, so that the first job is not slower."""
-    sample = np.zeros((3, 1, 8), dtype=np.float32)
-    for method in METHODS:
-        combine(sample, method)
-    imagestats.warm_up()
+def subscribe(runtime: Runtime, stacking: Stacking) -> None:
+    """Bind ``stack.requested`` to :func:`run_job`. A job's claim lasts as long as the
+    consumer's ack wait: a message and a claim left by a dead replica run out together."""
+    runtime.consume(
+        wiring.STACKER,
+        events.StackRequested,
+        lambda request: run_job(stacking, request.job_id),
+        ack_wait_s=stacking.lease_s,
+    )
 
 
 def setup(runtime: Runtime) -> None:
     load_kernels()
-    runtime.consume(
-        wiring.STACKER,
-        events.StackRequested,
-        lambda request: run_job(runtime, request.job_id),
-        ack_wait_s=runtime.config.stacker_ack_wait_s,
-    )
+    builder = ThreadedMasterBuilder(runtime.config.stacker_memory_limit_mb)
+    subscribe(runtime, compose.stacking(runtime, builder))
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ as ``deleting`` and ``open_key``) and run each adapter's query over them with a 
 matcher of the few MongoDB operators the adapters use. Records handed out are built
 afresh from the stored documents, so a test cannot change stored state by mutating one.
 
-Where an adapter lets a driver's exception through (a duplicate key on an update, a range
-beyond the end of an object), the fake raises the same exception type.
+Where an adapter lets a driver's exception through (a duplicate key on an update), the
+fake raises the same exception type.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
-import urllib3
 from bson.errors import InvalidDocument
-from minio.error import S3Error
 from pymongo.errors import DuplicateKeyError
 
-from calib_app.ports import ObjectInfo, ObjectMissingError, ScannedObject
+from calib_app.ports import (
+    InvalidImageError,
+    MasterDescription,
+    ObjectInfo,
+    ObjectMissingError,
+    ScannedObject,
+)
 from calib_core import events, wiring
 from calib_core.calibration import CacheEntry
 from calib_core.models import (
@@ -643,6 +647,20 @@ class FakeJobRepository:
         )
         return matched == 1
 
+    async def give_back(self, job_id: str, worker: str, now: datetime) -> bool:
+        matched, _ = self.collection.update(
+            {"_id": job_id, "status": JobStatus.RUNNING.value, "worker": worker},
+            {
+                "$set": {
+                    "status": JobStatus.QUEUED.value,
+                    "worker": None,
+                    "progress": 0.0,
+                    "updated_at": now,
+                }
+            },
+        )
+        return matched == 1
+
     async def set_progress(self, job_id: str, progress: float, now: datetime) -> None:
         self.collection.update(
             {"_id": job_id, "status": JobStatus.RUNNING.value},
@@ -942,20 +960,6 @@ class StoredObject:
     modified: datetime
 
 
-def _invalid_range(key: str) -> S3Error:
-    """What the minio SDK raises for a range that starts at or beyond the end of an
-    object (an empty one too)."""
-    return S3Error(
-        urllib3.HTTPResponse(body=b"", status=416),
-        "InvalidRange",
-        "The requested range is not satisfiable",
-        f"/{key}",
-        None,
-        None,
-        object_name=key,
-    )
-
-
 class FakeObjectStore:
     """The S3 bucket: bytes by key, each with its content type and time of writing (the
     clock's now), listed in key order as S3 lists them."""
@@ -991,13 +995,9 @@ class FakeObjectStore:
         self.objects.pop(key, None)  # S3 deletes of a missing key succeed
 
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """As the SDK reads: ``length`` 0 means to the end; a range starting at or past
-        the end (of an empty object, say) raises ``S3Error`` with code ``InvalidRange``."""
+        """``length`` 0 means to the end; a range starting at or past the end (of an empty
+        object, say) holds nothing."""
         data = self.data(key)
-        if not offset and not length:
-            return data
-        if offset >= len(data):
-            raise _invalid_range(key)
         return data[offset : offset + length] if length else data[offset:]
 
     async def scan(self, key: str, head_bytes: int) -> ScannedObject:
@@ -1037,6 +1037,7 @@ class FakeFrameFiles:
     def __init__(self, store: FakeObjectStore):
         self.store = store
         self.fetches: list[Fetch] = []
+        self.kept: list[str] = []  # sha256 of the files entered
         self.trims = 0
 
     @contextlib.contextmanager
@@ -1058,6 +1059,9 @@ class FakeFrameFiles:
         destination.write_bytes(data)  # noqa: ASYNC240 - small test files
         self.fetches.append(Fetch(frame.id, frame.storage_key, destination, role))
         return False
+
+    async def keep(self, path: Path, sha256: str) -> None:
+        self.kept.append(sha256)
 
     async def trim(self) -> None:
         self.trims += 1
@@ -1123,6 +1127,63 @@ class FakeEventPublisher:
 
     def bodies(self, kind: str) -> list[Any]:
         return [m.body for m in self.published if m.kind == kind]
+
+
+# -- the lifecycle's numerics ----------------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationCall:
+    inputs: dict[str, bytes]  # by role ("light", "bias", "dark", "flat"): the files' bytes
+    dark_scale: float
+    flat_scale: float
+    cards: list[tuple[str, Any, str]]
+
+
+class FakeLightCalibrator:
+    """Writes ``calibrated:`` and the light's bytes as the calibrated file and keeps what it
+    was given; an input whose bytes are in ``unreadable`` raises ``InvalidImageError``
+    naming its local path, as the real numerics do."""
+
+    def __init__(self) -> None:
+        self.calls: list[CalibrationCall] = []
+        self.unreadable: set[bytes] = set()
+
+    async def calibrate(
+        self,
+        light: Path,
+        output: Path,
+        *,
+        bias: Path | None,
+        dark: Path | None,
+        flat: Path | None,
+        dark_scale: float,
+        flat_scale: float,
+        cards: Sequence[tuple[str, Any, str]],
+    ) -> None:
+        paths = {"light": light, "bias": bias, "dark": dark, "flat": flat}
+        inputs = {role: path.read_bytes() for role, path in paths.items() if path is not None}
+        for role, data in inputs.items():
+            if data in self.unreadable:
+                raise InvalidImageError(f"{paths[role]}: not a FITS file")
+        self.calls.append(CalibrationCall(inputs, dark_scale, flat_scale, list(cards)))
+        output.write_bytes(b"calibrated:" + inputs["light"])  # noqa: ASYNC240 - test files
+
+
+class FakeMasterDescriber:
+    """Describes a master by its size in bytes (``stats["median"]``) and a fake preview;
+    bytes in ``unreadable`` raise ``InvalidImageError``."""
+
+    def __init__(self) -> None:
+        self.described: list[FrameType] = []
+        self.unreadable: set[bytes] = set()
+
+    async def describe(self, path: Path, frame_type: FrameType) -> MasterDescription:
+        data = path.read_bytes()  # noqa: ASYNC240 - small test files
+        if data in self.unreadable:
+            raise InvalidImageError(f"{path}: not a FITS file")
+        self.described.append(frame_type)
+        return MasterDescription(
+            stats={"median": float(len(data))}, preview_png=b"png of " + data[:16]
+        )
 
 
 # -- all of them at once --------------------------------------------------------------------

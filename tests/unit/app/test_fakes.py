@@ -29,6 +29,8 @@ PORTS = {
     ports.EventPublisher: fakes.FakeEventPublisher,
     ports.Clock: fakes.FakeClock,
     ports.Log: fakes.FakeLog,
+    ports.LightCalibrator: fakes.FakeLightCalibrator,
+    ports.MasterDescriber: fakes.FakeMasterDescriber,
 }
 
 

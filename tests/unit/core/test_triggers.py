@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from calib_core.events import StackRequested
 from calib_core.grouping import group_frames
 from calib_core.matching import find_master, prerequisite_type
 from calib_core.models import FrameType, JobStatus, JobTrigger, MasterStatus
@@ -14,6 +15,7 @@ from calib_core.triggers import (
     CCD_DARK_DEFERRED_REASON,
     FLAT_DEFERRED_REASON,
     MAX_FRAMES_PER_MASTER,
+    by_configuration,
     find_group,
     frame_time,
     group_matching,
@@ -22,7 +24,9 @@ from calib_core.triggers import (
     plan_job,
     repeats_failure,
     retained_frames,
+    stack_request,
     triggered_groups,
+    triggering_frames,
     unclaimed_count,
 )
 from tests.unit.core.factories import NOW, OBS, frame, frames, group, job, master, settings_dict
@@ -381,3 +385,26 @@ def test_an_automatic_job_does_not_repeat_a_failure_on_the_same_frames():
     assert not repeats_failure(group([*members, *frames(1)]), failed, CalibrationSettings(), NOW)
     # fewer frames (the bad one deleted) still only repeats: that takes an administrator's retry
     assert repeats_failure(group(members[1:]), failed, CalibrationSettings(), NOW)
+
+
+def test_only_individual_calibration_frames_trigger_by_observatory():
+    dark, flat, light = frame(FrameType.DARK), frame(FrameType.FLAT), frame(FrameType.LIGHT)
+    elsewhere = frame(FrameType.BIAS, observatory_id="obs-2")
+    found = triggering_frames([dark, light, master(), flat, elsewhere])
+    assert found == {OBS: [dark, flat], "obs-2": [elsewhere]}
+
+
+def test_frames_by_configuration_follow_the_settings():
+    darks = [frame(exposure_s=30.2), frame(exposure_s=29.9), frame(exposure_s=60.0)]
+    cmos = by_configuration(darks, DEFAULT)  # a CMOS dark's exposure, to the second
+    ccd = by_configuration(darks, CalibrationSettings(camera_type="CCD"))  # scaled: any
+    assert list(cmos.values()) == [darks[:2], darks[2:]]
+    assert list(ccd.values()) == [darks]
+
+
+def test_a_stack_request_is_for_the_next_attempt_and_named_by_it():
+    assert stack_request(job(attempts=0)) == (
+        StackRequested(job_id="job0001", observatory_id=OBS, attempt=1),
+        "job0001-1",
+    )
+    assert stack_request(job(attempts=2))[1] == "job0001-3"

@@ -2,15 +2,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from calib_core.headers import plain_image_layout
-from calib_stack.fitsio import (
-    FitsImage,
-    HeaderIncompleteError,
-    InvalidFitsError,
-    image_header,
-    image_layout,
-    read_image,
-)
+from calib_core.fitsheader import HeaderIncompleteError, InvalidFitsError, image_layout
+from calib_stack.fitsio import FitsImage, read_image
 
 BLOCK = 2880
 
@@ -58,15 +51,15 @@ def test_rows_outside_the_image_are_refused(frame_writer, pixels):
 def test_the_layout_names_the_bytes_the_image_needs(frame_writer, pixels, layout):
     """A file shorter than that is truncated; the rest of the last block is padding."""
     data = frame_writer("frame.fits", pixels, layout, {"IMAGETYP": "DARK"}).read_bytes()
-    header, needed = image_layout(data)
+    found = image_layout(data)
+    header, needed = found.header, found.needed
     assert (header["NAXIS1"], header["NAXIS2"]) == (23, 37)
     assert len(data) - BLOCK < needed <= len(data)
+    assert found.compressed == (layout == "rice")
+    assert found.hdu_index == (0 if layout in ("uint16", "float32") else 1)
     if layout in ("uint16", "float32"):
         header_bytes = data.index(b"END" + b" " * 77) // BLOCK * BLOCK + BLOCK
         assert needed == header_bytes + 37 * 23 * abs(header["BITPIX"]) // 8
-        assert plain_image_layout(data)[1] == needed  # the registry's fast path agrees
-    else:
-        assert plain_image_layout(data) is None
     with frame_writer("short.fits", pixels, layout).open("r+b") as short:
         short.truncate(needed - 1)
     with pytest.raises(InvalidFitsError, match="truncated"):
@@ -75,7 +68,7 @@ def test_the_layout_names_the_bytes_the_image_needs(frame_writer, pixels, layout
 
 def test_header_from_a_prefix_of_a_primary_image(frame_writer, pixels):
     data = frame_writer("f.fits", pixels, "uint16", {"IMAGETYP": "FLAT"}).read_bytes()
-    header = image_header(data[:BLOCK])
+    header = image_layout(data[:BLOCK]).header
     assert (header["NAXIS1"], header["NAXIS2"], header["BITPIX"]) == (23, 37, 16)
     assert header["IMAGETYP"] == "FLAT"
 
@@ -87,7 +80,7 @@ def test_extension_header_merges_primary_keywords_extension_wins(tmp_path):
     extension = fits.ImageHDU(np.zeros((4, 6), np.int16))
     extension.header["EXPTIME"] = 2.5
     fits.HDUList([primary, extension]).writeto(tmp_path / "ext.fits")
-    header = image_header((tmp_path / "ext.fits").read_bytes()[: 2 * BLOCK])
+    header = image_layout((tmp_path / "ext.fits").read_bytes()[: 2 * BLOCK]).header
     assert (header["NAXIS1"], header["NAXIS2"]) == (6, 4)
     assert header["IMAGETYP"] == "LIGHT"
     assert header["EXPTIME"] == 2.5
@@ -96,7 +89,7 @@ def test_extension_header_merges_primary_keywords_extension_wins(tmp_path):
 
 def test_compressed_header_is_translated_to_the_image(frame_writer, pixels):
     data = frame_writer("c.fits", pixels, "rice", {"IMAGETYP": "BIAS"}).read_bytes()
-    header = image_header(data[: 2 * BLOCK])
+    header = image_layout(data[: 2 * BLOCK]).header
     assert (header["NAXIS"], header["NAXIS1"], header["NAXIS2"]) == (2, 23, 37)
     assert (header["BITPIX"], header["BZERO"]) == (16, 32768)
     assert header["IMAGETYP"] == "BIAS"
@@ -106,23 +99,23 @@ def test_compressed_header_is_translated_to_the_image(frame_writer, pixels):
 def test_short_prefix_asks_for_more_bytes(frame_writer, pixels):
     data = frame_writer("c.fits", pixels, "rice").read_bytes()
     with pytest.raises(HeaderIncompleteError) as caught:
-        image_header(data[:BLOCK])
+        image_layout(data[:BLOCK])
     assert caught.value.needed == 2 * BLOCK
     assert isinstance(caught.value, InvalidFitsError)
     with pytest.raises(HeaderIncompleteError):
-        image_header(data[:100])
+        image_layout(data[:100])
 
 
 def test_prefix_without_image_or_not_fits_is_invalid(tmp_path):
     table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="J", array=[1, 2])])
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(tmp_path / "table.fits")
     with pytest.raises(InvalidFitsError, match="no 2-D image"):
-        image_header((tmp_path / "table.fits").read_bytes() + b"\0" * BLOCK)
+        image_layout((tmp_path / "table.fits").read_bytes() + b"\0" * BLOCK)
     with pytest.raises(InvalidFitsError, match="not a FITS file"):
-        image_header(b"PK\x03\x04" + b"\0" * BLOCK)
+        image_layout(b"PK\x03\x04" + b"\0" * BLOCK)
     cube = fits.PrimaryHDU(np.zeros((3, 4, 5), np.int16)).header.tostring().encode()
     with pytest.raises(InvalidFitsError, match="not a 2-D image"):
-        image_header(cube)
+        image_layout(cube)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "no image", "missing"])

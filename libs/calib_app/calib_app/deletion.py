@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from calib_app.calibration import FrameLibrary, drop_entry, invalidate_stale
 from calib_core import events
 from calib_core.lifecycle import old_enough_for_orphan
 from calib_core.models import Frame, FrameType
-from calib_infra.bus import publish
-from calib_infra.calibration import drop_entry, invalidate_stale
-from calib_infra.runtime import Runtime
 
 #: Key prefixes of an observatory's objects (``frames/`` is where the plugin and the
 #: gateway upload; the rest are written by the services).
@@ -24,30 +22,29 @@ OBJECT_PREFIXES = ("frames", "masters", "previews", "calibrated")
 _BATCH = 500
 
 
-async def delete_frame(runtime: Runtime, frame: Frame) -> None:
+async def delete_frame(library: FrameLibrary, frame: Frame) -> None:
     """Delete a frame or master now: record, object and preview."""
-    await runtime.frames.mark_deleting(frame.id)
-    await _finish(runtime, frame)
+    await library.frames.mark_deleting(frame.id)
+    await _finish(library, frame)
 
 
-async def _finish(runtime: Runtime, frame: Frame) -> None:
+async def _finish(library: FrameLibrary, frame: Frame) -> None:
     keys = [k for k in (frame.storage_key, frame.preview_key) if k]
-    shared = await runtime.frames.referenced_keys(keys, except_id=frame.id)
+    shared = await library.frames.referenced_keys(keys, except_id=frame.id)
     for key in keys:
         if key not in shared:
-            await runtime.store.delete(key)
+            await library.store.delete(key)
     if frame.is_master:
-        await runtime.frames.release(frame.id)  # its frames are unclaimed again
+        await library.frames.release(frame.id)  # its frames are unclaimed again
         # lights it calibrated no longer use it: their cached files go
         await invalidate_stale(
-            runtime, frame.observatory_id, because_of=[frame.id], msg_id=f"cache-deleted-{frame.id}"
+            library, frame.observatory_id, because_of=[frame.id], msg_id=f"cache-deleted-{frame.id}"
         )
     else:
-        await runtime.frames.remove_component(frame.id)
-        if frame.frame_type == FrameType.LIGHT and (entry := await runtime.cache.get(frame.id)):
-            await drop_entry(runtime, entry)
-    await publish(
-        runtime.broker,
+        await library.frames.remove_component(frame.id)
+        if frame.frame_type == FrameType.LIGHT and (entry := await library.cache.get(frame.id)):
+            await drop_entry(library, entry)
+    await library.events.publish(
         events.FRAME_DELETED,
         events.FrameDeleted(
             frame_id=frame.id, observatory_id=frame.observatory_id, is_master=frame.is_master
@@ -55,8 +52,8 @@ async def _finish(runtime: Runtime, frame: Frame) -> None:
         observatory_id=frame.observatory_id,
         msg_id=f"deleted-{frame.id}",
     )
-    await runtime.frames.delete(frame.id)
-    runtime.log.info(
+    await library.frames.delete(frame.id)
+    library.log.info(
         "frame deleted",
         frame_id=frame.id,
         observatory_id=frame.observatory_id,
@@ -64,14 +61,14 @@ async def _finish(runtime: Runtime, frame: Frame) -> None:
     )
 
 
-async def finish_pending(runtime: Runtime, observatory_id: str | None) -> int:
+async def finish_pending(library: FrameLibrary, observatory_id: str | None) -> int:
     """Finish deletions a crash cut short (records still marked ``deleting``)."""
-    frames = await runtime.frames.pending_deletions(observatory_id)
+    frames = await library.frames.pending_deletions(observatory_id)
     for frame in frames:
-        await _finish(runtime, frame)
-    entries = await runtime.cache.pending_deletions(observatory_id)
+        await _finish(library, frame)
+    entries = await library.cache.pending_deletions(observatory_id)
     for entry in entries:
-        await drop_entry(runtime, entry)
+        await drop_entry(library, entry)
     return len(frames) + len(entries)
 
 
@@ -82,20 +79,20 @@ def object_prefixes(observatory_id: str | None) -> list[str]:
     return [f"{prefix}/{observatory_id}/" for prefix in OBJECT_PREFIXES]
 
 
-async def delete_orphans(runtime: Runtime, observatory_id: str | None, now: datetime) -> int:
+async def delete_orphans(library: FrameLibrary, observatory_id: str | None, now: datetime) -> int:
     """Delete objects that no record names and that are older than a day."""
     deleted = 0
     for prefix in object_prefixes(observatory_id):
-        async for listed in runtime.store.list_batches(prefix, _BATCH):
+        async for listed in library.store.list_batches(prefix, _BATCH):
             old = [o.key for o in listed if old_enough_for_orphan(o.modified, now)]
-            named = await _referenced(runtime, old) if old else set()
+            named = await _referenced(library, old) if old else set()
             for key in old:
                 if key not in named:
-                    await runtime.store.delete(key)
-                    runtime.log.info("orphaned object deleted", key=key)
+                    await library.store.delete(key)
+                    library.log.info("orphaned object deleted", key=key)
                     deleted += 1
     return deleted
 
 
-async def _referenced(runtime: Runtime, keys: Sequence[str]) -> set[str]:
-    return await runtime.frames.referenced_keys(keys) | await runtime.cache.referenced_keys(keys)
+async def _referenced(library: FrameLibrary, keys: Sequence[str]) -> set[str]:
+    return await library.frames.referenced_keys(keys) | await library.cache.referenced_keys(keys)

@@ -1,24 +1,37 @@
-"""One stacking job: download, preprocess, combine, write the master, record it.
+"""Run one stacking job: download, preprocess, combine, write the master, record it.
 
 Every step is safe to repeat. The master's id and object keys derive from the job, so an
 attempt that follows a crashed one overwrites what the dead one uploaded; the object is
 written before the record, so a record never points at a missing object; and a job that
 ends without a master removes whatever an earlier attempt uploaded. While a replica works
-on a job it keeps its claim fresh in MongoDB, so a duplicate request waits instead of
-stacking the job a second time.
+on a job it keeps its claim fresh in the job repository, so a duplicate request waits
+instead of stacking the job a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from calib_app.ports import (
+    Clock,
+    EventPublisher,
+    FrameFiles,
+    FrameRepository,
+    JobRepository,
+    Log,
+    MasterBuilder,
+    ObjectStore,
+    RetryLater,
+    StackingError,
+    UnusableFileError,
+)
 from calib_core import events
 from calib_core.masters import (
     build_master,
@@ -29,14 +42,9 @@ from calib_core.masters import (
     temperature_stats,
 )
 from calib_core.matching import Preprocessing, preprocessing
-from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
+from calib_core.models import Frame, JobStatus, StackJob
 from calib_core.settings import CalibrationSettings
-from calib_infra.bus import publish, publish_transient
-from calib_infra.filecache import UnusableFileError
-from calib_infra.runtime import RetryLater, Runtime
-from calib_stack.master import master_stats, write_master_fits
-from calib_stack.preview import preview_png
-from calib_stack.stacking import stack_files
+from calib_core.stacking_rules import is_redundant, preprocessing_cards, stack_recipe
 
 # Progress milestones (0-1) of a job; stacking moves it from DOWNLOADED to STACKED.
 DOWNLOADED = 0.2
@@ -47,22 +55,44 @@ PROGRESS_INTERVAL_S = 0.5
 DOWNLOAD_CONCURRENCY = 4
 
 
+@dataclass(frozen=True)
+class Stacking:
+    """What a stacking job needs from the world."""
+
+    frames: FrameRepository
+    jobs: JobRepository
+    store: ObjectStore
+    files: FrameFiles
+    builder: MasterBuilder
+    events: EventPublisher
+    clock: Clock
+    log: Log
+    worker: str
+    """This replica's name on the jobs it claims."""
+    lease_s: float
+    """How long a claim stays valid without renewal: the consumer's ack wait, after which
+    JetStream would also hand the message of a silent replica to another one."""
+
+
 class JobFailure(Exception):
     """The job cannot succeed as it is; the message is shown to the administrator."""
 
 
 @dataclass(frozen=True)
 class StackedMaster:
+    """A master written locally, not yet uploaded."""
+
     fits_path: Path
     preview_path: Path
-    stats: dict
     shape: tuple[int, int]
     """(height, width)"""
+    size_bytes: int
+    sha256: str
+    stats: dict[str, Any]
 
 
-async def _announce(runtime: Runtime, job: StackJob, progress: float, status: JobStatus) -> None:
-    await publish_transient(
-        runtime.broker,
+async def _announce(stacking: Stacking, job: StackJob, progress: float, status: JobStatus) -> None:
+    await stacking.events.publish_transient(
         events.STACK_PROGRESS,
         events.StackProgress(
             job_id=job.id, observatory_id=job.observatory_id, progress=progress, status=status.value
@@ -75,9 +105,8 @@ class Progress:
     """Live progress on ``stack.progress`` and in the job record: never backwards, at most
     twice a second unless forced (milestones are forced)."""
 
-    def __init__(self, runtime: Runtime, job: StackJob):
-        self.runtime, self.job = runtime, job
-        self.loop = asyncio.get_running_loop()
+    def __init__(self, stacking: Stacking, job: StackJob):
+        self.stacking, self.job = stacking, job
         self.lock = asyncio.Lock()
         self.last = -1.0
         self.sent_at = 0.0
@@ -89,35 +118,27 @@ class Progress:
             if fraction <= self.last or (not force and now - self.sent_at < PROGRESS_INTERVAL_S):
                 return
             self.last, self.sent_at = fraction, now
-            await _announce(self.runtime, self.job, fraction, JobStatus.RUNNING)
-            await self.runtime.jobs.set_progress(self.job.id, fraction, self.runtime.now())
+            await _announce(self.stacking, self.job, fraction, JobStatus.RUNNING)
+            await self.stacking.jobs.set_progress(self.job.id, fraction, self.stacking.clock.now())
 
-    def stacking(self, fraction: float) -> None:
-        """``stack_files``' progress callback (called from its thread)."""
-        asyncio.run_coroutine_threadsafe(
-            self.report(DOWNLOADED + (STACKED - DOWNLOADED) * fraction), self.loop
-        )
-
-
-def _lease_s(runtime: Runtime) -> float:
-    """How long a claim stays valid without renewal: the consumer's ack wait, after which
-    JetStream would also hand the message of a silent replica to another one."""
-    return runtime.config.stacker_ack_wait_s
+    async def stacked(self, fraction: float) -> None:
+        """The builder's progress: ``fraction`` of the stacking is done."""
+        await self.report(DOWNLOADED + (STACKED - DOWNLOADED) * fraction)
 
 
 @contextlib.asynccontextmanager
-async def _holding(runtime: Runtime, job: StackJob) -> AsyncIterator[None]:
+async def _holding(stacking: Stacking, job: StackJob) -> AsyncIterator[None]:
     """Renew the claim on ``job`` while the block runs."""
 
     async def renew() -> None:
         while True:
-            await asyncio.sleep(_lease_s(runtime) / 3)
+            await asyncio.sleep(stacking.lease_s / 3)
             try:
-                if not await runtime.jobs.touch(job.id, runtime.instance, runtime.now()):
-                    runtime.log.warning("claim on the job lost", job_id=job.id)
+                if not await stacking.jobs.touch(job.id, stacking.worker, stacking.clock.now()):
+                    stacking.log.warning("claim on the job lost", job_id=job.id)
                     return
             except Exception as error:  # noqa: BLE001 - the next renewal tries again
-                runtime.log.warning("claim renewal failed", job_id=job.id, error=str(error))
+                stacking.log.warning("claim renewal failed", job_id=job.id, error=str(error))
 
     renewal = asyncio.create_task(renew())
     try:
@@ -126,18 +147,17 @@ async def _holding(runtime: Runtime, job: StackJob) -> AsyncIterator[None]:
         renewal.cancel()
 
 
-async def _claim(runtime: Runtime, job: StackJob) -> StackJob | None:
+async def _claim(stacking: Stacking, job: StackJob) -> StackJob | None:
     """The job, now ours; None if it needs no work; RetryLater while a live replica holds it."""
-    now = runtime.now()
-    claimed = await runtime.jobs.claim(
-        job.id, runtime.instance, now, stale_before=now - timedelta(seconds=_lease_s(runtime))
-    )
+    lease = timedelta(seconds=stacking.lease_s)
+    now = stacking.clock.now()
+    claimed = await stacking.jobs.claim(job.id, stacking.worker, now, stale_before=now - lease)
     if claimed is not None:
         return claimed
-    current = await runtime.jobs.get(job.id)
+    current = await stacking.jobs.get(job.id)
     if current is not None and current.status == JobStatus.RUNNING:
         # look again when the claim would run out, unless its holder renews it meanwhile
-        expires = current.updated_at + timedelta(seconds=_lease_s(runtime)) - runtime.now()
+        expires = current.updated_at + lease - stacking.clock.now()
         raise RetryLater(
             f"job {job.id} is being stacked by {current.worker}",
             delay_s=max(expires.total_seconds(), 0.0) + 0.5,
@@ -145,24 +165,8 @@ async def _claim(runtime: Runtime, job: StackJob) -> StackJob | None:
     return None
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-async def _preprocessing(
-    runtime: Runtime, job: StackJob, settings: CalibrationSettings, sample: Frame
-) -> Preprocessing | str:
-    """The masters to preprocess with, or the reason the job must wait for one."""
-    masters = await runtime.frames.current_masters(job.observatory_id)
-    return preprocessing(job.frame_type, sample, masters, settings)
-
-
 async def _download(
-    runtime: Runtime,
+    stacking: Stacking,
     frames: list[Frame],
     calibration: list[Frame],
     workdir: Path,
@@ -177,7 +181,7 @@ async def _download(
         nonlocal done
         async with slots:
             try:
-                await runtime.files.fetch_frame(frame, path, what)
+                await stacking.files.fetch_frame(frame, path, what)
             except UnusableFileError as error:
                 raise JobFailure(str(error)) from error
         done += 1
@@ -194,7 +198,7 @@ async def _download(
     ]
     # every download ends before the first failure is raised: none writes into a removed folder
     paths = await asyncio.gather(*fetches, return_exceptions=True)
-    await runtime.files.trim()
+    await stacking.files.trim()
     for outcome in paths:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -202,7 +206,7 @@ async def _download(
 
 
 async def _stack(
-    runtime: Runtime,
+    stacking: Stacking,
     job: StackJob,
     settings: CalibrationSettings,
     frames: list[Frame],
@@ -210,97 +214,69 @@ async def _stack(
     workdir: Path,
     progress: Progress,
 ) -> StackedMaster:
-    paths, master_paths = await _download(runtime, frames, calibration.masters, workdir, progress)
+    paths, master_paths = await _download(stacking, frames, calibration.masters, workdir, progress)
     local = dict(zip((m.id for m in calibration.masters), master_paths, strict=True))
     names = {str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
     names.update(
         {str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters}
     )
-    ccd_dark = job.frame_type == FrameType.DARK and settings.camera_type == "CCD"
-    by_exposure = ccd_dark or calibration.dark_rate is not None
     try:
-        result = await asyncio.to_thread(
-            stack_files,
+        image = await stacking.builder.stack(
             paths,
-            method=settings.stacking_method,
-            sigma=settings.sigma_clip_value,
-            maxiters=settings.sigma_clip_iterations,
-            memory_limit_mb=runtime.config.stacker_memory_limit_mb,
+            stack_recipe(job, frames, settings, calibration),
             subtract=local[calibration.subtract.id] if calibration.subtract else None,
             dark_rate=local[calibration.dark_rate.id] if calibration.dark_rate else None,
-            exposures=[f.exposure_s for f in frames] if by_exposure else None,
-            normalise=job.frame_type == FrameType.FLAT,
-            progress=progress.stacking,
+            progress=progress.stacked,
         )
-    except (
-        ValueError
-    ) as error:  # unreadable or odd-sized files, unusable values (InvalidFitsError too)
+    except StackingError as error:
         text = str(error)
         for path, name in names.items():
             text = text.replace(path, name)
         raise JobFailure(f"stacking failed: {text}") from error
-    cards = provenance_cards(job, frames, runtime.now())
-    if calibration.subtract is not None:
-        cards.append(
-            (
-                "CALPRE",
-                calibration.subtract.id,
-                f"master {calibration.subtract.frame_type.value} subtracted",
-            )
-        )
-    if calibration.dark_rate is not None:
-        cards.append(
-            ("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted")
-        )
+    cards = provenance_cards(job, frames, stacking.clock.now()) + preprocessing_cards(calibration)
     fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
-    (
-        image_stats,
-        preview,
-    ) = await asyncio.gather(  # side by side: the kernels and zlib release the GIL
-        asyncio.to_thread(master_stats, result.image, job.frame_type.value),
-        asyncio.to_thread(preview_png, result.image),
-    )
-    # only then: astropy byte-swaps the image in place while it writes it
-    await asyncio.to_thread(write_master_fits, fits_path, result.image, cards)
-    preview_path.write_bytes(preview)
+    written = await stacking.builder.write(image, job.frame_type, cards, fits_path, preview_path)
     await progress.report(WRITTEN, force=True)
     stats = {
-        **image_stats,
-        "rejected_fraction": result.rejected_fraction,
+        **written.stats,
+        "rejected_fraction": image.rejected_fraction,
         **temperature_stats(frames),
     }
-    return StackedMaster(fits_path, preview_path, stats, result.image.shape)
+    return StackedMaster(
+        fits_path, preview_path, image.shape, written.size_bytes, written.sha256, stats
+    )
 
 
-async def _discard_objects(runtime: Runtime, job: StackJob) -> None:
+async def _discard_objects(stacking: Stacking, job: StackJob) -> None:
     """Remove the master object and preview an earlier attempt of ``job`` may have left."""
     master_id = master_id_for_job(job.id)
-    await runtime.store.delete(master_storage_key(job.observatory_id, master_id))
-    await runtime.store.delete(preview_storage_key(job.observatory_id, master_id))
+    await stacking.store.delete(master_storage_key(job.observatory_id, master_id))
+    await stacking.store.delete(preview_storage_key(job.observatory_id, master_id))
 
 
-async def _record(runtime: Runtime, master: Frame) -> Frame:
+async def _record(stacking: Stacking, master: Frame) -> Frame:
     """Insert the master's record. If another attempt recorded it meanwhile (a replica that
     lost its claim while still alive), keep that record and make it describe the object
     now in S3, which this attempt may have overwritten (same pixels, other header time)."""
-    if await runtime.frames.insert(master):
+    if await stacking.frames.insert(master):
         return master
-    existing = await runtime.frames.get(master.id)
+    existing = await stacking.frames.get(master.id)
     if existing is None:
         raise JobFailure(f"another frame of observatory {master.observatory_id} has the same file")
-    stored = await runtime.store.scan(existing.storage_key, 0)
+    stored = await stacking.store.scan(existing.storage_key, 0)
     if stored.sha256 != existing.sha256:
-        await runtime.frames.update(
+        await stacking.frames.update(
             existing.id, {"sha256": stored.sha256, "size_bytes": stored.size}
         )
     return existing
 
 
-async def _finish(runtime: Runtime, job: StackJob, master: Frame) -> None:
-    await runtime.frames.claim(master.components or [], master.id)
-    await runtime.jobs.finish(job.id, JobStatus.SUCCEEDED, runtime.now(), master_id=master.id)
-    await publish(
-        runtime.broker,
+async def _finish(stacking: Stacking, job: StackJob, master: Frame) -> None:
+    await stacking.frames.claim(master.components or [], master.id)
+    await stacking.jobs.finish(
+        job.id, JobStatus.SUCCEEDED, stacking.clock.now(), master_id=master.id
+    )
+    await stacking.events.publish(
         events.MASTER_CREATED,
         events.MasterCreated(
             master_id=master.id, observatory_id=master.observatory_id, job_id=job.id
@@ -308,8 +284,8 @@ async def _finish(runtime: Runtime, job: StackJob, master: Frame) -> None:
         observatory_id=master.observatory_id,
         msg_id=f"created-{master.id}",
     )
-    await _announce(runtime, job, 1.0, JobStatus.SUCCEEDED)
-    runtime.log.info(
+    await _announce(stacking, job, 1.0, JobStatus.SUCCEEDED)
+    stacking.log.info(
         "master created",
         master_id=master.id,
         job_id=job.id,
@@ -318,14 +294,13 @@ async def _finish(runtime: Runtime, job: StackJob, master: Frame) -> None:
     )
 
 
-async def _fail(runtime: Runtime, job: StackJob, reason: str) -> None:
-    runtime.log.warning(
+async def _fail(stacking: Stacking, job: StackJob, reason: str) -> None:
+    stacking.log.warning(
         "stacking job failed", job_id=job.id, observatory_id=job.observatory_id, error=reason
     )
-    await _discard_objects(runtime, job)
-    await runtime.jobs.finish(job.id, JobStatus.FAILED, runtime.now(), error=reason)
-    await publish(
-        runtime.broker,
+    await _discard_objects(stacking, job)
+    await stacking.jobs.finish(job.id, JobStatus.FAILED, stacking.clock.now(), error=reason)
+    await stacking.events.publish(
         events.STACK_FAILED,
         events.StackFailed(job_id=job.id, observatory_id=job.observatory_id, reason=reason),
         observatory_id=job.observatory_id,
@@ -333,12 +308,11 @@ async def _fail(runtime: Runtime, job: StackJob, reason: str) -> None:
     )
 
 
-async def _defer(runtime: Runtime, job: StackJob, reason: str) -> None:
-    runtime.log.info(reason, job_id=job.id, observatory_id=job.observatory_id)
-    await _discard_objects(runtime, job)
-    await runtime.jobs.defer(job.id, reason, runtime.now())
-    await publish(
-        runtime.broker,
+async def _defer(stacking: Stacking, job: StackJob, reason: str) -> None:
+    stacking.log.info(reason, job_id=job.id, observatory_id=job.observatory_id)
+    await _discard_objects(stacking, job)
+    await stacking.jobs.defer(job.id, reason, stacking.clock.now())
+    await stacking.events.publish(
         events.STACK_DEFERRED,
         events.StackDeferred(job_id=job.id, observatory_id=job.observatory_id, reason=reason),
         observatory_id=job.observatory_id,
@@ -346,35 +320,32 @@ async def _defer(runtime: Runtime, job: StackJob, reason: str) -> None:
     )
 
 
-async def _work(runtime: Runtime, job: StackJob) -> None:
+async def _work(stacking: Stacking, job: StackJob) -> None:
     """Stack a claimed job into its master, or fail, defer or drop it."""
-    log = runtime.log.bind(job_id=job.id, observatory_id=job.observatory_id)
+    log = stacking.log.bind(job_id=job.id, observatory_id=job.observatory_id)
     settings = CalibrationSettings(**job.settings)
-    frames = await runtime.frames.many(job.frame_ids)
+    frames = await stacking.frames.many(job.frame_ids)
     if not frames:
-        await _fail(runtime, job, "none of the job's frames exist any more")
+        await _fail(stacking, job, "none of the job's frames exist any more")
         return
-    if (
-        job.trigger in (JobTrigger.REGISTRATION, JobTrigger.SWEEP)
-        and sum(f.master_id is None for f in frames) < settings.min_frames_for_master
-    ):
-        # queued by a trigger that counted frames a master claimed meanwhile: nothing new
+    if is_redundant(job, frames, settings):
         log.info("redundant automatic job dropped")
-        await _discard_objects(runtime, job)
-        await runtime.jobs.delete(job.id)
+        await _discard_objects(stacking, job)
+        await stacking.jobs.delete(job.id)
         return
-    calibration = await _preprocessing(runtime, job, settings, frames[0])
+    masters = await stacking.frames.current_masters(job.observatory_id)
+    calibration = preprocessing(job.frame_type, frames[0], masters, settings)
     if isinstance(calibration, str):
-        await _defer(runtime, job, calibration)
+        await _defer(stacking, job, calibration)
         return
-    progress = Progress(runtime, job)
+    progress = Progress(stacking, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)
-    with runtime.files.workdir(prefix="stack-") as workdir:
+    with stacking.files.workdir(prefix="stack-") as workdir:
         try:
-            stacked = await _stack(runtime, job, settings, frames, calibration, workdir, progress)
+            stacked = await _stack(stacking, job, settings, frames, calibration, workdir, progress)
         except JobFailure as failure:
-            await _fail(runtime, job, str(failure))
+            await _fail(stacking, job, str(failure))
             return
         height, width = stacked.shape
         master = build_master(
@@ -382,37 +353,43 @@ async def _work(runtime: Runtime, job: StackJob) -> None:
             frames,
             width=width,
             height=height,
-            size_bytes=stacked.fits_path.stat().st_size,
-            sha256=await asyncio.to_thread(_sha256_of, stacked.fits_path),
+            size_bytes=stacked.size_bytes,
+            sha256=stacked.sha256,
             stats=stacked.stats,
-            now=runtime.now(),
+            now=stacking.clock.now(),
         )
         # The object first, then the record: a record never points at a missing object.
-        await runtime.store.put_file(master.storage_key, stacked.fits_path)
-        await asyncio.to_thread(runtime.files.keep_sync, stacked.fits_path, master.sha256)
+        await stacking.store.put_file(master.storage_key, stacked.fits_path)
+        await stacking.files.keep(stacked.fits_path, master.sha256)
         await progress.report(UPLOADED, force=True)
-        await runtime.store.put_file(
+        await stacking.store.put_file(
             master.preview_key, stacked.preview_path, content_type="image/png"
         )
     try:
-        master = await _record(runtime, master)
+        master = await _record(stacking, master)
     except JobFailure as failure:
-        await _fail(runtime, job, str(failure))
+        await _fail(stacking, job, str(failure))
         return
-    await _finish(runtime, job, master)
+    await _finish(stacking, job, master)
 
 
-async def run_job(runtime: Runtime, job_id: str) -> None:
+async def run_job(stacking: Stacking, job_id: str) -> None:
     """Handle one ``stack.requested``; a job that is already closed is acknowledged without work."""
-    job = await runtime.jobs.get(job_id)
+    job = await stacking.jobs.get(job_id)
     if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         return
-    recorded = await runtime.frames.get(master_id_for_job(job.id))
+    recorded = await stacking.frames.get(master_id_for_job(job.id))
     if recorded is not None:  # an attempt died after recording the master: finish its bookkeeping
-        await _finish(runtime, job, recorded)
+        await _finish(stacking, job, recorded)
         return
-    claimed = await _claim(runtime, job)
+    claimed = await _claim(stacking, job)
     if claimed is None:
         return
-    async with _holding(runtime, claimed):
-        await _work(runtime, claimed)
+    try:
+        async with _holding(stacking, claimed):
+            await _work(stacking, claimed)
+    except asyncio.CancelledError:
+        # this replica is stopping: give the job back so another takes it at once
+        await asyncio.shield(stacking.jobs.give_back(job.id, stacking.worker, stacking.clock.now()))
+        stacking.log.info("stopping: job given back", job_id=job.id)
+        raise
