@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -45,11 +46,22 @@ class ConsumerHealth(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
+class ProcessHealth(msgspec.Struct, kw_only=True):
+    """A process that ``calib run`` supervises (absent when something else runs them)."""
+
+    state: str  # "running", "restarting" or "crash-looping"
+    pid: int | None = None
+    restarts: int
+    last_exit: int | str | None = None
+    up_since: datetime | None = None
+
+
 class Health(msgspec.Struct, kw_only=True):
     status: str  # "ok" or "degraded"
     dependencies: dict[str, DependencyHealth]
     services: list[ServiceHealth]
     consumers: dict[str, ConsumerHealth]
+    processes: dict[str, ProcessHealth] = {}
     error: str | None = None
     detail: str | None = None
 
@@ -107,6 +119,16 @@ async def _services(runtime: Runtime) -> list[ServiceHealth]:
     return report
 
 
+def _processes(state_file: str) -> dict[str, ProcessHealth]:
+    """The supervisor's report of its processes (``calib run`` only)."""
+    if not state_file:
+        return {}
+    try:
+        return msgspec.json.decode(Path(state_file).read_bytes(), type=dict[str, ProcessHealth])
+    except (OSError, msgspec.DecodeError):
+        return {}
+
+
 @get("/api/v1/calibration/health", guards=[server_admin])
 async def health(request: Request) -> Response[Health]:
     """200 when MongoDB, S3 and NATS answer, else 503 naming what is down (with the rest
@@ -133,6 +155,7 @@ async def health(request: Request) -> Response[Health]:
         dependencies=dependencies,
         services=services,
         consumers=consumers,
+        processes=_processes(runtime.config.supervisor_state_file),
     )
     if down:
         report.error = "unavailable"

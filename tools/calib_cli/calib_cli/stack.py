@@ -10,14 +10,22 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
+from calib_cli.supervisor import Child, Supervisor
 from calib_infra.config import Config, load_config
-from calib_infra.devstack import EmbeddedServers, ManagedProcess, ServerPorts, spawn, wait_until
+from calib_infra.devstack import EmbeddedServers, ServerPorts, spawn, wait_until
 from calib_infra.mongo import prepare_database
 
 SERVICES = ("registry", "scheduler", "lifecycle", "gateway")
+#: An embedded server is started unless its variable points at an external one.
+EXTERNAL_SERVER_VARIABLES = {
+    "nats": "CALIB_NATS_URL",
+    "s3": "CALIB_S3_ENDPOINT",
+    "mongodb": "CALIB_MONGODB_URI",
+}
 
 
 def admin_token(config: Config) -> str:
@@ -36,45 +44,59 @@ def admin_token(config: Config) -> str:
 
 @dataclass
 class System:
-    """Embedded servers plus every service as its own process."""
+    """Embedded servers plus every service as its own process, all supervised."""
 
     config: Config
     token: str
     servers: EmbeddedServers | None = None
-    services: list[ManagedProcess] = field(default_factory=list)
+    supervisor: Supervisor | None = None
     service_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
+    @property
+    def data_path(self) -> Path:
+        return self.config.data_path.resolve()
+
     def start_servers(self) -> None:
         config, env = self.config, os.environ
+        self.data_path.mkdir(parents=True, exist_ok=True)
         self.servers = EmbeddedServers(
-            data_dir=config.data_path.resolve(),
+            data_dir=self.data_path,
             ports=ServerPorts(
                 nats=config.nats_port, s3=config.s3_port, mongodb=config.mongodb_port
             ),
             s3_access_key=config.s3_access_key,
             s3_secret_key=config.s3_secret_key,
         )
-        self.servers.start(
-            nats="CALIB_NATS_URL" not in env,
-            s3="CALIB_S3_ENDPOINT" not in env,
-            mongodb="CALIB_MONGODB_URI" not in env,
-        )
+        self.supervisor = Supervisor([], self.data_path / "supervisor.json", say)
+        embedded = [
+            name for name, variable in EXTERNAL_SERVER_VARIABLES.items() if variable not in env
+        ]
+        for name in embedded:
+            self.supervisor.add(
+                Child(
+                    name,
+                    launch=lambda name=name: self.servers.spawn_server(name),
+                    probe=lambda name=name: self.servers.alive(name),
+                )
+            )
+        for name in embedded:
+            wait_until(lambda name=name: self.servers.alive(name), 60, name)
+        endpoints = self.servers.endpoints
         self.service_env = {
             **env,
-            "CALIB_NATS_URL": env.get("CALIB_NATS_URL", f"nats://127.0.0.1:{config.nats_port}"),
-            "CALIB_S3_ENDPOINT": env.get("CALIB_S3_ENDPOINT", f"127.0.0.1:{config.s3_port}"),
-            "CALIB_MONGODB_URI": env.get(
-                "CALIB_MONGODB_URI", f"mongodb://127.0.0.1:{config.mongodb_port}/?retryWrites=false"
-            ),
+            "CALIB_NATS_URL": env.get("CALIB_NATS_URL", endpoints.nats_url),
+            "CALIB_S3_ENDPOINT": env.get("CALIB_S3_ENDPOINT", endpoints.s3_endpoint),
+            "CALIB_MONGODB_URI": env.get("CALIB_MONGODB_URI", endpoints.mongodb_uri),
             "CALIB_BOOTSTRAP_ADMIN_TOKEN": self.token,
             "CALIB_LOG_FORMAT": env.get("CALIB_LOG_FORMAT", "console"),
             "CALIB_FILE_CACHE_DIR": env.get(
-                "CALIB_FILE_CACHE_DIR", str(config.data_path.resolve() / "file-cache")
+                "CALIB_FILE_CACHE_DIR", str(self.data_path / "file-cache")
             ),
+            "CALIB_SUPERVISOR_STATE_FILE": str(self.supervisor.state_file),
         }
 
     def prepare_database(self) -> None:
@@ -84,28 +106,36 @@ class System:
         wait_until(lambda: asyncio.run(prepare_database(config)) is None, 60, "the database schema")
 
     def start_services(self) -> None:
-        log_dir = self.config.data_path.resolve() / "logs"
+        log_dir = self.data_path / "logs"
         names = [*SERVICES, *(f"stacker-{i + 1}" for i in range(self.config.stacker_replicas))]
         for name in names:
             module = "calib_stacker.main" if name.startswith("stacker") else f"calib_{name}.main"
             env = {**self.service_env, "CALIB_SERVICE_INSTANCE": name}
-            self.services.append(spawn(name, [sys.executable, "-m", module], log_dir, env=env))
+            command = [sys.executable, "-m", module]
+            self.supervisor.add(
+                Child(name, launch=lambda n=name, c=command, e=env: spawn(n, c, log_dir, env=e))
+            )
 
     def wait_healthy(self, timeout_s: float = 120.0) -> None:
         def healthy() -> bool:
-            for service in self.services:
-                if service.process.poll() is not None:
-                    raise SystemExit(f"{service.name} exited; see {service.log_path}")
+            self.supervisor.check()
             return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
 
         wait_until(healthy, timeout_s, "the gateway")
 
+    def supervise_forever(self) -> None:
+        while True:
+            self.supervisor.check()
+            time.sleep(0.5)
+
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
-        self.services.clear()
-        if self.servers is not None:
-            self.servers.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop_all()
+
+
+def say(message: str) -> None:
+    with contextlib.suppress(OSError):  # the terminal may be gone already
+        print(message, file=sys.stderr, flush=True)
 
 
 def ensure_demo_observatory(system: System, observatory_id: str) -> bool:
@@ -152,17 +182,7 @@ def run(demo_observatory: str = "demo") -> None:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while True:
-            for service in system.services:
-                if service.process.poll() is not None:
-                    print(
-                        f"calib: {service.name} exited (code {service.process.returncode}); "
-                        f"see {service.log_path}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    raise KeyboardInterrupt
-            time.sleep(1)
+        system.supervise_forever()
     except KeyboardInterrupt:
         pass
     finally:
