@@ -111,7 +111,7 @@ def test_services_started_before_their_servers_wait_and_connect(tmp_path):
 
     def health():
         try:
-            return httpx.get(f"{services.base_url}/healthz", timeout=1)
+            return httpx.get(f"{services.base_url}/healthz", timeout=5)  # checks take <= 2 s
         except httpx.HTTPError:
             return None
 

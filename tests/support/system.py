@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -78,19 +79,31 @@ class Services:
     config: Config
     log_dir: Path
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    health_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.config.gateway_port}"
 
     def start(self, name: str, **overrides) -> ManagedProcess:
-        """Start service ``name`` ("stacker-2" is a replica) with ``overrides`` to its config."""
-        module = f"calib_{name.split('-')[0]}.main"
+        """Start service ``name`` ("stacker-2" is a replica) with ``overrides`` to its config;
+        each answers ``/healthz`` on a port of its own (the gateway on its API port)."""
+        service = name.split("-")[0]
+        if service != "gateway":
+            overrides.setdefault("health_port", free_port())
         config = msgspec.structs.replace(self.config, **overrides)
         process = spawn(
-            name, [sys.executable, "-m", module], self.log_dir, env=environment(config, name)
+            name,
+            [sys.executable, "-m", f"calib_{service}.main"],
+            self.log_dir,
+            env=environment(config, name),
         )
         self.processes[name] = process
+        self.health_urls[name] = (
+            f"{self.base_url}/healthz"
+            if service == "gateway"
+            else f"http://127.0.0.1:{config.health_port}/healthz"
+        )
         return process
 
     def create_schema(self) -> None:
@@ -109,20 +122,21 @@ class Services:
             self.start(name)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until every started service reports ready (connected to every dependency)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for process in self.processes.values():
+        waiting = set(self.processes)
+        while waiting and time.monotonic() < deadline:
+            for name in sorted(waiting):
+                process = self.processes[name]
                 if process.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{process.name} exited:\n{process.log_path.read_text()[-3000:]}"
-                    )
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+                    log = process.log_path.read_text()[-3000:]
+                    raise RuntimeError(f"{name} exited:\n{log}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(self.health_urls[name], timeout=1).status_code == 200:
+                        waiting.discard(name)
             time.sleep(0.2)
-        raise TimeoutError("gateway not ready")
+        if waiting:
+            raise TimeoutError(f"not ready: {', '.join(sorted(waiting))}")
 
     def stop(self) -> None:
         stop_all(list(self.processes.values()))
