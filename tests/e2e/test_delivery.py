@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 from astropy.io import fits
+from pymongo import MongoClient
 
 from calib_core import events
 from calib_infra.devstack import EmbeddedServers, ServerPorts
 from calib_stack import synthetic
 from tests.e2e.test_skeleton import dark_bytes, masters
+from tests.support.plugin import Plugin
 from tests.support.system import (
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
@@ -139,3 +142,54 @@ def test_services_started_before_their_servers_wait_and_connect(tmp_path):
     finally:
         services.stop()
         late.stop()
+
+
+def test_a_stacker_told_to_stop_mid_job_hands_it_over_at_once(servers, tmp_path):
+    """SIGTERM (a deploy, a scale-down) mid-job: the job goes to the other replica within
+    seconds, not after the minute-long ack wait and lease a crashed replica would need."""
+    bus = EmbeddedServers(
+        tmp_path / "nats",
+        ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
+        S3_ACCESS_KEY,
+        S3_SECRET_KEY,
+    )
+    bus.start(s3=False, mongodb=False)  # a bus of its own: no other stacker may take the job
+    endpoints = dataclasses.replace(servers.endpoints, nats_url=bus.endpoints.nats_url)
+    config = service_config(
+        endpoints, unique("calib_handover").replace("-", "_"), stacker_ack_wait_s=60.0
+    )
+    services = Services(config=config, log_dir=tmp_path / "logs")
+    observatory = unique("obs")
+    try:
+        services.start_all(stackers=2)
+        services.wait_ready()
+        with MongoClient(config.mongodb_uri) as client:
+            db = client[config.mongodb_db]
+            db["observatories"].insert_one(
+                {"_id": observatory, "name": "Hand-over", "created_at": datetime.now(UTC)}
+            )
+            plugin = Plugin(config)
+            rng = np.random.default_rng(11)
+            for index in range(10):
+                plugin.register(observatory, big_dark(rng, index, shape=(2000, 3000)))
+
+            def running() -> dict | None:
+                return db["jobs"].find_one({"observatory_id": observatory, "status": "running"})
+
+            job = wait_for(running, timeout_s=60, interval_s=0.05, what="a running job")
+            victim = job["worker"]
+            stopped_at = time.monotonic()
+            services.processes[victim].stop()  # SIGTERM: a graceful stop
+
+            def finished() -> dict | None:
+                return db["jobs"].find_one({"_id": job["_id"], "status": "succeeded"})
+
+            done = wait_for(finished, timeout_s=30, what="the other replica to finish the job")
+            assert done["worker"] != victim
+            assert done["attempts"] == 2
+            assert time.monotonic() - stopped_at < 30  # a crashed holder would take over 60 s
+            log = (tmp_path / "logs" / f"{victim}.log").read_text()
+            assert "stopping: job given back" in log
+    finally:
+        services.stop()
+        bus.stop()
