@@ -159,6 +159,81 @@ class Callers:
 ROLES = ("no_token", "forged", "plugin", "viewer", "other_admin", "obs_admin", "server_admin")
 
 
+# -- SPEC §8 permissions, route by route: the specification both the route tests (over
+# fakes) and the end-to-end sweep (tests/integration/test_permissions.py) check ----------
+ADMIN = "/api/v1/admin"
+#: Who passes each capability's check (the others get 403; without a valid token, 401).
+ALLOWED = {
+    "view": {"viewer", "obs_admin", "server_admin"},
+    "capture_plan": {"plugin", "viewer", "obs_admin", "server_admin"},
+    "register": {"plugin", "obs_admin", "server_admin"},
+    "manage": {"obs_admin", "server_admin"},
+    "server": {"server_admin"},
+    "public": set(ROLES),
+    "authenticated": {"plugin", "viewer", "other_admin", "obs_admin", "server_admin"},
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # placeholders: {own} {frame} {light} {master} {job} {user} and per call {fresh_*}
+    capability: str
+    ok: int  # the status an allowed caller gets
+    body: str | None = None  # "json:<name>", "frame" or "master" (multipart), or None
+    note: str = ""
+
+
+ROWS = [
+    Row("GET", f"{API}/library/{{own}}", "view", 200),
+    Row("GET", f"{API}/summary/{{own}}", "view", 200),
+    Row("GET", f"{API}/needs/{{own}}", "view", 200),
+    Row("GET", f"{API}/capture-plan/{{own}}", "capture_plan", 200),
+    Row("GET", f"{API}/events/{{own}}", "view", 200, note="a stream: only its status is read"),
+    Row("GET", f"{API}/frames/{{frame}}", "view", 200),
+    Row("GET", f"{API}/frames/{{frame}}/download", "view", 200),
+    Row("GET", f"{API}/frames/{{master}}/components", "view", 200),
+    Row("GET", f"{API}/frames/{{master}}/preview.png", "view", 200),
+    Row("GET", f"{API}/frames/{{light}}/calibrated", "view", 409, note="no masters for the light"),
+    Row("GET", f"{API}/settings/{{own}}", "view", 200),
+    Row("PUT", f"{API}/settings/{{own}}", "manage", 200, body="json:settings"),
+    Row("GET", f"{API}/jobs/{{own}}", "manage", 200),
+    Row("GET", f"{API}/rejections/{{own}}", "manage", 200),
+    Row(
+        "POST",
+        f"{API}/jobs/{{job}}/retry",
+        "manage",
+        409,
+        note="the job succeeded: nothing to retry",
+    ),
+    Row("DELETE", f"{API}/jobs/{{job}}", "server", 409, note="only failed jobs can be deleted"),
+    Row("POST", f"{API}/masters/create", "manage", 404, body="json:create", note="no bias frames"),
+    Row("POST", f"{API}/masters/upload", "manage", 201, body="master"),
+    Row("POST", f"{API}/frames", "register", 202, body="frame"),
+    Row("DELETE", f"{API}/frames/{{fresh_master}}", "manage", 204),
+    Row("POST", f"{API}/cache/clear?observatory_id={{own}}", "server", 200),
+    Row("POST", f"{API}/maintenance/expiry-check?observatory_id={{own}}", "server", 200),
+    Row("POST", f"{API}/maintenance/retention-cleanup?observatory_id={{own}}", "server", 200),
+    Row("GET", f"{API}/health", "server", 200),
+    Row("GET", f"{ADMIN}/observatories", "server", 200),
+    Row("POST", f"{ADMIN}/observatories", "server", 201, body="json:observatory"),
+    Row("GET", f"{ADMIN}/users", "server", 200),
+    Row("POST", f"{ADMIN}/users", "server", 201, body="json:user"),
+    Row("POST", f"{ADMIN}/users/{{user}}/tokens", "server", 201),
+    Row("POST", f"{ADMIN}/observatories/{{own}}/plugin-tokens", "server", 201),
+    Row("DELETE", f"{ADMIN}/tokens/{{fresh_token}}", "server", 204),
+    Row("GET", "/api/v1/me", "authenticated", 200),
+    Row("GET", "/healthz", "public", 200),
+    Row("GET", "/api/openapi.json", "public", 200),
+]
+
+
+def expected(row: Row, role: str) -> int:
+    if row.capability != "public" and role in ("no_token", "forged"):
+        return 401
+    return row.ok if role in ALLOWED[row.capability] else 403
+
+
 def callers(admin: httpx.Client, own: str, other: str) -> Callers:
     """Users and tokens for every role; ``server_admin`` is a created user, not the
     bootstrap one."""

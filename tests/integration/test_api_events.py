@@ -10,13 +10,11 @@ import httpx
 
 from tests.integration.api_helpers import (
     API,
-    callers,
-    create_observatory,
     frame_bytes,
     put_settings,
     upload_frame,
 )
-from tests.support.system import unique, wait_for
+from tests.support.system import wait_for
 
 
 def read_events(
@@ -86,14 +84,3 @@ def test_progress_and_job_states_stream_while_a_job_runs(admin, observatory):
         e[1]["master_id"] for e in seen if e[0] == "job" and e[1]["status"] == "succeeded"
     )
     assert admin.get(f"{API}/frames/{master_id}").json()["status"] == "active"
-
-
-def test_the_stream_is_permission_checked(admin, observatory):
-    other = create_observatory(admin, unique("obs"))
-    roles = callers(admin, observatory, other)
-    try:
-        for role, status in (("no_token", 401), ("plugin", 403), ("other_admin", 403)):
-            assert roles[role].get(f"{API}/events/{observatory}").status_code == status, role
-        assert admin.get(f"{API}/events/{unique('nowhere')}").status_code == 404
-    finally:
-        roles.close()

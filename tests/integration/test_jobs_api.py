@@ -1,5 +1,7 @@
-"""Manual master creation, the job list and retries (SPEC §5, §8) through the real
-services: the same job machinery as the automatic triggers."""
+"""Manual master creation and retries (SPEC §5, §8) through the real services: the same
+job machinery as the automatic triggers, up to the masters the stackers make. Refusals
+(thresholds, retry and deletion rules) are tested over fakes in
+tests/unit/gateway/test_routes_jobs.py."""
 
 from __future__ import annotations
 
@@ -41,16 +43,7 @@ def finished(admin, observatory_id: str, job_id: str) -> dict | None:
 
 def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
     put_settings(admin, observatory, min_frames_for_master=5)  # sigma_clip: force needs 3
-    assert create(admin, observatory, force=True)[0] == 404  # no frames at all
-
-    register_all(plugin, observatory, [frame_bytes("dark", i) for i in range(2)])
-    wait_registered(admin, system.config, observatory, 2)
-    status, body = create(admin, observatory)
-    assert status == 422 and "2 frames; 5 needed (use force" in body["detail"]
-    status, body = create(admin, observatory, force=True)
-    assert status == 422 and "2 frames; 3 needed" in body["detail"]
-
-    register_all(plugin, observatory, [frame_bytes("dark", 2)])
+    register_all(plugin, observatory, [frame_bytes("dark", i) for i in range(3)])
     wait_registered(admin, system.config, observatory, 3)
     status, forced = create(admin, observatory, force=True)
     assert status == 202 and forced["trigger"] == "manual" and len(forced["frame_ids"]) == 3
@@ -98,7 +91,6 @@ def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
         single["id"],
     }
     assert jobs(admin, observatory, status="failed") == []
-    assert admin.get(f"{API}/jobs/{observatory}", params={"status": "lost"}).status_code == 400
 
 
 def test_a_failed_job_retried_is_a_new_request_and_succeeds(admin, plugin, system, observatory):
@@ -119,7 +111,6 @@ def test_a_failed_job_retried_is_a_new_request_and_succeeds(admin, plugin, syste
     )
     assert failed["status"] == "failed" and lost["id"] in failed["error"]
     assert [j["id"] for j in jobs(admin, observatory, status="failed")] == [job["id"]]
-    assert admin.post(f"{API}/jobs/no-such-job/retry").status_code == 404
 
     store.put_bytes_sync(lost["storage_key"], files[lost["sha256"]])  # the object is back
     response = admin.post(f"{API}/jobs/{job['id']}/retry")

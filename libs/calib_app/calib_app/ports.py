@@ -12,10 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 import msgspec
 
+from calib_core import events
+from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
 from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import Frame, FrameType, JobStatus, Observatory, Rejection, StackJob
@@ -230,6 +232,41 @@ class HeartbeatRepository(Protocol):
     async def all(self) -> list[dict[str, Any]]: ...
 
 
+class AccountRepository(Protocol):
+    """Users and their bearer tokens (``users``, ``tokens``); a token is stored only as its
+    hash."""
+
+    async def save_user(self, user: User) -> None:
+        """Create or update a user; an update keeps its ``created_at``."""
+        ...
+
+    async def user(self, user_id: str) -> User | None: ...
+
+    async def users(self) -> list[User]:
+        """Every user, by id."""
+        ...
+
+    async def add_token(self, token: ApiToken) -> str:
+        """Store a token unless one with its hash is stored; returns the stored one's id."""
+        ...
+
+    async def live_token(self, token_hash: str) -> ApiToken | None:
+        """The unrevoked token with this hash."""
+        ...
+
+    async def live_token_ids(self) -> dict[str, list[str]]:
+        """The ids of the unrevoked user tokens, by user id."""
+        ...
+
+    async def revoke(self, token_id: str) -> bool:
+        """False when there is no such token (a revoked one is revoked again)."""
+        ...
+
+    async def reinstate(self, token_hash: str) -> None:
+        """The token with this hash is live again."""
+        ...
+
+
 class CalibrationCacheRepository(Protocol):
     """Calibrated lights in the S3 cache (``calibrated``): one entry per light."""
 
@@ -302,7 +339,18 @@ class ObjectStore(Protocol):
         self, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None: ...
 
+    async def put_stream(
+        self, key: str, stream: IO[bytes], content_type: str = "application/fits"
+    ) -> None:
+        """Upload a file object of unknown length, read from its current position."""
+        ...
+
     async def delete(self, key: str) -> None: ...
+
+    def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        """The whole object, chunk by chunk as it is read (for streaming it on). Raises
+        :class:`ObjectMissingError` at the first chunk."""
+        ...
 
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Bytes ``offset`` to ``offset + length``: fewer at the end of the object, none for
@@ -393,6 +441,10 @@ R = TypeVar("R")
 
 class LifecycleService(Protocol):
     """The lifecycle service, asked over request/reply (replicas share the requests)."""
+
+    async def calibrate(self, frame_id: str) -> events.CalibrateReply:
+        """The calibrated light of ``frame_id``: computed and cached, or from the cache."""
+        ...
 
     async def maintenance(
         self, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]

@@ -1,7 +1,10 @@
-"""Who may do what (SPEC §8 permissions table), as pure decisions over a principal."""
+"""Who may do what (SPEC §8 permissions table), as pure decisions over a principal; the
+accounts and tokens a principal is resolved from."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from enum import StrEnum
 
 import msgspec
@@ -57,3 +60,47 @@ def allowed(
         if membership.observatory_id == observatory_id:
             return capability in (Capability.VIEW, Capability.CAPTURE_PLAN) or membership.can_admin
     return False
+
+
+class User(msgspec.Struct, kw_only=True):
+    """A person's account: a server admin, or a member of some observatories."""
+
+    id: str
+    name: str
+    server_admin: bool = False
+    memberships: list[Membership] = []
+    created_at: datetime | None = None
+
+
+class ApiToken(msgspec.Struct, kw_only=True):
+    """A bearer token as stored: its hash, never the token. It belongs to a user or, as a
+    plugin token, to an observatory."""
+
+    id: str
+    hash: str
+    user_id: str | None = None
+    plugin_observatory: str | None = None
+    revoked: bool = False
+    created_at: datetime
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def principal_of(token: ApiToken, user: User | None) -> Principal | None:
+    """Who a live token authenticates: its observatory's plugin, or its user (None when
+    the user no longer exists)."""
+    if token.plugin_observatory:
+        return Principal(
+            token_id=token.id, name="plugin", plugin_observatory=token.plugin_observatory
+        )
+    if user is None:
+        return None
+    return Principal(
+        token_id=token.id,
+        user_id=user.id,
+        name=user.name,
+        server_admin=user.server_admin,
+        memberships=list(user.memberships),
+    )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from statistics import fmean
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from calib_core import __version__
-from calib_core.grouping import mean_angle
-from calib_core.models import Frame, FrameType, MasterStatus, StackJob
+from calib_core.grouping import config_key, configuration, mean_angle
+from calib_core.models import Frame, FrameMetadata, FrameType, MasterStatus, StackJob
 from calib_core.settings import CalibrationSettings
 from calib_core.stacking_rules import stacks_dark_rate
 
@@ -102,6 +104,53 @@ def build_master(
         job_id=job.id,
         stats=stats,
         components=[f.id for f in components],
+    )
+
+
+T = TypeVar("T", int, float, str)
+
+
+def _card(header: Mapping[str, Any], keyword: str, kind: Callable[[Any], T]) -> T | None:
+    """A header card's value as ``kind``; None when absent, empty or not convertible."""
+    value = header.get(keyword)
+    try:
+        return kind(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def uploaded_master(
+    metadata: FrameMetadata,
+    header: Mapping[str, Any],
+    *,
+    master_id: str,
+    observatory_id: str,
+    size_bytes: int,
+    sha256: str,
+    settings: CalibrationSettings,
+    now: datetime,
+) -> Frame:
+    """The record of a master made elsewhere and uploaded: active at once, without
+    components; how it was made (``NCOMBINE``, ``CALMETH``, ``TEMPMIN``, ``TEMPMAX``) as
+    far as its header tells."""
+    return Frame(
+        **msgspec.structs.asdict(metadata),
+        id=master_id,
+        observatory_id=observatory_id,
+        storage_key=master_storage_key(observatory_id, master_id),
+        size_bytes=size_bytes,
+        sha256=sha256,
+        registered_at=now,
+        created_at=now,
+        is_master=True,
+        config_key=config_key(configuration(metadata, settings)),
+        status=MasterStatus.ACTIVE,
+        n_frames=_card(header, "NCOMBINE", int),
+        method=_card(header, "CALMETH", str) or "uploaded",
+        method_params={},
+        temperature_min_c=_card(header, "TEMPMIN", float),
+        temperature_max_c=_card(header, "TEMPMAX", float),
+        components=[],
     )
 
 

@@ -4,14 +4,18 @@ handlers to what it returns. Nothing else reaches into the Runtime."""
 
 from __future__ import annotations
 
+from calib_app.access import Access
 from calib_app.calibration import FrameLibrary, LightCalibration
 from calib_app.lifecycle import UploadedMasters
 from calib_app.maintenance import DailyMaintenance, Maintenance
+from calib_app.needs import Inventory
 from calib_app.ports import LightCalibrator, MasterBuilder, MasterDescriber
 from calib_app.queueing import JobQueue
 from calib_app.registration import Registration
 from calib_app.stacking import Stacking
+from calib_app.uploads import Uploads
 from calib_core.lifecycle import MaintenanceTask
+from calib_infra.repositories import AccountRepository
 from calib_infra.rpc import LifecycleClient
 from calib_infra.runtime import Runtime
 
@@ -102,4 +106,29 @@ def registration(runtime: Runtime) -> Registration:
         events=runtime.events,
         clock=runtime.clock,
         log=runtime.log,
+    )
+
+
+def access(runtime: Runtime) -> Access:
+    return Access(
+        accounts=AccountRepository(runtime.db),
+        observatories=runtime.observatories,
+        clock=runtime.clock,
+    )
+
+
+def uploads(runtime: Runtime) -> Uploads:
+    return Uploads(
+        frames=runtime.frames,
+        settings=runtime.settings,
+        store=runtime.store,
+        events=runtime.events,
+        clock=runtime.clock,
+        log=runtime.log,
+    )
+
+
+def inventory(runtime: Runtime) -> Inventory:
+    return Inventory(
+        frames=runtime.frames, jobs=runtime.jobs, settings=runtime.settings, clock=runtime.clock
     )

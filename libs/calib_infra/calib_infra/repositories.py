@@ -10,6 +10,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
@@ -519,6 +520,57 @@ class HeartbeatRepository:
 
     async def all(self) -> list[dict[str, Any]]:
         return [d async for d in self.collection.find({}, {"_id": 0}).sort("service")]
+
+
+class AccountRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.user_documents = db["users"]
+        self.token_documents = db["tokens"]
+
+    async def save_user(self, user: User) -> None:
+        document = to_document(user)
+        user_id, created_at = document.pop("_id"), document.pop("created_at")
+        await self.user_documents.update_one(
+            {"_id": user_id},
+            {"$set": document, "$setOnInsert": {"created_at": created_at}},
+            upsert=True,
+        )
+
+    async def user(self, user_id: str) -> User | None:
+        document = await self.user_documents.find_one({"_id": user_id})
+        return from_document(document, User) if document else None
+
+    async def users(self) -> list[User]:
+        return [from_document(d, User) async for d in self.user_documents.find().sort("_id")]
+
+    async def add_token(self, token: ApiToken) -> str:
+        document = to_document(token)
+        await self.token_documents.update_one(
+            {"hash": document.pop("hash")}, {"$setOnInsert": document}, upsert=True
+        )
+        stored = await self.token_documents.find_one({"hash": token.hash}, {"_id": 1})
+        return stored["_id"]
+
+    async def live_token(self, token_hash: str) -> ApiToken | None:
+        document = await self.token_documents.find_one({"hash": token_hash, "revoked": False})
+        return from_document(document, ApiToken) if document else None
+
+    async def live_token_ids(self) -> dict[str, list[str]]:
+        live: dict[str, list[str]] = {}
+        async for token in self.token_documents.find(
+            {"revoked": False, "user_id": {"$ne": None}}, {"user_id": 1}
+        ):
+            live.setdefault(token["user_id"], []).append(token["_id"])
+        return live
+
+    async def revoke(self, token_id: str) -> bool:
+        result = await self.token_documents.update_one(
+            {"_id": token_id}, {"$set": {"revoked": True}}
+        )
+        return result.matched_count == 1
+
+    async def reinstate(self, token_hash: str) -> None:
+        await self.token_documents.update_one({"hash": token_hash}, {"$set": {"revoked": False}})
 
 
 class CalibrationCacheRepository:

@@ -87,6 +87,11 @@ class ObjectStore:
             self.bucket, key, stream, -1, part_size=8 * CHUNK, content_type=content_type
         )
 
+    async def put_stream(
+        self, key: str, stream: BinaryIO, content_type: str = "application/fits"
+    ) -> None:
+        await asyncio.to_thread(self.put_stream_sync, key, stream, content_type)
+
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.client.remove_object, self.bucket, key)
 
@@ -157,6 +162,12 @@ class ObjectStore:
         finally:
             response.close()
             response.release_conn()
+
+    async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        """:meth:`iter_chunks` for async callers: each chunk is read in a worker thread."""
+        chunks = self.iter_chunks(key)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield chunk
 
     def stat_sync(self, key: str) -> ObjectInfo | None:
         try:

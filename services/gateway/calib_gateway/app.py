@@ -1,8 +1,8 @@
-"""The gateway's Litestar application."""
+"""The gateway's Litestar application, over whatever :class:`Gateway` it is given."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
@@ -12,23 +12,43 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Redirect
 
-from calib_gateway.admin import AdminController, me
-from calib_gateway.auth import BearerTokenMiddleware, TokenStore
+from calib_gateway.admin.routes import AdminController, me
+from calib_gateway.auth import BearerTokenMiddleware
+from calib_gateway.dependencies import Gateway, Injected, dependencies
 from calib_gateway.errors import EXCEPTION_HANDLERS
-from calib_gateway.events_stream import job_events
 from calib_gateway.guards import refuse_operator_parameters
-from calib_gateway.health import health
-from calib_gateway.jobs import JobsController
-from calib_gateway.library import LibraryController
-from calib_gateway.lifecycle_routes import LIFECYCLE_ROUTES
-from calib_gateway.master_upload import MasterUploadController
-from calib_gateway.needs import NeedsController
+from calib_gateway.jobs.live import job_events
+from calib_gateway.jobs.routes import JobsController
+from calib_gateway.library.registration import FrameRegistrationController
+from calib_gateway.library.routes import LibraryController
+from calib_gateway.maintenance.health import health
+from calib_gateway.maintenance.routes import MaintenanceController
+from calib_gateway.masters.creation import MasterCreationController
+from calib_gateway.masters.upload import MasterUploadController
+from calib_gateway.needs.routes import NeedsController
 from calib_gateway.openapi import document_errors
 from calib_gateway.page import admin_page
-from calib_infra.bus import start_with_retry
-from calib_infra.runtime import Runtime
+from calib_gateway.ports import Liveness
+from calib_gateway.rejections.routes import RejectionsController
+from calib_gateway.settings.routes import SettingsController
 
 PUBLIC_PATHS = ["^/healthz$", "^/livez$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
+
+ROUTES = [
+    LibraryController,
+    FrameRegistrationController,
+    MasterCreationController,
+    MasterUploadController,
+    JobsController,
+    job_events,
+    SettingsController,
+    RejectionsController,
+    NeedsController,
+    AdminController,
+    me,
+    MaintenanceController,
+    health,
+]
 
 
 @get("/", include_in_schema=False)
@@ -37,55 +57,29 @@ async def root() -> Redirect:
 
 
 @get(["/healthz", "/livez"], include_in_schema=False)
-async def healthz(request: Request) -> Response[bytes]:
+async def healthz(request: Request, liveness: Injected[Liveness]) -> Response[bytes]:
     """``/healthz``: 200 while MongoDB, S3 and NATS each answer now, else 503 naming what
     does not; ``/livez``: the process answers (for a container's liveness probe)."""
-    runtime: Runtime = request.app.state.runtime
-    status, body = await runtime.health_reply(request.url.path)
+    status, body = await liveness(request.url.path)
     return Response(body, status_code=status, media_type="application/json")
 
 
-def create_app(runtime: Runtime) -> Litestar:
-    tokens = TokenStore(runtime.db)
-    background: list[asyncio.Task] = []
-
-    async def start() -> None:
-        async def connect() -> None:
-            await runtime.connect_datastores()
-            if runtime.config.bootstrap_admin_token:
-                await tokens.bootstrap(runtime.config.bootstrap_admin_token, runtime.now())
-            await start_with_retry(runtime.broker, runtime.log)
-            runtime.bus_ready.set()
-            runtime.log.info("gateway ready")
-
-        background.append(asyncio.create_task(connect()))
-        background.append(asyncio.create_task(runtime.heartbeat_forever()))
-
-    async def stop() -> None:
-        for task in background:
-            task.cancel()
-        await runtime.close()
-
+def create_app(
+    gateway: Gateway,
+    *,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> Litestar:
+    """The application over ``gateway``; ``on_startup``/``on_shutdown`` connect and close
+    what the composition root built (nothing, in tests)."""
     app = Litestar(
-        route_handlers=[
-            healthz,
-            root,
-            me,
-            LibraryController,
-            JobsController,
-            AdminController,
-            admin_page,
-            NeedsController,
-            MasterUploadController,
-            health,
-            job_events,
-            *LIFECYCLE_ROUTES,
-        ],
+        route_handlers=[healthz, root, admin_page, *ROUTES],
+        dependencies=dependencies(gateway),
         guards=[refuse_operator_parameters],
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=list(on_startup),
+        on_shutdown=list(on_shutdown),
         openapi_config=OpenAPIConfig(
             title="Calib API",
             version="1.0.0",
@@ -102,7 +96,6 @@ def create_app(runtime: Runtime) -> Litestar:
         cors_config=CORSConfig(allow_origins=[]),
         debug=False,
     )
-    app.state.runtime = runtime
-    app.state.tokens = tokens
+    app.state.gateway = gateway  # for the middleware, the guards and the error handlers
     document_errors(app)
     return app

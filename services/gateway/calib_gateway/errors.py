@@ -1,5 +1,6 @@
-"""Every error as JSON ``{"error": <code>, "detail": <message>}`` (SPEC §8); a dependency
-that is down is a 503 naming it, never a 500."""
+"""Every error as JSON ``{"error": <code>, "detail": <message>}`` (SPEC §8): a use case's
+refusal by its kind (:mod:`calib_app.errors`), a dependency that is down as a 503 naming
+it, never a 500."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from nats.errors import Error as NatsError
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from calib_gateway.uploads import UploadError, UploadTooLargeError
+from calib_app.calibrated_lights import NotCalibratedError
+from calib_app.errors import ConflictError, NotFoundError, RefusedError
+from calib_core.settings import SettingsError
+from calib_gateway.uploads.multipart import UploadError, UploadTooLargeError
+from calib_infra.rpc import RemoteError, ServiceUnavailableError
 
 CODES = {
     400: "bad_request",
@@ -67,17 +72,31 @@ def dependency_unavailable(_: Request, exc: DependencyUnavailableError) -> Respo
     return error_response(503, str(exc), dependency=exc.dependency)
 
 
-def upload_error(_: Request, exc: UploadError) -> Response:
-    return error_response(400, str(exc))
+def lifecycle_unavailable(_: Request, exc: Exception) -> Response:
+    """The lifecycle service did not answer, or answered that the request failed."""
+    return error_response(503, f"lifecycle is unavailable: {exc}")
 
 
-def upload_too_large(_: Request, exc: UploadTooLargeError) -> Response:
-    return error_response(413, str(exc))
+def status(code: int):
+    """Answer an exception with status ``code``, its message as the detail."""
+
+    def handler(_: Request, exc: Exception) -> Response:
+        return error_response(code, str(exc))
+
+    return handler
+
+
+def not_calibrated(_: Request, exc: NotCalibratedError) -> Response:
+    return error_response(409, str(exc), code=exc.code)
+
+
+def invalid_setting(_: Request, exc: SettingsError) -> Response:
+    return error_response(422, str(exc), code="invalid_setting", field=exc.field)
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
     """A bug, not bad input: logged with its traceback, answered in the error shape."""
-    request.app.state.runtime.log.exception(
+    request.app.state.gateway.log.exception(
         "unhandled error", path=request.url.path, error=str(exc)
     )
     return error_response(500, "internal error")
@@ -91,7 +110,14 @@ EXCEPTION_HANDLERS = {
     Urllib3Error: unavailable("s3"),
     NatsError: unavailable("nats"),
     DependencyUnavailableError: dependency_unavailable,
-    UploadError: upload_error,
-    UploadTooLargeError: upload_too_large,
+    ServiceUnavailableError: lifecycle_unavailable,
+    RemoteError: lifecycle_unavailable,
+    UploadError: status(400),
+    UploadTooLargeError: status(413),
+    NotFoundError: status(404),
+    ConflictError: status(409),
+    NotCalibratedError: not_calibrated,
+    RefusedError: status(422),
+    SettingsError: invalid_setting,
     Exception: internal_error,
 }

@@ -23,8 +23,8 @@ def requires(capability: Capability):
         observatory_id = connection.path_params.get("observatory_id")
         ensure(connection.user, capability, observatory_id)
         if observatory_id is not None:
-            runtime = connection.app.state.runtime
-            if await runtime.observatories.get(observatory_id) is None:
+            observatories = connection.app.state.gateway.access.observatories
+            if await observatories.get(observatory_id) is None:
                 raise NotFoundException(f"observatory '{observatory_id}' not found")
 
     return guard

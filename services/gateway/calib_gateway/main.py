@@ -1,18 +1,75 @@
-"""The gateway service: HTTP API, admin page, uploads and downloads."""
+"""The gateway service's composition root: the adapters over a Runtime, built once into
+the :class:`Gateway` the routes are given; start-up connects them without waiting (the
+gateway answers, reporting not-ready, while a dependency is still down)."""
 
 from __future__ import annotations
 
-import uvicorn
+import asyncio
 
+import uvicorn
+from litestar import Litestar
+
+from calib_app.access import bootstrap_admin
+from calib_gateway.adapters import NatsJobFeed, ServerProbes
 from calib_gateway.app import create_app
-from calib_infra.runtime import Runtime
+from calib_gateway.dependencies import Gateway
+from calib_infra import compose
+from calib_infra.bus import start_with_retry
+from calib_infra.rpc import LifecycleClient
+from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
+
+
+def gateway_of(runtime: Runtime) -> Gateway:
+    return Gateway(
+        library=compose.frame_library(runtime),
+        queue=compose.job_queue(runtime),
+        inventory=compose.inventory(runtime),
+        uploads=compose.uploads(runtime),
+        access=compose.access(runtime),
+        rejections=runtime.rejections,
+        heartbeats=runtime.heartbeats,
+        lifecycle=LifecycleClient(runtime.broker),
+        feed=NatsJobFeed(runtime.broker),
+        probes=ServerProbes(
+            db=runtime.db,
+            store=runtime.store,
+            broker=runtime.broker,
+            supervisor_state_file=runtime.config.supervisor_state_file,
+            heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
+        ),
+        liveness=runtime.health_reply,
+        upload_limit_bytes=runtime.config.max_upload_mb * 1024 * 1024,
+    )
+
+
+def application(runtime: Runtime) -> Litestar:
+    gateway = gateway_of(runtime)
+    background: list[asyncio.Task] = []
+
+    async def connect() -> None:
+        await runtime.connect_datastores()
+        if runtime.config.bootstrap_admin_token:
+            await bootstrap_admin(gateway.access, runtime.config.bootstrap_admin_token)
+        await start_with_retry(runtime.broker, runtime.log)
+        runtime.bus_ready.set()
+        runtime.log.info("gateway ready")
+
+    async def start() -> None:
+        background.append(asyncio.create_task(connect()))
+        background.append(asyncio.create_task(runtime.heartbeat_forever()))
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        await runtime.close()
+
+    return create_app(gateway, on_startup=[start], on_shutdown=[stop])
 
 
 def main() -> None:
     runtime = Runtime("gateway")
-    app = create_app(runtime)
     uvicorn.run(
-        app,
+        application(runtime),
         host=runtime.config.gateway_host,
         port=runtime.config.gateway_port,
         log_level="warning",

@@ -4,6 +4,7 @@ gets the error responses it can really give, in the API's one error shape."""
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
@@ -73,6 +74,18 @@ UPLOAD_FORM = Schema(
     description="§2 fields the FITS header lacks or gets wrong",
 )
 UPLOADS = {"/api/v1/calibration/frames", "/api/v1/calibration/masters/upload"}
+
+
+def content(media_type: str, description: str) -> dict[int, ResponseSpec]:
+    """The 200 response of a route that answers a file or a stream rather than JSON."""
+    return {
+        200: ResponseSpec(
+            data_container=str,
+            media_type=media_type,
+            description=description,
+            generate_examples=False,
+        )
+    }
 
 
 def document_errors(app: Litestar) -> None:

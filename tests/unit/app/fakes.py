@@ -21,12 +21,12 @@ import itertools
 import operator
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import msgspec
 from bson.errors import InvalidDocument
@@ -40,7 +40,9 @@ from calib_app.ports import (
     ScannedObject,
 )
 from calib_core import events, wiring
+from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
+from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
     OPEN_JOB_STATUSES,
@@ -54,8 +56,10 @@ from calib_core.models import (
 )
 from calib_core.settings import CalibrationSettings, settings_from_document
 from calib_infra.filecache import ChangedInStorageError, UnusableFileError
+from calib_infra.rpc import ServiceUnavailableError
 
 S = TypeVar("S", bound=msgspec.Struct)
+R = TypeVar("R")
 
 #: The fake clock's default time (the same instant as ``tests.unit.core.factories.NOW``).
 DEFAULT_NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -814,6 +818,51 @@ class FakeRejectionRepository:
         return [_record(_without_id(d), Rejection) for d in found]
 
 
+class FakeAccountRepository:
+    """Users and tokens (the ``users`` and ``tokens`` collections), a token's hash unique."""
+
+    def __init__(self) -> None:
+        self.user_documents = _Collection("users")
+        self.token_documents = _Collection("tokens", _Unique(("hash",), name="unique_hash"))
+
+    async def save_user(self, user: User) -> None:
+        document = _document(user)
+        if self.user_documents.find_one({"_id": user.id}) is None:
+            self.user_documents.insert(document)
+            return
+        changes = {k: v for k, v in document.items() if k not in ("_id", "created_at")}
+        self.user_documents.update({"_id": user.id}, {"$set": changes})
+
+    async def user(self, user_id: str) -> User | None:
+        document = self.user_documents.find_one({"_id": user_id})
+        return _record(document, User) if document else None
+
+    async def users(self) -> list[User]:
+        return [_record(d, User) for d in self.user_documents.find({}, [("_id", 1)])]
+
+    async def add_token(self, token: ApiToken) -> str:
+        if self.token_documents.find_one({"hash": token.hash}) is None:
+            self.token_documents.insert(_document(token))
+        return self.token_documents.find_one({"hash": token.hash})["_id"]
+
+    async def live_token(self, token_hash: str) -> ApiToken | None:
+        document = self.token_documents.find_one({"hash": token_hash, "revoked": False})
+        return _record(document, ApiToken) if document else None
+
+    async def live_token_ids(self) -> dict[str, list[str]]:
+        live: dict[str, list[str]] = {}
+        for token in self.token_documents.find({"revoked": False, "user_id": {"$ne": None}}):
+            live.setdefault(token["user_id"], []).append(token["_id"])
+        return live
+
+    async def revoke(self, token_id: str) -> bool:
+        matched, _ = self.token_documents.update({"_id": token_id}, {"$set": {"revoked": True}})
+        return matched == 1
+
+    async def reinstate(self, token_hash: str) -> None:
+        self.token_documents.update({"hash": token_hash}, {"$set": {"revoked": False}})
+
+
 class FakeHeartbeatRepository:
     def __init__(self) -> None:
         self.collection = _Collection("heartbeats")
@@ -964,6 +1013,8 @@ class FakeObjectStore:
     """The S3 bucket: bytes by key, each with its content type and time of writing (the
     clock's now), listed in key order as S3 lists them."""
 
+    CHUNK = 1024 * 1024
+
     def __init__(self, clock: FakeClock | None = None):
         self.clock = clock or FakeClock()
         self.objects: dict[str, StoredObject] = {}
@@ -991,8 +1042,18 @@ class FakeObjectStore:
     ) -> None:
         self._put(key, data, content_type)
 
+    async def put_stream(
+        self, key: str, stream: IO[bytes], content_type: str = "application/fits"
+    ) -> None:
+        self._put(key, stream.read(), content_type)
+
     async def delete(self, key: str) -> None:
         self.objects.pop(key, None)  # S3 deletes of a missing key succeed
+
+    async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        data = self.data(key)
+        for start in range(0, len(data), self.CHUNK):
+            yield data[start : start + self.CHUNK]
 
     async def read_range(self, key: str, offset: int, length: int) -> bytes:
         """``length`` 0 means to the end; a range starting at or past the end (of an empty
@@ -1186,10 +1247,52 @@ class FakeMasterDescriber:
         )
 
 
+# -- the lifecycle service -------------------------------------------------------------------
+@dataclass(frozen=True)
+class LifecycleRequest:
+    subject: str
+    body: dict[str, Any]
+
+
+class FakeLifecycleService:
+    """The lifecycle service over request/reply, answered in-process by the use cases the
+    real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``); each
+    report goes through JSON as a reply does. Requests are kept in ``requests``; while
+    ``down`` is set each raises ``ServiceUnavailableError``, as when no replica answers."""
+
+    def __init__(
+        self,
+        calibrate: Callable[[str], Awaitable[events.CalibrateReply]],
+        maintain: Callable[[MaintenanceTask, str | None], Awaitable[msgspec.Struct]],
+    ):
+        self._calibrate = calibrate
+        self._maintain = maintain
+        self.requests: list[LifecycleRequest] = []
+        self.down = False
+
+    def _ask(self, subject: str, body: msgspec.Struct) -> None:
+        self.requests.append(LifecycleRequest(subject, msgspec.to_builtins(body)))
+        if self.down:
+            raise ServiceUnavailableError("lifecycle", subject)
+
+    async def calibrate(self, frame_id: str) -> events.CalibrateReply:
+        self._ask(events.LIFECYCLE_CALIBRATE, events.CalibrateRequest(frame_id=frame_id))
+        return await self._calibrate(frame_id)
+
+    async def maintenance(
+        self, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]
+    ) -> R:
+        command = events.MaintenanceCommand(task=task.value, observatory_id=observatory_id)
+        self._ask(events.LIFECYCLE_MAINTENANCE, command)
+        report = await self._maintain(task, observatory_id)
+        return msgspec.json.decode(msgspec.json.encode(report), type=report_type)
+
+
 # -- all of them at once --------------------------------------------------------------------
 @dataclass
 class FakeWorld:
-    """One of each fake, named as on ``calib_infra.runtime.Runtime``, sharing one clock."""
+    """One of each fake, named as on ``calib_infra.runtime.Runtime`` (``accounts`` as in
+    ``calib_infra.compose.access``), sharing one clock."""
 
     clock: FakeClock = field(default_factory=FakeClock)
     frames: FakeFrameRepository = field(default_factory=FakeFrameRepository)
@@ -1202,6 +1305,7 @@ class FakeWorld:
     maintenance_runs: FakeMaintenanceRunRepository = field(
         default_factory=FakeMaintenanceRunRepository
     )
+    accounts: FakeAccountRepository = field(default_factory=FakeAccountRepository)
     log: FakeLog = field(default_factory=FakeLog)
     store: FakeObjectStore = field(init=False)
     files: FakeFrameFiles = field(init=False)

@@ -31,6 +31,8 @@ PORTS = {
     ports.Log: fakes.FakeLog,
     ports.LightCalibrator: fakes.FakeLightCalibrator,
     ports.MasterDescriber: fakes.FakeMasterDescriber,
+    ports.AccountRepository: fakes.FakeAccountRepository,
+    ports.LifecycleService: fakes.FakeLifecycleService,
 }
 
 

@@ -5,22 +5,21 @@ relaying ``stack.progress`` (core NATS) and the job state changes (``stack.reque
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from litestar import Request, get
+from litestar import get
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from nats.aio.msg import Msg
 
 from calib_core import events
-from calib_gateway.errors import DependencyUnavailableError
+from calib_gateway.dependencies import Injected
 from calib_gateway.guards import can_view
-from calib_gateway.library import runtime_of
+from calib_gateway.openapi import content
+from calib_gateway.ports import FeedSubscription, JobFeed
 
 KEEPALIVE_S = 15.0
-QUEUE_SIZE = 1000
 #: subject kind → the job status it announces
 JOB_STATES = {
     events.STACK_REQUESTED: "queued",
@@ -55,48 +54,34 @@ def to_message(subject: str, body: bytes) -> ServerSentEventMessage | None:
     return ServerSentEventMessage(event="job", data=msgspec.json.encode(data).decode())
 
 
+async def _relayed(subscription: FeedSubscription) -> AsyncIterator[ServerSentEventMessage]:
+    try:
+        yield ServerSentEventMessage(comment="connected")
+        while True:
+            try:
+                received = await asyncio.wait_for(subscription.next(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            if received is None:
+                return
+            if (message := to_message(*received)) is not None:
+                yield message
+    finally:
+        await subscription.close()
+
+
 @get(
     "/api/v1/calibration/events/{observatory_id:str}",
     guards=[can_view],
     media_type="text/event-stream",
+    responses=content("text/event-stream", "Server-sent events"),
 )
-async def job_events(request: Request, observatory_id: str) -> ServerSentEvent:
+async def job_events(feed: Injected[JobFeed], observatory_id: FromPath[str]) -> ServerSentEvent:
     """Server-sent events: ``progress`` (``job_id``, ``progress`` 0–1) while a job runs and
     ``job`` (``job_id``, ``status``: queued, deferred, failed, succeeded) on each change."""
-    runtime = runtime_of(request)
-    connection = runtime.broker.connection
-    if connection is None or not connection.is_connected:
-        raise DependencyUnavailableError("nats")
-    queue: asyncio.Queue[ServerSentEventMessage] = asyncio.Queue(QUEUE_SIZE)
-
-    async def relay(msg: Msg) -> None:
-        message = to_message(msg.subject, msg.data)
-        if message is not None:
-            with contextlib.suppress(
-                asyncio.QueueFull
-            ):  # a stalled reader loses events, not memory
-                queue.put_nowait(message)
-
     # subscribed before the response starts: nothing published after the client connected is lost
-    subscriptions = [
-        await connection.subscribe(f"stack.*.{observatory_id}", cb=relay),
-        await connection.subscribe(events.subject(events.MASTER_CREATED, observatory_id), cb=relay),
-    ]
-    await connection.flush()
-
-    async def stream() -> AsyncIterator[ServerSentEventMessage]:
-        try:
-            yield ServerSentEventMessage(comment="connected")
-            while True:
-                try:
-                    yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive")
-        finally:
-            for subscription in subscriptions:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
-
+    subscription = await feed.follow(observatory_id)
     return ServerSentEvent(
-        stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        _relayed(subscription), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )

@@ -1,0 +1,2 @@
+"""Server maintenance (server admins): the calibrated-light cache, expiry, retention, and
+the health of the whole system."""

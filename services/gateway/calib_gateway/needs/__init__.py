@@ -1,0 +1,1 @@
+"""What an observatory holds and lacks (SPEC §8–§9)."""

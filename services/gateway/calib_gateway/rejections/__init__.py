@@ -1,0 +1,1 @@
+"""Registrations the registry refused (SPEC §2)."""

@@ -1,0 +1,1 @@
+"""The calibration settings of an observatory (SPEC §3)."""

@@ -1,0 +1,1 @@
+"""Multipart uploads: parsed as they stream in, then checked against the caller's rights."""
