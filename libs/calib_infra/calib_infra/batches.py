@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from calib_app.ports import Delivery
 from calib_core import wiring
+from calib_infra.retry import until_it_works
 
 if TYPE_CHECKING:
     from calib_infra.runtime import Runtime
@@ -92,15 +93,9 @@ async def _ensure_consumer(runtime: Runtime, subject: str, durable: str, ack_wai
         max_deliver=-1,
         deliver_policy=DeliverPolicy.ALL,
     )
-    delay = 0.5
-    while True:
-        try:
-            await js.add_consumer(wiring.STREAM.name, config)
-            return
-        except Exception as error:  # noqa: BLE001 - transient until proven otherwise
-            runtime.log.warning("consumer not ready, retrying", durable=durable, error=str(error))
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
+    await until_it_works(
+        lambda: js.add_consumer(wiring.STREAM.name, config), runtime.log, f"consumer {durable}"
+    )
 
 
 async def _handle(

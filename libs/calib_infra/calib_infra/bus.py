@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -17,6 +15,7 @@ from nats.js.errors import BadRequestError
 
 from calib_core import events, wiring
 from calib_infra.config import Config
+from calib_infra.retry import until_it_works
 
 
 def calibration_stream() -> JStream:
@@ -109,16 +108,11 @@ async def ensure_stream(broker: NatsBroker) -> None:
         await js.update_stream(stream)
 
 
-async def start_with_retry(broker: NatsBroker, log: Any, delay_s: float = 1.0) -> None:
+async def start_with_retry(broker: NatsBroker, log: Any) -> None:
     """Start the broker, waiting for NATS to come up instead of crashing."""
-    while True:
-        try:
-            await broker.start()
-            await ensure_stream(broker)
-            return
-        except Exception as error:  # noqa: BLE001 - any connect failure means "not yet"
-            log.warning("nats not ready, retrying", error=str(error))
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 1.5, 5.0)
+
+    async def start() -> None:
+        await broker.start()
+        await ensure_stream(broker)
+
+    await until_it_works(start, log, "nats", on_failure=broker.stop)

@@ -34,6 +34,7 @@ from calib_infra.repositories import (
     RejectionRepository,
     SettingsRepository,
 )
+from calib_infra.retry import until_it_works
 from calib_infra.store import ObjectStore
 
 E = TypeVar("E", bound=msgspec.Struct)
@@ -78,8 +79,8 @@ class Runtime:
     async def connect_datastores(self) -> None:
         """Wait until MongoDB answers with its schema in place (made by ``calib init-db``,
         never by a service) and S3 answers with the bucket created."""
-        await _retry(self.log, "mongodb", lambda: check_schema(self.db))
-        await _retry(self.log, "s3", self.store.ensure_bucket)
+        await until_it_works(lambda: check_schema(self.db), self.log, "mongodb")
+        await until_it_works(self.store.ensure_bucket, self.log, "s3")
         self.datastores_ready.set()
 
     async def connect(self) -> None:
@@ -243,18 +244,6 @@ async def _keep_in_progress(msg: NatsMessage, interval_s: float) -> None:
     while True:
         await asyncio.sleep(interval_s)
         await msg.in_progress()
-
-
-async def _retry(log, dependency: str, attempt: Callable[[], Awaitable[object]]) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await attempt()
-            return
-        except Exception as error:  # noqa: BLE001 - transient until proven otherwise
-            log.warning("dependency not ready, retrying", dependency=dependency, error=str(error))
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 5.0)
 
 
 def run_service(
