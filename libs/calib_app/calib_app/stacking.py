@@ -382,14 +382,15 @@ async def run_job(stacking: Stacking, job_id: str) -> None:
     if recorded is not None:  # an attempt died after recording the master: finish its bookkeeping
         await _finish(stacking, job, recorded)
         return
-    claimed = await _claim(stacking, job)
-    if claimed is None:
-        return
     try:
+        claimed = await _claim(stacking, job)
+        if claimed is None:
+            return
         async with _holding(stacking, claimed):
             await _work(stacking, claimed)
     except asyncio.CancelledError:
-        # this replica is stopping: give the job back so another takes it at once
+        # this replica is stopping: give the job back so another takes it at once (also
+        # when stopped just as its claim was written: giving back only touches our own)
         await asyncio.shield(stacking.jobs.give_back(job.id, stacking.worker, stacking.clock.now()))
         stacking.log.info("stopping: job given back", job_id=job.id)
         raise
