@@ -18,7 +18,7 @@ run: setup
 # a hung run fails after 30 minutes (a whole run takes about 5) instead of holding CI;
 # every server and service it started dies with it
 test: setup system-deps
-	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider tests
+	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider --durations=25 tests
 
 test-unit: setup
 	$(UV) run --frozen pytest -q tests/unit
