@@ -276,6 +276,8 @@ async def _finish(stacking: Stacking, job: StackJob, master: Frame) -> None:
     await stacking.jobs.finish(
         job.id, JobStatus.SUCCEEDED, stacking.clock.now(), master_id=master.id
     )
+    # progress 1.0 first: watchers see the job complete before they see its master announced
+    await _announce(stacking, job, 1.0, JobStatus.SUCCEEDED)
     await stacking.events.publish(
         events.MASTER_CREATED,
         events.MasterCreated(
@@ -284,7 +286,6 @@ async def _finish(stacking: Stacking, job: StackJob, master: Frame) -> None:
         observatory_id=master.observatory_id,
         msg_id=f"created-{master.id}",
     )
-    await _announce(stacking, job, 1.0, JobStatus.SUCCEEDED)
     stacking.log.info(
         "master created",
         master_id=master.id,
