@@ -171,12 +171,12 @@ def chaos(run: CalibRun, rng: random.Random, done: threading.Event, faults: Coun
     for fault in plan:
         time.sleep(rng.uniform(2.0, 4.0))
         name = fault.removeprefix("freeze:")
-        wait_for(
-            lambda n=name: run.processes()[n]["state"] == "running", timeout_s=90,
+        entry = wait_for(
+            lambda n=name: (e := run.processes()[n])["state"] == "running" and e["pid"] and e,
+            timeout_s=90,
             what=f"{name} to be running before the next fault",
-        )  # fmt: skip
-        pid = run.processes()[name]["pid"]
-        os.kill(pid, signal.SIGSTOP if fault.startswith("freeze:") else signal.SIGKILL)
+        )
+        os.kill(entry["pid"], signal.SIGSTOP if fault.startswith("freeze:") else signal.SIGKILL)
         faults[name] += 1
     done.set()
 
