@@ -176,8 +176,15 @@ def chaos(run: CalibRun, rng: random.Random, done: threading.Event, faults: Coun
             timeout_s=90,
             what=f"{name} to be running before the next fault",
         )
-        os.kill(entry["pid"], signal.SIGSTOP if fault.startswith("freeze:") else signal.SIGKILL)
+        frozen = fault.startswith("freeze:")
+        os.kill(entry["pid"], signal.SIGSTOP if frozen else signal.SIGKILL)
         faults[name] += 1
+        if frozen:  # the supervisor must find it unresponsive and replace it (~20 s)
+            wait_for(
+                lambda n=name, before=entry["restarts"]: run.processes()[n]["restarts"] > before,
+                timeout_s=90,
+                what=f"the frozen {name} to be replaced",
+            )
     done.set()
 
 
