@@ -29,7 +29,7 @@ system-deps:
 bench: setup
 	$(UV) run --frozen python bench/run.py
 
-PY_SOURCES := libs services tools tests bench repro
+PY_SOURCES := libs services tools tests bench repro examples
 
 lint: setup
 	$(UV) run --frozen ruff format --check $(PY_SOURCES)

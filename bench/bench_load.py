@@ -73,7 +73,7 @@ def run() -> list[dict]:
         config = service_config(
             servers.endpoints, "calib_bench_load", gateway_port=free_port(), sweep_interval_s=30.0
         )
-        services = Services(config=config, log_dir=workdir / "logs")
+        services = Services(config=config, bus=servers.endpoints.bus, log_dir=workdir / "logs")
         try:
             services.start_all(stackers=STACKERS)
             services.wait_ready(timeout_s=120)

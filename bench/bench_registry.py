@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
-import nats
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ if str(ROOT) not in sys.path:
 from calib_core import events  # noqa: E402
 from calib_core.headers import resolve_metadata  # noqa: E402
 from calib_core.models import Frame, Observatory  # noqa: E402
+from calib_infra import bus  # noqa: E402
 from calib_infra.config import Config  # noqa: E402
 from calib_infra.mongo import COLLECTIONS, create_schema, mongo_client, to_document  # noqa: E402
 from calib_infra.repositories import ObservatoryRepository  # noqa: E402
@@ -146,7 +146,7 @@ async def prepare_database(config: Config) -> None:
 async def publish_and_wait(config: Config, messages: list[tuple[bytes, str]]) -> float:
     """Publish every event (the registry has created the stream), wait until the
     registry has acknowledged the last; returns the seconds taken."""
-    connection = await nats.connect(config.nats_url)
+    connection = await bus.connect(config)
     js = connection.jetstream()
     subject = events.subject(events.FRAME_REGISTERED, OBSERVATORY)
     try:
@@ -210,7 +210,7 @@ def registry_throughput(count: int, workdir: Path) -> dict:
             documents.append(to_document(frame))
         reference = asyncio.run(single_inserts(config, documents))
 
-        services = Services(config=config, log_dir=workdir / "logs")
+        services = Services(config=config, bus=servers.endpoints.bus, log_dir=workdir / "logs")
         services.start("registry")
         try:
             log = services.processes["registry"].log_path

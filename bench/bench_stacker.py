@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
-import nats
 import psutil
 from astropy.io import fits
 
@@ -46,6 +45,7 @@ from bench_stacking import synthetic_frames  # noqa: E402
 from calib_core import events  # noqa: E402
 from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob  # noqa: E402
 from calib_core.settings import CalibrationSettings  # noqa: E402
+from calib_infra import bus  # noqa: E402
 from calib_infra.config import Config  # noqa: E402
 from calib_infra.devstack import spawn  # noqa: E402
 from calib_infra.mongo import create_schema, mongo_client  # noqa: E402
@@ -83,7 +83,9 @@ class Rig:
         self.config: Config = service_config(
             self.servers.endpoints, "calib_bench_stacker", stacker_ack_wait_s=30.0
         )
-        self.services = Services(config=self.config, log_dir=workdir / "logs")
+        self.services = Services(
+            config=self.config, bus=self.servers.endpoints.bus, log_dir=workdir / "logs"
+        )
         self.store = ObjectStore(self.config)
         self.store.ensure_bucket_sync()
         asyncio.run(self._database(create_schema))
@@ -164,7 +166,7 @@ class Rig:
 
         async def queue_and_wait() -> float:
             client = mongo_client(self.config)
-            connection = await nats.connect(self.config.nats_url)
+            connection = await bus.connect(self.config)
             pending, failures, done = {job.id for job in planned}, [], asyncio.Event()
 
             async def created(msg) -> None:

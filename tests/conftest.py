@@ -44,7 +44,9 @@ def system(servers, tmp_path_factory):
         expiry_check_interval_s=TEN_YEARS_S,
         retention_interval_s=TEN_YEARS_S,
     )
-    services = Services(config=config, log_dir=tmp_path_factory.mktemp("service-logs"))
+    services = Services(
+        config=config, bus=servers.endpoints.bus, log_dir=tmp_path_factory.mktemp("service-logs")
+    )
     load_kernels()  # compile numba's disk cache once, here, rather than in three services at once
     try:
         services.start_all(stackers=2)

@@ -33,6 +33,7 @@ from minio import Minio
 from pymongo import MongoClient
 
 from calib_core import events
+from calib_core.busaccess import inbox_prefix
 from tests.integration.registry_helpers import frame_bytes
 from tests.support.system import ADMIN_TOKEN, free_port, wait_for
 
@@ -108,7 +109,9 @@ class Plugin:
     """A capture plugin that keeps trying through outages: upload, then publish until
     JetStream acknowledges (the message id makes a repeat harmless)."""
 
-    def __init__(self, run: CalibRun):
+    def __init__(self, run: CalibRun, tokens: dict[str, str]):
+        self.tokens = tokens  # each observatory's plugin token: the bus admits it through
+        # the gateway's auth callout, so plugins reconnect through gateway kills too
         self.bucket = "calib"
         self.s3 = Minio(f"127.0.0.1:{run.ports['s3']}", *S3_KEYS, secure=False)
         self.nats_url = f"nats://127.0.0.1:{run.ports['nats']}"
@@ -126,12 +129,19 @@ class Plugin:
                 time.sleep(0.5)
 
     async def publish_all(self, frames: list[tuple[str, bytes]]) -> None:
-        connection = await nats.connect(
-            self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5
-        )
-        stream = connection.jetstream(timeout=3)
+        connections = {
+            observatory: await nats.connect(
+                self.nats_url,
+                token=token,
+                inbox_prefix=inbox_prefix(observatory),
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+            )
+            for observatory, token in self.tokens.items()
+        }
         try:
             for observatory, data in frames:
+                stream = connections[observatory].jetstream(timeout=3)
                 key = f"frames/{observatory}/{uuid.uuid4().hex}.fits"
                 await asyncio.to_thread(self.retry, lambda k=key, d=data: self._put(k, d), "S3")
                 sha256 = hashlib.sha256(data).hexdigest()
@@ -157,7 +167,8 @@ class Plugin:
                 self.accepted[observatory].add(sha256)
                 await asyncio.sleep(0.05)
         finally:
-            await connection.close()
+            for connection in connections.values():
+                await connection.close()
 
     def _put(self, key: str, data: bytes) -> None:
         self.s3.put_object(self.bucket, key, io.BytesIO(data), len(data))
@@ -195,6 +206,7 @@ def test_calib_run_keeps_every_promise_while_processes_die(tmp_path):
     run = CalibRun(tmp_path / "data")
     try:
         wait_for(run.ready, timeout_s=120, what="calib run to be ready")
+        tokens = {}
         for observatory in OBSERVATORIES:
             assert (
                 run.api.post(
@@ -202,6 +214,8 @@ def test_calib_run_keeps_every_promise_while_processes_die(tmp_path):
                 ).status_code
                 == 201
             )
+            issued = run.api.post(f"/api/v1/admin/observatories/{observatory}/plugin-tokens")
+            tokens[observatory] = issued.json()["token"]
         frames = [
             (observatory, frame_bytes("dark", index, exposure_s=exposure))
             for index in range(FRAMES_PER_GROUP)
@@ -209,7 +223,7 @@ def test_calib_run_keeps_every_promise_while_processes_die(tmp_path):
             for exposure in EXPOSURES
         ]
         rng.shuffle(frames)
-        plugin = Plugin(run)
+        plugin = Plugin(run, tokens)
         faults: Counter = Counter()
         done = threading.Event()
         monkey = threading.Thread(target=chaos, args=(run, rng, done, faults))

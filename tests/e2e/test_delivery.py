@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -108,7 +107,7 @@ def test_services_started_before_their_servers_wait_and_connect(tmp_path):
     config = service_config(
         late.endpoints, unique("calib_late").replace("-", "_"), gateway_port=free_port()
     )
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=late.bus, log_dir=tmp_path / "logs")
     services.start("gateway")
     services.start("registry")
 
@@ -154,11 +153,11 @@ def test_a_stacker_told_to_stop_mid_job_hands_it_over_at_once(servers, tmp_path)
         S3_SECRET_KEY,
     )
     bus.start(s3=False, mongodb=False)  # a bus of its own: no other stacker may take the job
-    endpoints = dataclasses.replace(servers.endpoints, nats_url=bus.endpoints.nats_url)
+    endpoints = servers.endpoints.with_nats_of(bus.endpoints)
     config = service_config(
         endpoints, unique("calib_handover").replace("-", "_"), stacker_ack_wait_s=60.0
     )
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=endpoints.bus, log_dir=tmp_path / "logs")
     observatory = unique("obs")
     try:
         services.start_all(stackers=2)

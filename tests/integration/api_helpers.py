@@ -177,7 +177,8 @@ ALLOWED = {
 @dataclass(frozen=True)
 class Row:
     method: str
-    path: str  # placeholders: {own} {frame} {light} {master} {job} {user} and per call {fresh_*}
+    path: str  # placeholders: {own} {frame} {light} {master} {job} {user} {missing} (an id
+    # of nothing) and per call {fresh_*}
     capability: str
     ok: int  # the status an allowed caller gets
     body: str | None = None  # "json:<name>", "frame" or "master" (multipart), or None
@@ -210,6 +211,7 @@ ROWS = [
     Row("POST", f"{API}/masters/create", "manage", 404, body="json:create", note="no bias frames"),
     Row("POST", f"{API}/masters/upload", "manage", 201, body="master"),
     Row("POST", f"{API}/frames", "register", 202, body="frame"),
+    Row("POST", f"{API}/uploads", "register", 201, body="json:upload"),
     Row("DELETE", f"{API}/frames/{{fresh_master}}", "manage", 204),
     Row("POST", f"{API}/cache/clear?observatory_id={{own}}", "server", 200),
     Row("POST", f"{API}/maintenance/expiry-check?observatory_id={{own}}", "server", 200),
@@ -222,6 +224,8 @@ ROWS = [
     Row("POST", f"{ADMIN}/users/{{user}}/tokens", "server", 201),
     Row("POST", f"{ADMIN}/observatories/{{own}}/plugin-tokens", "server", 201),
     Row("DELETE", f"{ADMIN}/tokens/{{fresh_token}}", "server", 204),
+    Row("GET", f"{ADMIN}/dead-letters", "server", 200),
+    Row("POST", f"{ADMIN}/dead-letters/{{missing}}/replay", "server", 404, note="no such letter"),
     Row("GET", "/api/v1/me", "authenticated", 200),
     Row("GET", "/healthz", "public", 200),
     Row("GET", "/api/openapi.json", "public", 200),

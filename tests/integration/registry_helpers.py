@@ -13,6 +13,7 @@ import nats
 import numpy as np
 
 from calib_core import events
+from calib_infra import bus
 from calib_infra.config import Config
 from calib_stack import synthetic
 from tests.support.plugin import Plugin
@@ -136,7 +137,7 @@ def stream_messages(config: Config, subject: str) -> list[nats.aio.msg.Msg]:
     """Every message the CALIBRATION stream holds on ``subject`` (an ordered consumer)."""
 
     async def read() -> list[nats.aio.msg.Msg]:
-        connection = await nats.connect(config.nats_url)
+        connection = await bus.connect(config)
         try:
             js = connection.jetstream()
             pending = (

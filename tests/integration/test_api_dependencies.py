@@ -33,7 +33,7 @@ def isolated(tmp_path):
         gateway_port=free_port(),
         max_upload_mb=1,
     )
-    gateway = Services(config=config, log_dir=tmp_path / "logs")
+    gateway = Services(config=config, bus=servers.endpoints.bus, log_dir=tmp_path / "logs")
     try:
         gateway.create_schema()
         gateway.start("gateway")

@@ -12,12 +12,12 @@ import uuid
 from datetime import datetime, timedelta
 
 import httpx
-import nats
 import numpy as np
 import pymongo
 import pytest
 
 from calib_core import events
+from calib_infra import bus
 from calib_infra.config import Config
 from calib_stack import synthetic
 from tests.support.plugin import Plugin
@@ -171,7 +171,7 @@ def subject_count(config: Config, subject: str) -> int:
     """How many messages the stream holds on ``subject``."""
 
     async def count() -> int:
-        connection = await nats.connect(config.nats_url)
+        connection = await bus.connect(config)
         try:
             info = await connection.jetstream().stream_info(
                 events.STREAM_NAME, subjects_filter=subject

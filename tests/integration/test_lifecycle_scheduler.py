@@ -5,7 +5,6 @@ session's MongoDB and S3): requests on a shared one would reach the session's li
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import httpx
@@ -40,7 +39,7 @@ def ports(servers, tmp_path):
     )
     bus.start(s3=False, mongodb=False)
     try:
-        yield dataclasses.replace(servers.endpoints, nats_url=bus.endpoints.nats_url)
+        yield servers.endpoints.with_nats_of(bus.endpoints)
     finally:
         bus.stop()
 
@@ -53,7 +52,7 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
         clock_offset_file=clock.offset_file,
         maintenance_poll_s=0.5,
     )
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=ports.bus, log_dir=tmp_path / "logs")
     services.create_schema()
     db, store = database(config), ObjectStore(config)
     store.ensure_bucket_sync()
@@ -116,7 +115,7 @@ def test_without_a_lifecycle_service_maintenance_answers_503_naming_it(ports, tm
     config = service_config(
         ports, unique("calib_nolifecycle").replace("-", "_"), gateway_port=free_port()
     )
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=ports.bus, log_dir=tmp_path / "logs")
     try:
         services.create_schema()
         services.start("gateway")

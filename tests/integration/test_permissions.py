@@ -76,6 +76,7 @@ class World:
             "json": {
                 "json:settings": {"min_frames_for_master": 10},
                 "json:create": {"observatory_id": self.own, "frame_type": "bias", "force": True},
+                "json:upload": {"observatory_id": self.own, "filename": f"dark-{n}.fits"},
                 "json:observatory": {"id": unique("perm"), "name": "permissions"},
                 "json:user": {"name": f"user {n}"},
             }[kind]
@@ -85,6 +86,7 @@ class World:
         values = {
             name: getattr(self, name) for name in ("own", "frame", "light", "master", "job", "user")
         }
+        values["missing"] = "no-such-id"  # an id that names nothing
         if "{fresh_master}" in template:
             values["fresh_master"] = self.fresh_master()
         if "{fresh_token}" in template:

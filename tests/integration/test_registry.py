@@ -22,7 +22,7 @@ from calib_core import events
 from calib_core.fitsheader import image_layout
 from calib_core.models import Observatory
 from calib_core.registration import Rejected
-from calib_infra import compose
+from calib_infra import bus, compose
 from calib_infra.config import Config
 from calib_infra.mongo import to_document
 from calib_infra.runtime import Runtime
@@ -49,10 +49,9 @@ from tests.support.system import (
 
 def publish_raw(config: Config, subject: str, body: bytes) -> None:
     """Publish bytes on any subject (events a well-behaved plugin would never send)."""
-    import nats
 
     async def send() -> None:
-        connection = await nats.connect(config.nats_url)
+        connection = await bus.connect(config)
         try:
             await connection.jetstream().publish(
                 subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex}
@@ -247,7 +246,7 @@ def test_a_nats_server_restarted_mid_stream_loses_nothing(tmp_path):
     stream and the consumer, the registry reconnects and carries on."""
     servers = start_servers(tmp_path / "servers")
     config = service_config(servers.endpoints, unique("calib_natsrestart").replace("-", "_"))
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=servers.endpoints.bus, log_dir=tmp_path / "logs")
     observatory = unique("obs")
     try:
         services.create_schema()

@@ -19,6 +19,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from calib_app.ports import ObjectMissingError
+from calib_core.access import ApiToken, Membership, User, token_hash
 from calib_core.calibration import CacheEntry
 from calib_core.models import (
     Frame,
@@ -54,6 +55,7 @@ class Repositories:
     heartbeats: Any
     cache: Any
     maintenance_runs: Any
+    accounts: Any
 
 
 def fake_repositories() -> Repositories:
@@ -66,6 +68,7 @@ def fake_repositories() -> Repositories:
         heartbeats=fakes.FakeHeartbeatRepository(),
         cache=fakes.FakeCalibrationCacheRepository(),
         maintenance_runs=fakes.FakeMaintenanceRunRepository(),
+        accounts=fakes.FakeAccountRepository(),
     )
 
 
@@ -85,6 +88,7 @@ async def mongo_repositories(servers) -> AsyncIterator[Repositories]:
             heartbeats=repositories.HeartbeatRepository(db),
             cache=repositories.CalibrationCacheRepository(db),
             maintenance_runs=repositories.MaintenanceRunRepository(db),
+            accounts=repositories.AccountRepository(db),
         )
     finally:
         await client.close()
@@ -578,3 +582,155 @@ async def test_a_stopping_holder_gives_its_job_back(repos):
     assert (returned.status, returned.worker, returned.attempts) == (JobStatus.QUEUED, None, 1)
     retaken = await jobs.claim(queued.id, "w2", NOW, stale_before=NOW - MINUTE)  # no lease to wait
     assert (retaken.worker, retaken.attempts) == ("w2", 2)
+
+
+@pytest.fixture(params=["fake", "mongodb"])
+async def pending_uploads(request) -> AsyncIterator[Any]:
+    """The pending uploads of ``POST /uploads``, in memory and in MongoDB."""
+    if request.param == "fake":
+        yield fakes.FakePendingUploadRepository()
+        return
+    servers = request.getfixturevalue("servers")
+    config = service_config(servers.endpoints, unique("calib_contract").replace("-", "_"))
+    await prepare_database(config)
+    client = mongo_client(config)
+    try:
+        yield repositories.PendingUploadRepository(client[config.mongodb_db])
+    finally:
+        await client.close()
+
+
+async def test_pending_uploads_name_keys_until_they_expire(pending_uploads):
+    from calib_core.presigned import pending_upload
+
+    first = pending_upload(OBS, "a.fits", "u1", NOW + timedelta(microseconds=1500))
+    second = pending_upload(OBS, "b.fits", "u2", NOW + MINUTE)
+    theirs = pending_upload(OTHER, "c.fits", "u3", NOW)
+    for upload in (first, second, theirs):
+        await pending_uploads.add(upload)
+    with pytest.raises(DuplicateKeyError):
+        await pending_uploads.add(first)
+
+    stored = await pending_uploads.get(first.storage_key)
+    assert stored.storage_key == first.storage_key == f"frames/{OBS}/u1/a.fits"
+    assert stored.expires_at == first.expires_at.replace(microsecond=1000)  # BSON: milliseconds
+    assert await pending_uploads.get("frames/none") is None
+
+    keys = [first.storage_key, second.storage_key, theirs.storage_key, "frames/none"]
+    named = await pending_uploads.referenced_keys(keys, expiring_from=first.expires_at)
+    assert named == {first.storage_key, second.storage_key}  # expiring at the cutoff counts
+    later = await pending_uploads.referenced_keys(keys, expiring_from=second.expires_at)
+    assert later == {second.storage_key}
+    assert await pending_uploads.referenced_keys([], expiring_from=NOW) == set()
+
+    assert await pending_uploads.remove_expired(second.expires_at, OBS) == 1  # before, not at
+    assert await pending_uploads.get(first.storage_key) is None
+    assert await pending_uploads.get(theirs.storage_key) is not None
+    assert await pending_uploads.remove_expired(NOW + timedelta(days=1)) == 2
+    assert await pending_uploads.referenced_keys(keys, expiring_from=NOW) == set()
+
+
+# -- accounts -----------------------------------------------------------------------------------
+
+
+async def test_users_and_tokens_stored_by_hash_revoked_and_reinstated(repos):
+    accounts = repos.accounts
+    user = User(id="u1", name="ann", memberships=[Membership(observatory_id=OBS)], created_at=NOW)
+    await accounts.save_user(user)
+    await accounts.save_user(msgspec.structs.replace(user, name="anne", created_at=NOW + MINUTE))
+    assert await accounts.user("u1") == msgspec.structs.replace(user, name="anne")
+    assert await accounts.user("nobody") is None
+
+    def token(token_id: str, secret: str, **owner: Any) -> ApiToken:
+        return ApiToken(id=token_id, hash=token_hash(secret), created_at=NOW, **owner)
+
+    assert await accounts.add_token(token("t1", "one", user_id="u1")) == "t1"
+    assert await accounts.add_token(token("t1-again", "one", user_id="u1")) == "t1"
+    assert await accounts.add_token(token("p1", "plug", plugin_observatory=OBS)) == "p1"
+    assert (await accounts.live_token(token_hash("plug"))).plugin_observatory == OBS
+    assert await accounts.live_token_ids() == {"u1": ["t1"]}
+    assert await accounts.live_among(["t1", "p1", "unknown"]) == {"t1", "p1"}
+
+    assert await accounts.revoke("p1") is True
+    assert await accounts.revoke("unknown") is False
+    assert await accounts.live_token(token_hash("plug")) is None
+    assert await accounts.live_among(["t1", "p1"]) == {"t1"}
+    await accounts.reinstate(token_hash("plug"))
+    assert await accounts.live_among(["p1"]) == {"p1"}
+    assert [u.id for u in await accounts.users()] == ["u1"]
+
+
+@pytest.fixture(params=["fake", "mongodb"])
+async def dead_letters(request) -> AsyncIterator[Any]:
+    """The dead letters of SPEC §12, in memory and in MongoDB."""
+    if request.param == "fake":
+        yield fakes.FakeDeadLetterRepository()
+        return
+    servers = request.getfixturevalue("servers")
+    config = service_config(servers.endpoints, unique("calib_contract").replace("-", "_"))
+    await prepare_database(config)
+    client = mongo_client(config)
+    try:
+        yield repositories.DeadLetterRepository(client[config.mongodb_db])
+    finally:
+        await client.close()
+
+
+async def test_dead_letters_count_failures_then_die_and_are_replayed(dead_letters):
+    from calib_core.deadletters import DeadLetter, DeadLetterStatus
+
+    dead, retrying, replayed = (
+        DeadLetterStatus.DEAD,
+        DeadLetterStatus.RETRYING,
+        DeadLetterStatus.REPLAYED,
+    )
+
+    def letter(n: int, **overrides: Any) -> DeadLetter:
+        values: dict[str, Any] = {
+            "id": f"registry-{n}-1",
+            "consumer": "registry",
+            "subject": f"frame.registered.{OBS}",
+            "body": b'{"event_id": "\xff"}',  # any bytes, as they came
+            "observatory_id": OBS,
+            "status": retrying,
+            "attempts": 1,
+            "error": "ConnectionError: first",
+            "first_seen": NOW,
+            "last_seen": NOW,
+            "stream_sequence": n,
+        }
+        return DeadLetter(**{**values, **overrides})
+
+    first = letter(1)
+    assert await dead_letters.count_failure(first) == 1
+    later = msgspec.structs.replace(first, error="ConnectionError: later", last_seen=NOW + MINUTE)
+    assert await dead_letters.count_failure(later) == 2
+    assert await dead_letters.get(first.id) == msgspec.structs.replace(later, attempts=2)
+    assert await dead_letters.get("nothing") is None
+    assert await dead_letters.list([dead]) == [] and await dead_letters.count([retrying]) == 1
+
+    await dead_letters.bury(first.id, NOW + MINUTE)
+    buried = msgspec.structs.replace(later, attempts=2, status=dead)
+    assert await dead_letters.get(first.id) == buried
+    permanent = letter(2, status=dead, permanent=True, error="invalid event", last_seen=NOW)
+    await dead_letters.record(permanent)
+    await dead_letters.record(permanent)  # redelivered: recorded once
+    assert await dead_letters.count_failure(letter(3, last_seen=NOW + 2 * MINUTE)) == 1
+    assert await dead_letters.list([dead]) == [buried, permanent]
+    assert await dead_letters.list([dead], limit=1) == [buried]
+    assert await dead_letters.count([dead, retrying]) == 3
+
+    await dead_letters.forget([first.id, "registry-3-1", "nothing"])  # only retrying ones go
+    assert await dead_letters.get("registry-3-1") is None
+    assert await dead_letters.count([dead]) == 2
+
+    again = await dead_letters.replayed(first.id, "replay-1", NOW + 3 * MINUTE)
+    assert again == msgspec.structs.replace(
+        buried, status=replayed, replays=1, replayed_at=NOW + 3 * MINUTE, replay_msg_id="replay-1"
+    )
+    twice = await dead_letters.replayed(first.id, "replay-2", NOW + 4 * MINUTE)
+    assert (twice.replays, twice.replay_msg_id) == (2, "replay-2")
+    assert await dead_letters.replayed("nothing", "replay-3", NOW) is None
+    await dead_letters.count_failure(letter(4))
+    assert await dead_letters.replayed("registry-4-1", "replay-4", NOW) is None  # not dead yet
+    assert await dead_letters.list([dead, replayed]) == [twice, permanent]

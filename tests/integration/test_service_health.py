@@ -32,7 +32,7 @@ def test_a_frozen_database_shows_in_the_services_health_at_once(tmp_path):
     config = service_config(
         servers.endpoints, unique("calib_health").replace("-", "_"), gateway_port=gateway_port
     )
-    services = Services(config=config, log_dir=tmp_path / "logs")
+    services = Services(config=config, bus=servers.endpoints.bus, log_dir=tmp_path / "logs")
     mongodb = servers.processes["mongodb"].process.pid
     try:
         services.create_schema()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from calib_infra.devstack import Endpoints
+from calib_infra.natsauth import BusSecrets
 from tests.support import servers
 from tests.support.servers import ContainerServers, endpoints_of, session_servers
 
@@ -34,6 +35,7 @@ class StartedContainer:
 
 
 def test_started_containers_become_the_services_endpoints():
+    bus = BusSecrets.generate()
     endpoints = endpoints_of(
         {
             "mongodb": StartedContainer("10.0.0.5", {27017: 32768}),
@@ -41,7 +43,8 @@ def test_started_containers_become_the_services_endpoints():
                 "10.0.0.6", {9000: 32769}, port=9000, access_key="k", secret_key="s"
             ),
             "nats": StartedContainer("10.0.0.7", {4222: 32770}),
-        }
+        },
+        bus,
     )
     assert endpoints == Endpoints(
         nats_url="nats://10.0.0.7:32770",
@@ -49,6 +52,7 @@ def test_started_containers_become_the_services_endpoints():
         s3_endpoint="10.0.0.6:32769",
         s3_access_key="k",
         s3_secret_key="s",
+        bus=bus,
     )
 
 

@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import nats
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from calib_core import events
+from calib_infra import bus
 from calib_infra.config import Config
 from calib_infra.store import ObjectStore
 from calib_stack import synthetic
@@ -46,7 +46,7 @@ class Subscription:
         subject: str,
         on_message: Callable[[str, dict], Awaitable[None] | None] | None = None,
     ):
-        self.url, self.subject, self.on_message = config.nats_url, subject, on_message
+        self.config, self.subject, self.on_message = config, subject, on_message
         self.messages: list[tuple[str, dict]] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -69,7 +69,7 @@ class Subscription:
         self._loop.run_forever()
 
     async def _subscribe(self) -> None:
-        self._connection = await nats.connect(self.url)
+        self._connection = await bus.connect(self.config)
 
         async def received(msg) -> None:
             body = json.loads(msg.data)

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from calib_infra.devstack import Endpoints
+from calib_infra.natsauth import BusSecrets, server_config
 from tests.support.system import S3_ACCESS_KEY, S3_SECRET_KEY, start_servers
 
 MONGODB_IMAGE = "mongo:7"
 MINIO_IMAGE = "minio/minio:latest"
 NATS_IMAGE = "nats:2.10-alpine"
+NATS_CONFIG = "/etc/calib/nats.conf"
 
 
 class TestServers(Protocol):
@@ -37,10 +39,12 @@ def docker_reachable() -> bool:
 class ContainerServers:
     """MongoDB 7, MinIO and NATS JetStream in containers (testcontainers)."""
 
+    #: where the NATS container's configuration (with the bus's passwords) is written
+    config_dir: Path
+    bus: BusSecrets = field(default_factory=BusSecrets.generate)
     containers: dict[str, Any] = field(default_factory=dict)
 
-    @staticmethod
-    def specs() -> dict[str, Any]:
+    def specs(self) -> dict[str, Any]:
         """The containers, configured but not started."""
         from testcontainers.community.minio import MinioContainer
         from testcontainers.community.mongodb import MongoDbContainer
@@ -49,8 +53,27 @@ class ContainerServers:
         return {
             "mongodb": MongoDbContainer(MONGODB_IMAGE),
             "s3": MinioContainer(MINIO_IMAGE, access_key=S3_ACCESS_KEY, secret_key=S3_SECRET_KEY),
-            "nats": DockerContainer(NATS_IMAGE).with_command("-js").with_exposed_ports(4222),
+            "nats": DockerContainer(NATS_IMAGE)
+            .with_volume_mapping(str(self.nats_config()), NATS_CONFIG, "ro")
+            .with_command(f"-c {NATS_CONFIG}")
+            .with_exposed_ports(4222),
         }
+
+    def nats_config(self) -> Path:
+        """The same authenticated configuration as the embedded server's."""
+        path = self.config_dir / "nats.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            server_config(
+                self.bus.passwords,
+                self.bus.issuer_public_key,
+                listen="0.0.0.0:4222",
+                monitor="0.0.0.0:8222",
+                store_dir="/data/jetstream",
+            )
+        )
+        path.chmod(0o644)  # read by the container's user
+        return path
 
     def start(self) -> ContainerServers:
         try:
@@ -63,7 +86,7 @@ class ContainerServers:
 
     @property
     def endpoints(self) -> Endpoints:
-        return endpoints_of(self.containers)
+        return endpoints_of(self.containers, self.bus)
 
     def stop(self) -> None:
         for container in self.containers.values():
@@ -71,7 +94,7 @@ class ContainerServers:
         self.containers.clear()
 
 
-def endpoints_of(containers: dict[str, Any]) -> Endpoints:
+def endpoints_of(containers: dict[str, Any], bus: BusSecrets) -> Endpoints:
     """Where started containers answer, as the services are configured."""
     mongodb, s3, nats = containers["mongodb"], containers["s3"], containers["nats"]
     host = nats.get_container_host_ip()
@@ -81,11 +104,12 @@ def endpoints_of(containers: dict[str, Any]) -> Endpoints:
         s3_endpoint=f"{s3.get_container_host_ip()}:{s3.get_exposed_port(s3.port)}",
         s3_access_key=s3.access_key,
         s3_secret_key=s3.secret_key,
+        bus=bus,
     )
 
 
 def session_servers(data_dir: Path, *, use_docker: bool | None = None) -> TestServers:
     """The one choice of where the tests' servers come from."""
     if docker_reachable() if use_docker is None else use_docker:
-        return ContainerServers().start()
+        return ContainerServers(config_dir=data_dir).start()
     return start_servers(data_dir)

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from calib_core.busaccess import CLI_USER
+from calib_infra import bus
 from calib_infra.config import Config
 from calib_infra.devstack import (
     EmbeddedServers,
@@ -26,6 +28,7 @@ from calib_infra.devstack import (
     stop_all,
 )
 from calib_infra.mongo import prepare_database
+from calib_infra.natsauth import BusSecrets
 
 S3_ACCESS_KEY = "calib-test"
 S3_SECRET_KEY = "calib-test-secret"
@@ -47,6 +50,8 @@ def service_config(endpoints: Endpoints, database: str, **overrides) -> Config:
     """Service settings for servers at ``endpoints`` (running or not yet)."""
     values = dict(
         nats_url=endpoints.nats_url,
+        # the tools' own bus user; each service connects as itself (Services.start)
+        **endpoints.bus.identity(CLI_USER),
         mongodb_uri=endpoints.mongodb_uri,
         mongodb_db=database,
         s3_endpoint=endpoints.s3_endpoint,
@@ -78,6 +83,8 @@ class Services:
 
     config: Config
     log_dir: Path
+    #: the servers' bus secrets: each service connects as its own user
+    bus: BusSecrets
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     health_urls: dict[str, str] = field(default_factory=dict)
 
@@ -91,6 +98,7 @@ class Services:
         service = name.split("-")[0]
         if service != "gateway":
             overrides.setdefault("health_port", free_port())
+        overrides = {**self.bus.identity(service), **overrides}
         config = msgspec.structs.replace(self.config, **overrides)
         process = spawn(
             name,
@@ -161,10 +169,8 @@ def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str
 def consumer_drained(config: Config, durable: str) -> bool:
     """True when the durable consumer has nothing pending and nothing unacknowledged."""
 
-    import nats
-
     async def check() -> bool:
-        connection = await nats.connect(config.nats_url)
+        connection = await bus.connect(config)
         try:
             info = await connection.jetstream().consumer_info("CALIBRATION", durable)
             return info.num_pending == 0 and info.num_ack_pending == 0
@@ -178,11 +184,10 @@ def consumers_waiting(config: Config, durable: str) -> int:
     """How many pull requests wait on the durable consumer: its idle replicas (0 if none
     has connected yet)."""
 
-    import nats
     from nats.js.errors import NotFoundError
 
     async def check() -> int:
-        connection = await nats.connect(config.nats_url)
+        connection = await bus.connect(config)
         try:
             info = await connection.jetstream().consumer_info("CALIBRATION", durable)
             return info.num_waiting or 0

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from calib_app.calibration import FrameLibrary, drop_entry, invalidate_stale
+from calib_app.ports import EventBacklog, PendingUploadRepository
 from calib_core import events
 from calib_core.lifecycle import old_enough_for_orphan
 from calib_core.models import Frame, FrameType
+from calib_core.presigned import may_be_announced, pending_cutoff
 
 #: Key prefixes of an observatory's objects (``frames/`` is where the plugin and the
 #: gateway upload; the rest are written by the services).
@@ -79,13 +81,46 @@ def object_prefixes(observatory_id: str | None) -> list[str]:
     return [f"{prefix}/{observatory_id}/" for prefix in OBJECT_PREFIXES]
 
 
-async def delete_orphans(library: FrameLibrary, observatory_id: str | None, now: datetime) -> int:
-    """Delete objects that no record names and that are older than a day."""
+async def delete_orphans(
+    library: FrameLibrary,
+    observatory_id: str | None,
+    now: datetime,
+    *,
+    pending: PendingUploadRepository,
+    backlog: EventBacklog,
+) -> int:
+    """Delete objects that no record names and that are older than a day.
+
+    An object can be named before any record of the library names it (SPEC §12,
+    cleanup): by a pending upload, until its URL expired plus the grace, and by a
+    ``frame.registered`` event the registry has not handled yet. Such an object is kept
+    whatever its age (the uploader's clock, or the bucket's, may be off). The unhandled
+    events are read once, before anything is listed: an event handled since then has
+    made its record by the time the records are asked. While they cannot be read,
+    nothing under ``frames/`` goes this time."""
+    announced = await backlog.unhandled_storage_keys(observatory_id)
+    if announced is None:
+        library.log.warning(
+            "orphans under frames/ kept: the unhandled events cannot be read now",
+            observatory_id=observatory_id,
+        )
+    cutoff = pending_cutoff(now)
     deleted = 0
     for prefix in object_prefixes(observatory_id):
         async for listed in library.store.list_batches(prefix, _BATCH):
-            old = [o.key for o in listed if old_enough_for_orphan(o.modified, now)]
-            named = await _referenced(library, old) if old else set()
+            old = [
+                o.key
+                for o in listed
+                if old_enough_for_orphan(o.modified, now)
+                and (announced is not None or not may_be_announced(o.key))
+            ]
+            if not old:
+                continue
+            named = (
+                await _referenced(library, old)
+                | await pending.referenced_keys(old, expiring_from=cutoff)
+                | (announced or set()).intersection(old)
+            )
             for key in old:
                 if key not in named:
                     await library.store.delete(key)

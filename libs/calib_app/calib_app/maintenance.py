@@ -17,10 +17,12 @@ from calib_app.calibration import FrameLibrary, invalidate_stale
 from calib_app.deletion import delete_frame, delete_orphans, finish_pending
 from calib_app.ports import (
     Clock,
+    EventBacklog,
     LifecycleService,
     Log,
     MaintenanceRunRepository,
     ObservatoryRepository,
+    PendingUploadRepository,
 )
 from calib_core import events
 from calib_core.lifecycle import (
@@ -34,6 +36,7 @@ from calib_core.lifecycle import (
     masters_past_retention,
     masters_to_expire,
 )
+from calib_core.presigned import pending_cutoff
 
 REPORTS: dict[MaintenanceTask, type[ExpiryReport] | type[RetentionReport]] = {
     MaintenanceTask.EXPIRY_CHECK: ExpiryReport,
@@ -48,6 +51,10 @@ class Maintenance:
     library: FrameLibrary
     observatories: ObservatoryRepository
     runs: MaintenanceRunRepository
+    pending_uploads: PendingUploadRepository
+    """What names objects before the library does: uploads handed out to plugins ..."""
+    backlog: EventBacklog
+    """... and the frame registrations not handled yet (the orphan cleanup keeps theirs)."""
 
 
 async def _observatories(maintenance: Maintenance, observatory_id: str | None) -> list[str]:
@@ -103,7 +110,7 @@ async def retention_cleanup(
     maintenance: Maintenance, observatory_id: str | None
 ) -> RetentionReport:
     """Finish interrupted deletions, delete frames and superseded masters past retention,
-    then objects no record names (orphans)."""
+    then objects no record names (orphans), then pending uploads that are over."""
     library = maintenance.library
     now = library.clock.now()
     resumed = await finish_pending(library, observatory_id)
@@ -121,7 +128,16 @@ async def retention_cleanup(
         for master in masters_past_retention(masters, settings, now):
             await delete_frame(library, master)
             masters_deleted += 1
-    orphans = await delete_orphans(library, observatory_id, now)
+    orphans = await delete_orphans(
+        library,
+        observatory_id,
+        now,
+        pending=maintenance.pending_uploads,
+        backlog=maintenance.backlog,
+    )
+    uploads_removed = await maintenance.pending_uploads.remove_expired(
+        pending_cutoff(now), observatory_id
+    )
     return RetentionReport(
         observatory_id=observatory_id,
         observatories=len(observatories),
@@ -130,6 +146,7 @@ async def retention_cleanup(
         orphans_deleted=orphans,
         resumed_deletions=resumed,
         finished_at=library.clock.now(),
+        pending_uploads_removed=uploads_removed,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
@@ -19,8 +19,10 @@ import msgspec
 from calib_core import events
 from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
+from calib_core.deadletters import DeadLetter, DeadLetterStatus
 from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import Frame, FrameType, JobStatus, Observatory, Rejection, StackJob
+from calib_core.presigned import PendingUpload
 from calib_core.settings import CalibrationSettings
 from calib_core.stacking_rules import StackRecipe
 
@@ -226,6 +228,46 @@ class RejectionRepository(Protocol):
     async def list(self, observatory_id: str, limit: int = 200) -> list[Rejection]: ...
 
 
+class DeadLetterRepository(Protocol):
+    """Messages a consumer failed to handle (``dead_letters``), by :attr:`DeadLetter.id`:
+    ``retrying`` while their failures are counted, then ``dead`` (SPEC §12)."""
+
+    async def count_failure(self, letter: DeadLetter) -> int:
+        """One more failed delivery of ``letter``'s message: stored as given (status
+        ``retrying``, one attempt) at its first failure, else its attempts counted up and
+        its ``error`` and ``last_seen`` updated. Returns the attempts counted so far."""
+        ...
+
+    async def bury(self, letter_id: str, now: datetime) -> None:
+        """The message is given up on: status ``dead``."""
+        ...
+
+    async def record(self, letter: DeadLetter) -> None:
+        """Store ``letter`` as given (a permanent failure), replacing a record of the
+        same message."""
+        ...
+
+    async def forget(self, letter_ids: Sequence[str]) -> None:
+        """The messages got through after all: their ``retrying`` records go (a dead or
+        replayed letter stays)."""
+        ...
+
+    async def get(self, letter_id: str) -> DeadLetter | None: ...
+
+    async def list(
+        self, statuses: Sequence[DeadLetterStatus], limit: int = 200
+    ) -> list[DeadLetter]:
+        """Records of these statuses, the most recently failed first."""
+        ...
+
+    async def count(self, statuses: Sequence[DeadLetterStatus]) -> int: ...
+
+    async def replayed(self, letter_id: str, msg_id: str, now: datetime) -> DeadLetter | None:
+        """Mark a dead (or replayed) letter replayed once more under ``msg_id``; None when
+        there is no such dead letter."""
+        ...
+
+
 class HeartbeatRepository(Protocol):
     async def beat(self, service: str, instance: str, now: datetime) -> None: ...
 
@@ -256,6 +298,10 @@ class AccountRepository(Protocol):
 
     async def live_token_ids(self) -> dict[str, list[str]]:
         """The ids of the unrevoked user tokens, by user id."""
+        ...
+
+    async def live_among(self, token_ids: Sequence[str]) -> set[str]:
+        """Which of these token ids are of unrevoked tokens."""
         ...
 
     async def revoke(self, token_id: str) -> bool:
@@ -297,6 +343,33 @@ class MaintenanceRunRepository(Protocol):
     async def last_run(self, task: str) -> datetime | None: ...
 
     async def record(self, task: str, finished_at: datetime, report: dict[str, Any]) -> None: ...
+
+
+class PendingUploadRepository(Protocol):
+    """Presigned uploads handed out to plugins (``pending_uploads``), one per storage key."""
+
+    async def add(self, upload: PendingUpload) -> None: ...
+
+    async def get(self, storage_key: str) -> PendingUpload | None: ...
+
+    async def referenced_keys(self, keys: Sequence[str], *, expiring_from: datetime) -> set[str]:
+        """Which of ``keys`` a pending upload whose URL expires at ``expiring_from`` or
+        later names."""
+        ...
+
+    async def remove_expired(self, before: datetime, observatory_id: str | None = None) -> int:
+        """Remove the pending uploads (of one observatory, or all) whose URL expired before
+        ``before``; how many went."""
+        ...
+
+
+class EventBacklog(Protocol):
+    """The ``frame.registered`` events on the stream that the registry has not handled yet."""
+
+    async def unhandled_storage_keys(self, observatory_id: str | None) -> set[str] | None:
+        """The storage keys they name (one observatory's, or all); None when that cannot be
+        known now (the bus is down, or the backlog is longer than one reading)."""
+        ...
 
 
 class ObjectMissingError(FileNotFoundError):
@@ -366,6 +439,11 @@ class ObjectStore(Protocol):
     async def stat(self, key: str) -> ObjectInfo | None: ...
 
     def list_batches(self, prefix: str, size: int) -> AsyncIterator[list[ObjectInfo]]: ...
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        """A URL that lets anyone PUT ``key`` (and only it) for ``expires``, without the
+        bucket's credentials, signed for the address plugins reach the store at."""
+        ...
 
 
 class UnusableFileError(Exception):
@@ -466,6 +544,14 @@ class EventPublisher(Protocol):
         self, kind: str, body: msgspec.Struct, *, observatory_id: str
     ) -> None:
         """Core NATS, not persisted (live progress)."""
+        ...
+
+
+class MessageReplayer(Protocol):
+    """The bus, for giving a dead letter's message back to the stream as it was."""
+
+    async def republish(self, subject: str, body: bytes, *, msg_id: str) -> None:
+        """Persist ``body`` on the stream under ``subject``; a repeat ``msg_id`` is a no-op."""
         ...
 
 

@@ -31,12 +31,19 @@ from calib_app.ports import (
 )
 from calib_app.queueing import JobQueue, check_triggers
 from calib_core import events
-from calib_core.fitsheader import HeaderIncompleteError, InvalidFitsError, image_layout
+from calib_core.fitsheader import (
+    HeaderIncompleteError,
+    ImageLimitError,
+    InvalidFitsError,
+    image_layout,
+)
 from calib_core.headers import fields_from_header
+from calib_core.limits import ImageLimits
 from calib_core.models import Frame, JobTrigger, Rejection
 from calib_core.registration import (
     Rejected,
     announced,
+    beyond_limits,
     decode_event,
     frame_metadata,
     missing_object,
@@ -50,6 +57,8 @@ from calib_core.registration import (
 HEAD_BYTES = 16 * 2880
 #: Objects read at once (the S3 client's connection pool holds 16).
 READ_CONCURRENCY = 16
+#: SPEC §12's defaults (``CALIB_MAX_IMAGE_PIXELS``, ``CALIB_MAX_HEADER_BYTES``).
+DEFAULT_LIMITS = ImageLimits()
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class Registration:
     events: EventPublisher
     clock: Clock
     log: Log
+    limits: ImageLimits = DEFAULT_LIMITS
+    """What an object's header may declare (SPEC §12): judged from its first bytes."""
 
     @property
     def queue(self) -> JobQueue:
@@ -78,12 +89,14 @@ class Registration:
 
 
 async def read_header(
-    store: ObjectStore, storage_key: str
+    store: ObjectStore, storage_key: str, limits: ImageLimits = DEFAULT_LIMITS
 ) -> tuple[Mapping[str, Any], int, bytes | None]:
     """The §2 fields of the object's FITS header and the bytes its image needs, from
-    ranged reads of its first bytes (a large object is not fetched to be judged); also
-    the whole object when it was that small. Raises :class:`Rejected`."""
+    ranged reads of its first bytes (a large object is not fetched to be judged, and no
+    more than ``limits.max_header_bytes`` of it is read to find a header); also the whole
+    object when it was that small. Raises :class:`Rejected`."""
     length = HEAD_BYTES
+    longest = max(HEAD_BYTES, limits.max_header_bytes)
     while True:
         try:
             head = await store.read_range(storage_key, 0, length)
@@ -93,12 +106,16 @@ async def read_header(
             raise not_fits(storage_key, "it is empty")
         whole = len(head) < length
         try:
-            layout = image_layout(head)
+            layout = image_layout(head, limits)
         except HeaderIncompleteError as error:
             if whole:
                 raise not_fits(storage_key, "it ends inside its header") from error
-            length = max(error.needed, length * 4)
+            if length >= longest:  # image_layout refuses that first; never read more
+                raise beyond_limits(storage_key, "header too long") from error
+            length = min(max(error.needed, length * 4), longest)
             continue
+        except ImageLimitError as error:
+            raise beyond_limits(storage_key, error) from error
         except InvalidFitsError as error:
             raise not_fits(storage_key, error) from error
         return fields_from_header(layout.header), layout.needed, head if whole else None
@@ -108,7 +125,9 @@ async def read_frame(registration: Registration, event: events.FrameRegistered) 
     """The frame an event announces: metadata from the event and the header, size and
     sha256 from the object (streamed, for objects larger than the first read). Raises
     :class:`Rejected`."""
-    header_fields, needed, whole = await read_header(registration.store, event.storage_key)
+    header_fields, needed, whole = await read_header(
+        registration.store, event.storage_key, registration.limits
+    )
     metadata = frame_metadata(event, header_fields)
     if whole is not None:
         size, sha256 = len(whole), hashlib.sha256(whole).hexdigest()
@@ -180,9 +199,12 @@ async def store_frames(
     return stored
 
 
-async def register_batch(registration: Registration, deliveries: Sequence[Delivery]) -> list[bool]:
-    """Ingest a batch of ``frame.registered`` messages; per message, whether it is done
-    (False: a dependency failed, hand it back). Safe to repeat (at-least-once delivery)."""
+async def register_batch(
+    registration: Registration, deliveries: Sequence[Delivery]
+) -> list[bool | BaseException]:
+    """Ingest a batch of ``frame.registered`` messages; per message, True when it is done,
+    else the error that stopped it (a dependency failed: hand it back). Safe to repeat
+    (at-least-once delivery)."""
     now = registration.clock.now()
     decoded = [decode_event(d.subject, d.body, now) for d in deliveries]
     announced_events = [e for e in decoded if isinstance(e, events.FrameRegistered)]
@@ -224,4 +246,4 @@ async def register_batch(registration: Registration, deliveries: Sequence[Delive
         if isinstance(outcome, Rejection):
             await reject(registration, outcome)
     await check_triggers(registration.queue, stored, JobTrigger.REGISTRATION)
-    return [not isinstance(o, BaseException) for o in outcomes]
+    return [o if isinstance(o, BaseException) else True for o in outcomes]

@@ -62,6 +62,18 @@ def allowed(
     return False
 
 
+def allowed_somewhere(principal: Principal, capability: Capability) -> bool:
+    """Whether ``principal`` may do ``capability`` for at least one observatory: what can
+    be decided before a request body naming the observatory is read (SPEC §12)."""
+    if principal.server_admin:
+        return True
+    candidates = [principal.plugin_observatory, *(m.observatory_id for m in principal.memberships)]
+    return any(
+        observatory_id is not None and allowed(principal, capability, observatory_id)
+        for observatory_id in candidates
+    )
+
+
 class User(msgspec.Struct, kw_only=True):
     """A person's account: a server admin, or a member of some observatories."""
 

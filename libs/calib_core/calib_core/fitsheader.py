@@ -10,6 +10,11 @@ ranged read, and the numerics read pixels from a known offset.
 Card values are parsed as astropy parses them (strings, logicals, integers, reals,
 complex numbers, undefined; ``CONTINUE`` long strings; ``HIERARCH`` keywords).
 
+Given :class:`~calib_core.limits.ImageLimits`, a file is judged against them from the
+same first bytes (SPEC §12): an image declaring too many pixels or axes, or a header that
+does not end within the limit, raises :class:`ImageLimitError` without a longer prefix
+being asked for.
+
 Pure: bytes in, cards and layout out. Nothing here opens a file or an object;
 :func:`read_image_layout` reads only through a file its caller has open.
 """
@@ -20,6 +25,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
+
+from calib_core.limits import ImageLimits
 
 BLOCK = 2880
 CARD = 80
@@ -69,6 +76,11 @@ class HeaderIncompleteError(InvalidFitsError):
         super().__init__(f"FITS header incomplete: need at least {needed} bytes")
         self.needed = needed
         self.offset = offset
+
+
+class ImageLimitError(InvalidFitsError):
+    """The header declares more than the :class:`~calib_core.limits.ImageLimits` allow;
+    the message names the limit."""
 
 
 class Card(NamedTuple):
@@ -124,23 +136,36 @@ class ImageLayout:
         return self.data_offset + self.data_bytes
 
 
-def image_layout(prefix: bytes) -> ImageLayout:
+def image_layout(prefix: bytes, limits: ImageLimits | None = None) -> ImageLayout:
     """The layout of the first 2-D image of the file that starts with ``prefix``.
 
     Raises :class:`HeaderIncompleteError` if ``prefix`` ends before the image's header
-    does, and :class:`InvalidFitsError` if it is not FITS or holds no 2-D image.
+    does, and :class:`InvalidFitsError` if it is not FITS or holds no 2-D image; with
+    ``limits``, :class:`ImageLimitError` for a file beyond them (rather than asking for
+    a prefix longer than ``limits.max_header_bytes``).
     """
     offset = 0
     index = 0
     primary: Header | None = None
     while True:
-        header, data_offset = _parse_header(prefix, offset, primary=index == 0)
+        try:
+            header, data_offset = _parse_header(prefix, offset, primary=index == 0)
+        except HeaderIncompleteError as error:
+            if limits is not None and error.needed > limits.max_header_bytes:
+                raise _header_too_long(limits) from error
+            raise
+        if limits is not None:
+            if data_offset > limits.max_header_bytes:
+                raise _header_too_long(limits)
+            _check_axes(header, limits)
         data_bytes = _data_bytes(header)
         if primary is None:
             primary = header
         kind = _hdu_kind(header)
         if kind is not None:
             image = _uncompressed_header(header) if kind == "compressed" else header
+            if limits is not None:
+                _check_pixels(image, limits, compressed=kind == "compressed")
             _check_2d(image, index)
             if index > 0:
                 image = _merge_primary(image, primary)
@@ -157,24 +182,28 @@ class SeekableFile(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def read_image_layout(file: SeekableFile, first_read: int = 4 * BLOCK) -> ImageLayout:
+def read_image_layout(
+    file: SeekableFile, first_read: int = 4 * BLOCK, limits: ImageLimits | None = None
+) -> ImageLayout:
     """The layout of the FITS file the caller has open, read from its start a growing
-    prefix at a time (a large file is not read in full to be judged). Raises
-    :class:`InvalidFitsError` also when the file ends inside a header or before the
-    end of its image's data."""
+    prefix at a time (a large file is not read in full to be judged; with ``limits``, no
+    more than about ``limits.max_header_bytes``). Raises :class:`InvalidFitsError` also
+    when the file ends inside a header or before the end of its image's data."""
     size = file.seek(0, 2)
     length = first_read
     while True:
         file.seek(0)
         prefix = file.read(length)
         try:
-            layout = image_layout(prefix)
+            layout = image_layout(prefix, limits)
         except HeaderIncompleteError as error:
             if len(prefix) < length:
                 if error.offset >= len(prefix):
                     raise InvalidFitsError("no 2-D image before the end of the file") from error
                 raise InvalidFitsError("the file ends inside a FITS header") from error
             length = max(error.needed, 2 * length)
+            if limits is not None:  # image_layout refused any header needing more
+                length = min(length, max(limits.max_header_bytes, error.needed))
             continue
         if size < layout.needed:
             raise InvalidFitsError(
@@ -301,10 +330,18 @@ def _data_bytes(header: Header) -> int:
         raise InvalidFitsError(f"malformed FITS header: BITPIX = {bitpix}")
     elements = 1
     for axis in range(1, naxis + 1):
-        elements *= _int_keyword(header, f"NAXIS{axis}")
-    pcount = _int_keyword(header, "PCOUNT", 0)
-    gcount = _int_keyword(header, "GCOUNT", 1)
+        elements *= _count_keyword(header, f"NAXIS{axis}")
+    pcount = _count_keyword(header, "PCOUNT", 0)
+    gcount = _count_keyword(header, "GCOUNT", 1)
     return _BYTES_PER_PIXEL[bitpix] * gcount * (pcount + elements)
+
+
+def _count_keyword(header: Mapping[str, Any], keyword: str, default: int | None = None) -> int:
+    """A size: never negative (a negative one would point the next HDU backwards)."""
+    value = _int_keyword(header, keyword, default)
+    if value < 0:
+        raise InvalidFitsError(f"malformed FITS header: {keyword} = {value}")
+    return value
 
 
 def _padded(size: int) -> int:
@@ -328,12 +365,57 @@ def _check_2d(header: Header, index: int) -> None:
         raise InvalidFitsError(f"HDU {index} is not a 2-D image (axes {sizes})")
 
 
+# -- limits --------------------------------------------------------------------------------
+def _header_too_long(limits: ImageLimits) -> ImageLimitError:
+    return ImageLimitError(
+        f"header longer than {limits.max_header_bytes} bytes (CALIB_MAX_HEADER_BYTES): "
+        f"no image header ends within the file's first {limits.max_header_bytes} bytes"
+    )
+
+
+def _check_axes(header: Header, limits: ImageLimits) -> None:
+    """An image HDU (or a tile-compressed one) with more axes than the limit."""
+    xtension = str(header.get("XTENSION", "")).strip()
+    if xtension == "BINTABLE" and header.get("ZIMAGE") is True:
+        keyword = "ZNAXIS"
+    elif "SIMPLE" in header or xtension == "IMAGE":
+        keyword = "NAXIS"
+    else:
+        return
+    naxis = _int_keyword(header, keyword)
+    if naxis > limits.max_axes:
+        raise ImageLimitError(
+            f"image has {naxis} axes ({keyword} = {naxis}), more than the limit of "
+            f"{limits.max_axes}"
+        )
+
+
+def _check_pixels(image: Header, limits: ImageLimits, *, compressed: bool) -> None:
+    """An image (a compressed one by its uncompressed ``ZNAXISn``) with more pixels than
+    the limit."""
+    sizes = [_int_keyword(image, f"NAXIS{axis}") for axis in range(1, image["NAXIS"] + 1)]
+    pixels = 1
+    for size in sizes:
+        pixels *= max(size, 0)
+    if pixels > limits.max_pixels:
+        prefix = "ZNAXIS" if compressed else "NAXIS"
+        names = " x ".join(f"{prefix}{axis}" for axis in range(1, len(sizes) + 1))
+        shape = " x ".join(str(size) for size in sizes)
+        raise ImageLimitError(
+            f"image too large: its header declares {shape} = {pixels} pixels ({names}), "
+            f"more than the limit of {limits.max_pixels} (CALIB_MAX_IMAGE_PIXELS)"
+        )
+
+
 def _uncompressed_header(table: Header) -> Header:
     """The image header of a tile-compressed HDU (ZBITPIX -> BITPIX, ZNAXISn -> NAXISn...)."""
     naxis = _int_keyword(table, "ZNAXIS")
+    bitpix = _int_keyword(table, "ZBITPIX")
+    if bitpix not in _BYTES_PER_PIXEL:
+        raise InvalidFitsError(f"malformed FITS header: ZBITPIX = {bitpix}")
     cards = [
         Card("XTENSION", "IMAGE"),
-        Card("BITPIX", _int_keyword(table, "ZBITPIX")),
+        Card("BITPIX", bitpix),
         Card("NAXIS", naxis),
         *(
             Card(f"NAXIS{axis}", _int_keyword(table, f"ZNAXIS{axis}"))

@@ -58,6 +58,8 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     orphans_deleted: int
     resumed_deletions: int
     finished_at: datetime
+    #: pending uploads (SPEC §8 ``POST /uploads``) removed once over (expired plus the grace)
+    pending_uploads_removed: int = 0
 
 
 def max_age(master: Frame, settings: CalibrationSettings) -> timedelta:

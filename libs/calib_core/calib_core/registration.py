@@ -3,6 +3,7 @@ the frame records, and the reason recorded for each event that does not become o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -12,10 +13,31 @@ import msgspec
 
 from calib_core import events
 from calib_core.headers import MissingFieldsError, resolve_metadata
+from calib_core.limits import OutOfRangeError, check_fields
 from calib_core.models import Frame, FrameMetadata, Rejection
 
 #: Fields of the event that describe the event and its object, not the frame's metadata.
 _EVENT_ONLY_FIELDS = ("event_id", "observatory_id", "storage_key", "sha256")
+
+#: Why an event naming an object outside ``frames/<observatory of the subject>/`` is refused.
+OUTSIDE_PREFIX = "storage key outside this observatory's prefix"
+
+
+def frames_prefix(observatory_id: str) -> str:
+    """Where an observatory's frames are uploaded (SPEC §12): ``frames/<observatory_id>/``."""
+    return f"frames/{observatory_id}/"
+
+
+def within_frames_prefix(observatory_id: str, storage_key: str) -> bool:
+    """Whether ``storage_key`` names an object under the observatory's frames prefix, with
+    no path tricks a store might resolve elsewhere (``..``, ``.``, empty segments,
+    backslashes, control characters)."""
+    prefix = frames_prefix(observatory_id)
+    if not storage_key.startswith(prefix) or len(storage_key) == len(prefix):
+        return False
+    if "\\" in storage_key or any(ord(c) < 0x20 or ord(c) == 0x7F for c in storage_key):
+        return False
+    return all(part not in ("", ".", "..") for part in storage_key.split("/"))
 
 
 class Rejected(Exception):
@@ -28,6 +50,11 @@ def missing_object(storage_key: str) -> Rejected:
 
 def not_fits(storage_key: str, why: object) -> Rejected:
     return Rejected(f"object '{storage_key}' is not a valid FITS image: {why}")
+
+
+def beyond_limits(storage_key: str, why: object) -> Rejected:
+    """The object's header declares more than the image limits allow (SPEC §12)."""
+    return Rejected(f"object '{storage_key}' exceeds a limit: {why}")
 
 
 def rejection(
@@ -44,16 +71,13 @@ def rejection(
 
 def decode_event(subject: str, body: bytes, now: datetime) -> events.FrameRegistered | Rejection:
     """The event a message on ``subject`` carries, or the rejection of an undecodable
-    one or of one whose body names another observatory than its subject."""
+    one, of one whose body names another observatory than its subject, of one naming an
+    object outside that observatory's prefix, and of one with a number out of range."""
     subject_observatory = events.observatory_of(subject)
     try:
         event = msgspec.json.decode(body, type=events.FrameRegistered)
     except msgspec.DecodeError as error:
-        try:
-            raw = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            raw = None
-        raw = raw if isinstance(raw, dict) else {}
+        raw = _named_fields(body)
         # a redelivery of the same bytes gets the same id, so it is recorded once
         event_id = raw.get("event_id")
         storage_key = raw.get("storage_key")
@@ -75,7 +99,32 @@ def decode_event(subject: str, body: bytes, now: datetime) -> events.FrameRegist
             f"'{event.observatory_id}'",
             now,
         )
+    if not within_frames_prefix(subject_observatory, event.storage_key):
+        return rejection(
+            event.event_id, subject_observatory, event.storage_key, OUTSIDE_PREFIX, now
+        )
+    try:
+        check_fields(msgspec.structs.asdict(event))
+    except OutOfRangeError as error:
+        return rejection(
+            event.event_id, subject_observatory, event.storage_key, f"invalid event: {error}", now
+        )
     return event
+
+
+def _named_fields(body: bytes) -> dict[str, object]:
+    """The ``event_id`` and ``storage_key`` of an undecodable body, as far as it is a JSON
+    object: found even beside values no type takes (a number too large for any)."""
+    try:
+        raw = msgspec.json.decode(body, type=dict[str, msgspec.Raw])
+    except msgspec.DecodeError:
+        return {}
+    found: dict[str, object] = {}
+    for name in ("event_id", "storage_key"):
+        if name in raw:
+            with contextlib.suppress(msgspec.DecodeError):
+                found[name] = msgspec.json.decode(raw[name])
+    return found
 
 
 def unknown_observatory(event: events.FrameRegistered, now: datetime) -> Rejection:
@@ -98,7 +147,7 @@ def frame_metadata(
     }
     try:
         return resolve_metadata(event_fields, header_fields)
-    except MissingFieldsError as error:
+    except (MissingFieldsError, OutOfRangeError) as error:
         raise Rejected(str(error)) from error
     except msgspec.ValidationError as error:
         raise Rejected(f"invalid metadata: {error}") from error

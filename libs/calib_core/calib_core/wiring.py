@@ -19,6 +19,10 @@ class Stream:
     subjects: tuple[str, ...]
     #: a repeat publish with the same ``Nats-Msg-Id`` within this window is dropped
     duplicate_window_s: float
+    #: bounds (SPEC §12): older messages, and the oldest beyond the size, are removed;
+    #: the defaults of ``CALIB_STREAM_MAX_AGE_DAYS`` and ``CALIB_STREAM_MAX_GB``
+    max_age_days: float = 30.0
+    max_gb: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,13 @@
 ``Runtime.consume`` hands over one message at a time; a service that ingests thousands
 of small events (the registry) takes them in batches instead, so one database round
 trip serves many events. The contract is the same: a message is acknowledged only
-after its work is durable, a failed one is handed back for redelivery, in-progress
-acks keep a long batch ours, and a process that dies mid-batch lets every
-unacknowledged message go to another replica (or to itself, restarted).
+after its work is durable, in-progress acks keep a long batch ours, and a process that
+dies mid-batch lets every unacknowledged message go to another replica (or to itself,
+restarted). A message that fails is settled as SPEC §12 says
+(:mod:`calib_app.dead_letters`): handed back after a backoff, and after
+``CALIB_MAX_DELIVERIES`` failures recorded as a dead letter and terminated. One bad
+message never holds up the rest of its batch: when the handler fails the whole batch,
+each of its messages is handled again alone, so only the bad one fails.
 """
 
 from __future__ import annotations
@@ -19,17 +23,27 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from calib_app.dead_letters import Received, failed_many, got_through
 from calib_app.ports import Delivery
 from calib_core import wiring
+from calib_infra.bus import MAX_DELIVER
+from calib_infra.deliveries import received
 from calib_infra.retry import until_it_works
 
 if TYPE_CHECKING:
     from calib_infra.runtime import Runtime
 
 
-#: Handles a batch; returns, per delivery, True when its work is durable (acknowledge)
-#: or False to hand it back for redelivery. Raising hands back the whole batch.
-BatchHandler = Callable[[Sequence[Delivery]], Awaitable[list[bool]]]
+#: Handles a batch; returns, per delivery, True when its work is durable (acknowledge),
+#: else why not: an exception (or False) hands it back for redelivery. Raising fails the
+#: batch: each of its messages is then handled alone.
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[list[bool | BaseException]]]
+
+#: Messages of a failed batch handled again at once, each alone.
+ALONE_CONCURRENCY = 32
+
+#: How a message is settled: ("ack", None), ("nak", delay) or ("term", None).
+Settlement = tuple[str, float | None]
 
 
 async def consume_batches(
@@ -39,7 +53,6 @@ async def consume_batches(
     *,
     batch_size: int = 128,
     in_flight: int = 2,
-    retry_delay_s: float = 2.0,
 ) -> None:
     """Run ``handler`` over batches from the durable ``consumer`` (shared by every
     replica) until cancelled, ``in_flight`` batches at a time (so one batch's database
@@ -48,18 +61,11 @@ async def consume_batches(
     await _ensure_consumer(runtime, consumer.subject, durable, ack_wait_s)
     async with asyncio.TaskGroup() as loops:
         for _ in range(in_flight):
-            loops.create_task(
-                _fetch_loop(runtime, durable, handler, batch_size, ack_wait_s, retry_delay_s)
-            )
+            loops.create_task(_fetch_loop(runtime, durable, handler, batch_size, ack_wait_s))
 
 
 async def _fetch_loop(
-    runtime: Runtime,
-    durable: str,
-    handler: BatchHandler,
-    batch_size: int,
-    ack_wait_s: float,
-    retry_delay_s: float,
+    runtime: Runtime, durable: str, handler: BatchHandler, batch_size: int, ack_wait_s: float
 ) -> None:
     subscription = await runtime.broker.connection.jetstream().pull_subscribe_bind(
         durable=durable, stream=wiring.STREAM.name
@@ -74,7 +80,7 @@ async def _fetch_loop(
                 runtime.log.warning("fetch failed, retrying", durable=durable, error=str(error))
                 await asyncio.sleep(1.0)
                 continue
-            await _handle(runtime, messages, handler, ack_wait_s, retry_delay_s)
+            await _handle(runtime, durable, messages, handler, ack_wait_s)
     finally:
         # an open pull subscription would hold up the connection's drain on shutdown
         with contextlib.suppress(Exception):
@@ -90,7 +96,7 @@ async def _ensure_consumer(runtime: Runtime, subject: str, durable: str, ack_wai
         filter_subject=subject,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_s,
-        max_deliver=-1,
+        max_deliver=MAX_DELIVER,  # failures are counted by the consumer (calib_infra.bus)
         deliver_policy=DeliverPolicy.ALL,
     )
     await until_it_works(
@@ -100,36 +106,89 @@ async def _ensure_consumer(runtime: Runtime, subject: str, durable: str, ack_wai
 
 async def _handle(
     runtime: Runtime,
+    durable: str,
     messages: list[Msg],
     handler: BatchHandler,
     ack_wait_s: float,
-    retry_delay_s: float,
 ) -> None:
+    """Handle one batch and settle each of its messages."""
     keepalive = asyncio.create_task(_keep_in_progress(messages, ack_wait_s / 3))
+    batch = [received(durable, m) for m in messages]
     try:
-        outcomes = await handler([Delivery(m.subject, m.data) for m in messages])
+        outcomes = await _outcomes(runtime, handler, batch)
+        settlements = await _settlements(runtime, batch, outcomes)
     except asyncio.CancelledError:
         # stopping: hand the batch straight back rather than after the ack wait
-        await asyncio.shield(_settle(messages, [False] * len(messages), 0.0))
+        await asyncio.shield(_settle(messages, [("nak", None)] * len(messages)))
         raise
-    except Exception as error:  # noqa: BLE001 - redelivered, never lost
-        runtime.log.exception(
-            "batch handling failed, will retry", messages=len(messages), error=str(error)
-        )
-        outcomes = [False] * len(messages)
     finally:
         keepalive.cancel()
-    await _settle(messages, outcomes, retry_delay_s)
+    await _settle(messages, settlements)
+    await got_through(
+        runtime.dead_letter_office, [m for m, o in zip(batch, outcomes, strict=True) if o is True]
+    )
 
 
-async def _settle(messages: list[Msg], outcomes: list[bool], retry_delay_s: float) -> None:
-    for message, done in zip(messages, outcomes, strict=True):
-        # a lost ack or nak only means a redelivery, which the handler takes in its stride
+async def _outcomes(
+    runtime: Runtime, handler: BatchHandler, batch: list[Received]
+) -> list[bool | BaseException]:
+    """The handler's outcome for each message: of the whole batch, or, when it fails the
+    whole batch, of each message handled alone (a few at a time)."""
+    try:
+        return await handler([Delivery(m.subject, m.body) for m in batch])
+    except Exception as error:  # noqa: BLE001 - a bad message fails only itself
+        if len(batch) == 1:
+            return [error]
+        runtime.log.exception(
+            "batch handling failed, handling each message alone",
+            messages=len(batch),
+            error=str(error),
+        )
+    slots = asyncio.Semaphore(ALONE_CONCURRENCY)
+
+    async def alone(message: Received) -> bool | BaseException:
+        async with slots:
+            try:
+                [outcome] = await handler([Delivery(message.subject, message.body)])
+            except Exception as error:  # noqa: BLE001 - this message's failure
+                return error
+            return outcome
+
+    return list(await asyncio.gather(*(alone(m) for m in batch)))
+
+
+async def _settlements(
+    runtime: Runtime, batch: list[Received], outcomes: list[bool | BaseException]
+) -> list[Settlement]:
+    """Acknowledge what is done; count each failure (calib_app.dead_letters): handed back
+    after its backoff, or terminated as a dead letter."""
+    failures = [
+        (message, "handed back by the handler" if outcome is False else outcome)
+        for message, outcome in zip(batch, outcomes, strict=True)
+        if outcome is not True
+    ]
+    delays = iter(await failed_many(runtime.dead_letter_office, failures) if failures else [])
+    settlements: list[Settlement] = []
+    for outcome in outcomes:
+        if outcome is True:
+            settlements.append(("ack", None))
+        else:
+            delay = next(delays)
+            settlements.append(("term", None) if delay is None else ("nak", delay))
+    return settlements
+
+
+async def _settle(messages: list[Msg], settlements: list[Settlement]) -> None:
+    for message, (how, delay) in zip(messages, settlements, strict=True):
+        # a lost ack, nak or term only means a redelivery, which the handler takes in its
+        # stride (and a dead letter is only counted again)
         with contextlib.suppress(Exception):
-            if done:
+            if how == "ack":
                 await message.ack()
+            elif how == "term":
+                await message.term()
             else:
-                await message.nak(delay=retry_delay_s or None)
+                await message.nak(delay=delay)
 
 
 async def _keep_in_progress(messages: list[Msg], interval_s: float) -> None:

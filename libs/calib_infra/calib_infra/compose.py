@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from calib_app.access import Access
 from calib_app.calibration import FrameLibrary, LightCalibration
+from calib_app.dead_letters import DeadLetterOffice
 from calib_app.lifecycle import UploadedMasters
 from calib_app.maintenance import DailyMaintenance, Maintenance
 from calib_app.needs import Inventory
 from calib_app.ports import LightCalibrator, MasterBuilder, MasterDescriber
+from calib_app.presigned import PresignedUploads
 from calib_app.queueing import JobQueue
 from calib_app.registration import Registration
 from calib_app.stacking import Stacking
 from calib_app.uploads import Uploads
 from calib_core.lifecycle import MaintenanceTask
-from calib_infra.repositories import AccountRepository
+from calib_infra.backlog import StreamBacklog
+from calib_infra.repositories import AccountRepository, PendingUploadRepository
 from calib_infra.rpc import LifecycleClient
 from calib_infra.runtime import Runtime
 
@@ -68,6 +71,8 @@ def maintenance(runtime: Runtime) -> Maintenance:
         library=frame_library(runtime),
         observatories=runtime.observatories,
         runs=runtime.maintenance_runs,
+        pending_uploads=PendingUploadRepository(runtime.db),
+        backlog=StreamBacklog(runtime.broker, runtime.log, dead_letters=runtime.db["dead_letters"]),
     )
 
 
@@ -106,7 +111,13 @@ def registration(runtime: Runtime) -> Registration:
         events=runtime.events,
         clock=runtime.clock,
         log=runtime.log,
+        limits=runtime.config.image_limits,
     )
+
+
+def dead_letter_office(runtime: Runtime) -> DeadLetterOffice:
+    """The dead letters (SPEC §12), as the consumers of this runtime record them."""
+    return runtime.dead_letter_office
 
 
 def access(runtime: Runtime) -> Access:
@@ -123,6 +134,16 @@ def uploads(runtime: Runtime) -> Uploads:
         settings=runtime.settings,
         store=runtime.store,
         events=runtime.events,
+        clock=runtime.clock,
+        log=runtime.log,
+    )
+
+
+def presigned_uploads(runtime: Runtime) -> PresignedUploads:
+    return PresignedUploads(
+        observatories=runtime.observatories,
+        pending=PendingUploadRepository(runtime.db),
+        store=runtime.store,
         clock=runtime.clock,
         log=runtime.log,
     )

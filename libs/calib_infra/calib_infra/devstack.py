@@ -4,6 +4,7 @@ S3 (SeaweedFS ``weed mini``) and a MongoDB-wire server (SecantusDB)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -14,6 +15,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from calib_infra.natsauth import BusSecrets, server_config
 
 
 def free_port() -> int:
@@ -145,6 +148,12 @@ class Endpoints:
     s3_endpoint: str
     s3_access_key: str
     s3_secret_key: str
+    #: the bus's passwords and issuer key (its server accepts no anonymous connection)
+    bus: BusSecrets
+
+    def with_nats_of(self, other: Endpoints) -> Endpoints:
+        """These servers, but the NATS server (and its secrets) of ``other``."""
+        return dataclasses.replace(self, nats_url=other.nats_url, bus=other.bus)
 
 
 @dataclass
@@ -163,6 +172,7 @@ class EmbeddedServers:
     ports: ServerPorts
     s3_access_key: str
     s3_secret_key: str
+    bus: BusSecrets = field(default_factory=BusSecrets.generate)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -178,13 +188,25 @@ class EmbeddedServers:
             s3_endpoint=f"127.0.0.1:{self.ports.s3}",
             s3_access_key=self.s3_access_key,
             s3_secret_key=self.s3_secret_key,
+            bus=self.bus,
         )
 
     def spawn_nats(self) -> ManagedProcess:
+        """nats-server with JetStream and authentication on (``natsauth.server_config``)."""
         store = self.data_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
-        command = [binary("nats-server"), "-a", "127.0.0.1", "-p", str(self.ports.nats)]
-        command += ["-m", str(self.ports.nats_monitor), "-js", "-sd", str(store)]
+        config_file = self.data_dir / "nats.conf"
+        config_file.touch(mode=0o600)  # it holds the passwords
+        config_file.write_text(
+            server_config(
+                self.bus.passwords,
+                self.bus.issuer_public_key,
+                listen=f"127.0.0.1:{self.ports.nats}",
+                monitor=f"127.0.0.1:{self.ports.nats_monitor}",
+                store_dir=str(store),
+            )
+        )
+        command = [binary("nats-server"), "-c", str(config_file)]
         return self._keep("nats", spawn("nats-server", command, self.log_dir))
 
     def nats_alive(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:

@@ -143,12 +143,24 @@ COLLECTIONS: dict[str, list[IndexModel]] = {
             [("observatory_id", ASCENDING), ("rejected_at", DESCENDING)], name="by_observatory"
         ),
     ],
+    # messages a consumer failed to handle: counted while retried, then dead (SPEC §12)
+    "dead_letters": [
+        IndexModel([("status", ASCENDING), ("last_seen", DESCENDING)], name="by_status"),
+    ],
     "tokens": [IndexModel([("hash", ASCENDING)], unique=True, name="unique_hash")],
     "heartbeats": [IndexModel([("service", ASCENDING)], name="by_service")],
     "users": [],
     "settings": [],
     "observatories": [],
     "maintenance_runs": [],
+    # presigned uploads handed out to plugins, by storage key (``_id``): the orphan cleanup
+    # keeps their objects, and removes them once expired (SPEC §8 POST /uploads, §12)
+    "pending_uploads": [
+        IndexModel([("expires_at", ASCENDING)], name="by_expiry"),
+        IndexModel(
+            [("observatory_id", ASCENDING), ("expires_at", ASCENDING)], name="by_observatory"
+        ),
+    ],
 }
 
 

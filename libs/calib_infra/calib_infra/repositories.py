@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
+from calib_core.deadletters import DEAD_STATUSES, DeadLetter, DeadLetterStatus
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
     OPEN_JOB_STATUSES,
@@ -23,6 +24,7 @@ from calib_core.models import (
     Rejection,
     StackJob,
 )
+from calib_core.presigned import PendingUpload
 from calib_core.settings import CalibrationSettings, settings_from_document
 from calib_infra.mongo import from_document, to_document
 
@@ -507,6 +509,85 @@ class RejectionRepository:
         return [from_document(d, Rejection) async for d in cursor]
 
 
+class DeadLetterRepository:
+    """Messages a consumer failed to handle, by message and consumer (SPEC §12)."""
+
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["dead_letters"]
+
+    async def count_failure(self, letter: DeadLetter) -> int:
+        document = to_document(letter)
+        counted = ("_id", "attempts", "error", "last_seen")
+        update = {
+            "$inc": {"attempts": 1},
+            "$set": {"error": letter.error, "last_seen": letter.last_seen},
+            "$setOnInsert": {k: v for k, v in document.items() if k not in counted},
+        }
+
+        async def count() -> dict[str, Any]:
+            return await self.collection.find_one_and_update(
+                {"_id": letter.id},
+                update,
+                projection={"attempts": 1},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+
+        try:
+            updated = await count()
+        except DuplicateKeyError:  # two first failures at once: count on the one stored
+            updated = await count()
+        return int(updated["attempts"])
+
+    async def bury(self, letter_id: str, now: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": letter_id}, {"$set": {"status": DeadLetterStatus.DEAD.value}}
+        )
+
+    async def record(self, letter: DeadLetter) -> None:
+        document = to_document(letter)
+        await self.collection.replace_one({"_id": letter.id}, document, upsert=True)
+
+    async def forget(self, letter_ids: Sequence[str]) -> None:
+        await self.collection.delete_many(
+            {"_id": {"$in": list(letter_ids)}, "status": DeadLetterStatus.RETRYING.value}
+        )
+
+    async def get(self, letter_id: str) -> DeadLetter | None:
+        document = await self.collection.find_one({"_id": letter_id})
+        return from_document(document, DeadLetter) if document else None
+
+    async def list(
+        self, statuses: Sequence[DeadLetterStatus], limit: int = 200
+    ) -> list[DeadLetter]:
+        cursor = (
+            self.collection.find({"status": {"$in": [s.value for s in statuses]}})
+            .sort("last_seen", DESCENDING)
+            .limit(limit)
+        )
+        return [from_document(d, DeadLetter) async for d in cursor]
+
+    async def count(self, statuses: Sequence[DeadLetterStatus]) -> int:
+        return await self.collection.count_documents(
+            {"status": {"$in": [s.value for s in statuses]}}
+        )
+
+    async def replayed(self, letter_id: str, msg_id: str, now: datetime) -> DeadLetter | None:
+        document = await self.collection.find_one_and_update(
+            {"_id": letter_id, "status": {"$in": [s.value for s in DEAD_STATUSES]}},
+            {
+                "$set": {
+                    "status": DeadLetterStatus.REPLAYED.value,
+                    "replayed_at": now,
+                    "replay_msg_id": msg_id,
+                },
+                "$inc": {"replays": 1},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return from_document(document, DeadLetter) if document else None
+
+
 class HeartbeatRepository:
     def __init__(self, db: AsyncDatabase):
         self.collection = db["heartbeats"]
@@ -562,6 +643,10 @@ class AccountRepository:
         ):
             live.setdefault(token["user_id"], []).append(token["_id"])
         return live
+
+    async def live_among(self, token_ids: Sequence[str]) -> set[str]:
+        query = {"_id": {"$in": list(token_ids)}, "revoked": False}
+        return {d["_id"] async for d in self.token_documents.find(query, {"_id": 1})}
 
     async def revoke(self, token_id: str) -> bool:
         result = await self.token_documents.update_one(
@@ -629,3 +714,27 @@ class MaintenanceRunRepository:
         await self.collection.replace_one(
             {"_id": task}, {"finished_at": finished_at, "report": report}, upsert=True
         )
+
+
+class PendingUploadRepository:
+    """Presigned uploads handed out to plugins (``pending_uploads``), by storage key."""
+
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["pending_uploads"]
+
+    async def add(self, upload: PendingUpload) -> None:
+        await self.collection.insert_one({"_id": upload.storage_key, **to_document(upload)})
+
+    async def get(self, storage_key: str) -> PendingUpload | None:
+        document = await self.collection.find_one({"_id": storage_key})
+        return from_document(document, PendingUpload) if document else None
+
+    async def referenced_keys(self, keys: Sequence[str], *, expiring_from: datetime) -> set[str]:
+        query = {"_id": {"$in": list(keys)}, "expires_at": {"$gte": expiring_from}}
+        return {d["_id"] async for d in self.collection.find(query, {"_id": 1})}
+
+    async def remove_expired(self, before: datetime, observatory_id: str | None = None) -> int:
+        query: dict[str, Any] = {"expires_at": {"$lt": before}}
+        if observatory_id is not None:
+            query["observatory_id"] = observatory_id
+        return (await self.collection.delete_many(query)).deleted_count

@@ -16,16 +16,20 @@ import msgspec
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
+from calib_app.dead_letters import DeadLetterOffice, Received, failed, got_through, rejected
 from calib_app.ports import RetryLater
 from calib_core import wiring
+from calib_core.deadletters import backoff_s
 from calib_infra.bus import BusPublisher, durable_consumer, make_broker, start_with_retry
 from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
+from calib_infra.deliveries import received
 from calib_infra.filecache import FileCache
 from calib_infra.logs import configure_logging
 from calib_infra.mongo import check_schema, mongo_client
 from calib_infra.repositories import (
     CalibrationCacheRepository,
+    DeadLetterRepository,
     FrameRepository,
     HeartbeatRepository,
     JobRepository,
@@ -49,6 +53,7 @@ class Runtime:
     def __init__(self, service: str, config: Config | None = None):
         self.service = service
         self.config = config or load_config()
+        refuse_unsafe_production(self.config)
         self.instance = self.config.service_instance or f"{socket.gethostname()}-{os.getpid()}"
         self.log = configure_logging(self.config, service).bind(instance=self.instance)
         self.mongo = mongo_client(self.config)
@@ -61,6 +66,7 @@ class Runtime:
         self.heartbeats = HeartbeatRepository(self.db)
         self.cache = CalibrationCacheRepository(self.db)
         self.maintenance_runs = MaintenanceRunRepository(self.db)
+        self.dead_letters = DeadLetterRepository(self.db)
         self.clock = Clock(self.config.clock_offset_file)
         self.store = ObjectStore(self.config)
         self.files = FileCache(
@@ -68,6 +74,14 @@ class Runtime:
         )
         self.broker: NatsBroker = make_broker(self.config)
         self.events = BusPublisher(self.broker)
+        #: where the consumers take the messages they cannot handle (SPEC §12)
+        self.dead_letter_office = DeadLetterOffice(
+            letters=self.dead_letters,
+            bus=self.events,
+            clock=self.clock,
+            log=self.log,
+            max_deliveries=self.config.max_deliveries,
+        )
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()
         self._handling: set[asyncio.Task] = set()
@@ -85,7 +99,7 @@ class Runtime:
 
     async def connect(self) -> None:
         await self.connect_datastores()
-        await start_with_retry(self.broker, self.log)
+        await start_with_retry(self.broker, self.log, self.config)
         self.bus_ready.set()
         self.log.info("connected", nats=self.config.nats_url, mongodb_db=self.config.mongodb_db)
 
@@ -171,30 +185,33 @@ class Runtime:
         handler: Callable[[E], Awaitable[None]],
         *,
         ack_wait_s: float | None = None,
-        retry_delay_s: float = 2.0,
     ) -> None:
         """Bind ``handler(event)`` to a durable consumer shared by all replicas.
 
-        A body that is not an ``event_type`` is logged and acknowledged: no redelivery
-        would make it one. Otherwise the message is acknowledged only after the handler
-        returns (its work is durable); while it runs, in-progress acks keep it ours, so
-        only a dead process lets the message go to another replica. An exception (a
-        dependency down, say) hands it back for redelivery after a delay; so does
-        :class:`RetryLater`, without an error.
+        A message is acknowledged only after the handler returns (its work is durable);
+        while it runs, in-progress acks keep it ours, so only a dead process lets the
+        message go to another replica. One that cannot be handled is settled as SPEC
+        §12 says (:mod:`calib_app.dead_letters`, in :attr:`dead_letter_office`): a body
+        that is not an ``event_type`` (no redelivery would make it one) is recorded as a
+        permanent dead letter and terminated; an exception (a dependency down, say)
+        hands it back after a backoff until it has failed ``CALIB_MAX_DELIVERIES``
+        times, and then makes it a dead letter, terminated. :class:`RetryLater` hands it
+        back after its delay, without an error: a deliberate "not yet", never counted.
         """
 
         ack_wait_s = ack_wait_s or consumer.ack_wait_s
 
         @self.broker.subscriber(
-            consumer.subject, **durable_consumer(consumer.durable, ack_wait_s=ack_wait_s)
+            consumer.subject,
+            **durable_consumer(consumer.durable, self.config, ack_wait_s=ack_wait_s),
         )
         async def on_message(msg: NatsMessage) -> None:
-            received = msg.raw_message.subject
+            message = received(consumer.durable, msg.raw_message)
+            subject = message.subject
             try:
                 event = msgspec.json.decode(msg.body, type=event_type)
             except msgspec.DecodeError as error:
-                self.log.error("invalid event ignored", subject=received, error=str(error))
-                await msg.ack()
+                await self._reject(msg, message, f"invalid event: {error}")
                 return
             keepalive = asyncio.create_task(_keep_in_progress(msg, ack_wait_s / 3))
             handling = asyncio.current_task()
@@ -204,28 +221,46 @@ class Runtime:
             except asyncio.CancelledError:
                 # stopping: give the message back now, so another replica takes it at once
                 # rather than after the ack wait
-                self.log.info("stopping: message handed back", subject=received)
+                self.log.info("stopping: message handed back", subject=subject)
                 await msg.nack()
                 raise
             except RetryLater as later:
                 self.log.info(
                     "message handed back",
-                    subject=received,
+                    subject=subject,
                     reason=str(later),
                     retry_in_s=later.delay_s,
                 )
                 await msg.nack(delay=later.delay_s)
                 return
-            except Exception as error:  # noqa: BLE001 - redelivered, never lost
-                self.log.exception(
-                    "message handling failed, will retry", subject=received, error=str(error)
-                )
-                await msg.nack(delay=retry_delay_s)
+            except Exception as error:  # noqa: BLE001 - retried, then a dead letter: never lost
+                self.log.exception("message handling failed", subject=subject, error=str(error))
+                delay = await failed(self.dead_letter_office, message, error)
+                await (msg.reject() if delay is None else msg.nack(delay=delay))
                 return
             finally:
                 keepalive.cancel()
                 self._handling.discard(handling)
             await msg.ack()
+            await got_through(self.dead_letter_office, [message])
+
+    async def _reject(self, msg: NatsMessage, message: Received, reason: str) -> None:
+        """A permanent failure: recorded, then terminated; handed back if it cannot be
+        recorded now (never dropped unrecorded)."""
+        try:
+            await rejected(self.dead_letter_office, message, reason)
+        except Exception as error:  # noqa: BLE001 - recorded on a later delivery
+            delay = backoff_s(message.delivered)
+            self.log.warning(
+                "rejection not recorded, will retry",
+                subject=message.subject,
+                reason=reason,
+                error=str(error),
+                retry_in_s=delay,
+            )
+            await msg.nack(delay=delay)
+            return
+        await msg.reject()
 
     async def hand_back(self) -> None:
         """Cancel the messages being handled; each is given back to the stream at once."""
@@ -238,6 +273,12 @@ class Runtime:
     async def close(self) -> None:
         await self.broker.stop()
         await self.mongo.close()
+
+
+def refuse_unsafe_production(config: Config) -> None:
+    """In production mode, stop at once rather than run with a known secret."""
+    if config.mode == "production" and (problems := config.unsafe_secrets()):
+        raise SystemExit("refusing to start in production mode: " + "; ".join(problems))
 
 
 async def _keep_in_progress(msg: NatsMessage, interval_s: float) -> None:

@@ -9,9 +9,12 @@ import asyncio
 import hashlib
 import io
 import itertools
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -25,6 +28,21 @@ CHUNK = 1024 * 1024
 #: memory): with the SDK's default 5 MiB parts, SeaweedFS spent far more CPU and time on
 #: the stackers' uploads (bench/bench_stacker.py: 8 jobs in 5.0 s instead of 3.2 s).
 UPLOAD_PART_SIZE = 64 * CHUNK
+
+
+def public_endpoint(config: Config) -> tuple[str, bool]:
+    """Where plugins reach S3, as (``host[:port]``, secure): ``CALIB_S3_PUBLIC_ENDPOINT``
+    (``host:port`` with ``CALIB_S3_SECURE``'s scheme, or an ``http(s)://host:port`` URL),
+    else ``CALIB_S3_ENDPOINT``."""
+    endpoint = config.s3_public_endpoint or config.s3_endpoint
+    if "://" not in endpoint:
+        return endpoint, config.s3_secure
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/"):
+        raise ValueError(
+            f"CALIB_S3_PUBLIC_ENDPOINT must be host:port or http(s)://host:port, not {endpoint!r}"
+        )
+    return url.netloc, url.scheme == "https"
 
 
 class ObjectStore:
@@ -41,6 +59,10 @@ class ObjectStore:
                 maxsize=16,
             ),
         )
+        self._config = config
+        self._public_endpoint = public_endpoint(config)
+        self._signer: Minio | None = None
+        self._signer_lock = threading.Lock()
 
     # -- set-up -----------------------------------------------------------------
     def ensure_bucket_sync(self) -> None:
@@ -197,6 +219,32 @@ class ObjectStore:
         listing = self._listing(prefix)
         while batch := await asyncio.to_thread(lambda: list(itertools.islice(listing, size))):
             yield batch
+
+    # -- presigned URLs (plugins upload without the bucket's credentials) ------------
+    def _public_signer(self) -> Minio:
+        """The client that signs URLs for the public endpoint. Signing is local, but the
+        region is part of a signature: it is asked once, here, of the endpoint this
+        process reaches (the public one may not be reachable from inside)."""
+        if self._public_endpoint == (self._config.s3_endpoint, self._config.s3_secure):
+            return self.client
+        with self._signer_lock:
+            if self._signer is None:
+                host, secure = self._public_endpoint
+                self._signer = Minio(
+                    host,
+                    access_key=self._config.s3_access_key,
+                    secret_key=self._config.s3_secret_key,
+                    secure=secure,
+                    region=self.client._get_region(self.bucket),  # noqa: SLF001 - no public API
+                )
+            return self._signer
+
+    def presigned_put_sync(self, key: str, expires: timedelta) -> str:
+        """A URL to PUT ``key``, and only it, for ``expires`` (SigV4, query-signed)."""
+        return self._public_signer().presigned_put_object(self.bucket, key, expires=expires)
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        return await asyncio.to_thread(self.presigned_put_sync, key, expires)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.client.bucket_exists, self.bucket)

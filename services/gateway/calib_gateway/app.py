@@ -12,6 +12,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Redirect
 
+from calib_gateway.admin.dead_letters import DeadLetterController
 from calib_gateway.admin.routes import AdminController, me
 from calib_gateway.auth import BearerTokenMiddleware
 from calib_gateway.dependencies import Gateway, Injected, dependencies
@@ -31,12 +32,18 @@ from calib_gateway.page import admin_page
 from calib_gateway.ports import Liveness
 from calib_gateway.rejections.routes import RejectionsController
 from calib_gateway.settings.routes import SettingsController
+from calib_gateway.uploads.presigned import PresignedUploadController
+
+#: Every body is bounded before it is read (SPEC §12): JSON bodies here, at the app; the
+#: upload routes bound their multipart bodies themselves (``CALIB_MAX_UPLOAD_MB``).
+MAX_JSON_BODY_BYTES = 1024 * 1024
 
 PUBLIC_PATHS = ["^/healthz$", "^/livez$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
 
 ROUTES = [
     LibraryController,
     FrameRegistrationController,
+    PresignedUploadController,
     MasterCreationController,
     MasterUploadController,
     JobsController,
@@ -45,6 +52,7 @@ ROUTES = [
     RejectionsController,
     NeedsController,
     AdminController,
+    DeadLetterController,
     me,
     MaintenanceController,
     health,
@@ -92,7 +100,7 @@ def create_app(
             ),
             security=[{"BearerToken": []}],
         ),
-        request_max_body_size=None,
+        request_max_body_size=MAX_JSON_BODY_BYTES,
         cors_config=CORSConfig(allow_origins=[]),
         debug=False,
     )

@@ -13,11 +13,14 @@ from litestar.params import SkipValidationMarker
 
 from calib_app.access import Access
 from calib_app.calibration import FrameLibrary
+from calib_app.dead_letters import DeadLetterOffice
 from calib_app.needs import Inventory
 from calib_app.ports import HeartbeatRepository, LifecycleService, Log, RejectionRepository
+from calib_app.presigned import PresignedUploads
 from calib_app.queueing import JobQueue
 from calib_app.uploads import Uploads
 from calib_core.access import Principal
+from calib_core.limits import ImageLimits
 from calib_gateway.ports import JobFeed, Liveness, SystemProbes
 from calib_gateway.uploads.receiver import UploadReceiver
 
@@ -36,14 +39,18 @@ class Gateway:
     queue: JobQueue
     inventory: Inventory
     uploads: Uploads
+    presigned: PresignedUploads
     access: Access
     rejections: RejectionRepository
     heartbeats: HeartbeatRepository
+    dead_letters: DeadLetterOffice
     lifecycle: LifecycleService
     feed: JobFeed
     probes: SystemProbes
     liveness: Liveness
     upload_limit_bytes: int
+    image_limits: ImageLimits = ImageLimits()
+    """What an uploaded file's header may declare (SPEC §12)."""
 
     @property
     def log(self) -> Log:
@@ -56,9 +63,11 @@ class Gateway:
             "queue": self.queue,
             "inventory": self.inventory,
             "uploads": self.uploads,
+            "presigned": self.presigned,
             "access": self.access,
             "rejections": self.rejections,
             "heartbeats": self.heartbeats,
+            "dead_letters": self.dead_letters,
             "lifecycle": self.lifecycle,
             "feed": self.feed,
             "probes": self.probes,
@@ -67,6 +76,7 @@ class Gateway:
             "settings": self.library.settings,
             "clock": self.library.clock,
             "receiver": UploadReceiver(self.access.observatories, self.upload_limit_bytes),
+            "image_limits": self.image_limits,
         }
 
 

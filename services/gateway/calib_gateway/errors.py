@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from minio.error import S3Error
 from nats.errors import Error as NatsError
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
@@ -13,6 +14,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from calib_app.calibrated_lights import NotCalibratedError
 from calib_app.errors import ConflictError, NotFoundError, RefusedError
+from calib_core.limits import OutOfRangeError
 from calib_core.settings import SettingsError
 from calib_gateway.uploads.multipart import UploadError, UploadTooLargeError
 from calib_infra.rpc import RemoteError, ServiceUnavailableError
@@ -94,6 +96,22 @@ def invalid_setting(_: Request, exc: SettingsError) -> Response:
     return error_response(422, str(exc), code="invalid_setting", field=exc.field)
 
 
+def body_too_large(request: Request, exc: RequestEntityTooLarge) -> Response:
+    """A body over the route's limit (JSON bodies: 1 MiB), refused before it is read in
+    full (at once when its Content-Length says so)."""
+    try:
+        limit = request.route_handler.resolve_request_max_body_size()
+    except (AttributeError, KeyError):  # not raised inside a route
+        limit = None
+    detail = f"request body is larger than the limit of {limit} bytes" if limit else exc.detail
+    return error_response(413, str(detail))
+
+
+def out_of_range(_: Request, exc: OutOfRangeError) -> Response:
+    """A number sent out of its field's range (SPEC §12), naming the field."""
+    return error_response(422, str(exc), code="out_of_range", field=exc.field)
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     """A bug, not bad input: logged with its traceback, answered in the error shape."""
     request.app.state.gateway.log.exception(
@@ -104,6 +122,8 @@ def internal_error(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     HTTPException: http_exception,
+    RequestEntityTooLarge: body_too_large,
+    OutOfRangeError: out_of_range,
     ServerSelectionTimeoutError: unavailable("mongodb"),
     ConnectionFailure: unavailable("mongodb"),
     S3Error: unavailable("s3"),

@@ -7,7 +7,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from calib_core.access import Capability, Principal, allowed
+from calib_core.access import Capability, Principal, allowed, allowed_somewhere
 
 
 def ensure(principal: Principal, capability: Capability, observatory_id: str | None = None) -> None:
@@ -30,10 +30,24 @@ def requires(capability: Capability):
     return guard
 
 
+def requires_somewhere(capability: Capability):
+    """Guard for routes whose body names the observatory: refuse, before the body is read,
+    a caller who may do ``capability`` for no observatory at all (the handler checks the
+    one the body names)."""
+
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+        if not allowed_somewhere(connection.user, capability):
+            raise PermissionDeniedException(f"not allowed to {capability.value} any observatory")
+
+    return guard
+
+
 can_view = requires(Capability.VIEW)
 can_read_capture_plan = requires(Capability.CAPTURE_PLAN)
 can_manage = requires(Capability.MANAGE)
 server_admin = requires(Capability.SERVER)
+can_register_somewhere = requires_somewhere(Capability.REGISTER)
+can_manage_somewhere = requires_somewhere(Capability.MANAGE)
 
 
 async def refuse_operator_parameters(connection: ASGIConnection, _: BaseRouteHandler) -> None:

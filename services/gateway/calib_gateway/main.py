@@ -10,10 +10,11 @@ import uvicorn
 from litestar import Litestar
 
 from calib_app.access import bootstrap_admin
+from calib_app.bus_access import admit_plugin
 from calib_gateway.adapters import NatsJobFeed, ServerProbes
 from calib_gateway.app import create_app
 from calib_gateway.dependencies import Gateway
-from calib_infra import compose
+from calib_infra import compose, natsauth
 from calib_infra.bus import start_with_retry
 from calib_infra.rpc import LifecycleClient
 from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
@@ -25,9 +26,11 @@ def gateway_of(runtime: Runtime) -> Gateway:
         queue=compose.job_queue(runtime),
         inventory=compose.inventory(runtime),
         uploads=compose.uploads(runtime),
+        presigned=compose.presigned_uploads(runtime),
         access=compose.access(runtime),
         rejections=runtime.rejections,
         heartbeats=runtime.heartbeats,
+        dead_letters=compose.dead_letter_office(runtime),
         lifecycle=LifecycleClient(runtime.broker),
         feed=NatsJobFeed(runtime.broker),
         probes=ServerProbes(
@@ -39,6 +42,26 @@ def gateway_of(runtime: Runtime) -> Gateway:
         ),
         liveness=runtime.health_reply,
         upload_limit_bytes=runtime.config.max_upload_mb * 1024 * 1024,
+        image_limits=runtime.config.image_limits,
+    )
+
+
+async def admit_plugins(runtime: Runtime, gateway: Gateway, background: list[asyncio.Task]) -> None:
+    """Answer the bus's authorization requests for plugin tokens, and close the
+    connections of tokens revoked since (SPEC §12)."""
+    accounts, config = gateway.access.accounts, runtime.config
+    await natsauth.answer_callouts(
+        runtime.broker.connection,
+        natsauth.issuer(config.nats_issuer_seed),
+        lambda token: admit_plugin(accounts, token),
+        runtime.log,
+    )
+    background.append(
+        asyncio.create_task(
+            natsauth.close_revoked_forever(
+                config.nats_url, config.nats_system_password, accounts, runtime.log
+            )
+        )
     )
 
 
@@ -50,7 +73,9 @@ def application(runtime: Runtime) -> Litestar:
         await runtime.connect_datastores()
         if runtime.config.bootstrap_admin_token:
             await bootstrap_admin(gateway.access, runtime.config.bootstrap_admin_token)
-        await start_with_retry(runtime.broker, runtime.log)
+        await start_with_retry(runtime.broker, runtime.log, runtime.config)
+        if runtime.config.nats_issuer_seed:
+            await admit_plugins(runtime, gateway, background)
         runtime.bus_ready.set()
         runtime.log.info("gateway ready")
 

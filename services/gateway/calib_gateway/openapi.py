@@ -3,10 +3,14 @@ gets the error responses it can really give, in the API's one error shape."""
 
 from __future__ import annotations
 
+import math
+
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
+
+from calib_core.limits import FIELD_RANGES
 
 ERROR_SCHEMA = Schema(
     type=OpenAPIType.OBJECT,
@@ -18,7 +22,8 @@ ERROR_SCHEMA = Schema(
         "detail": Schema(type=OpenAPIType.STRING, description="what went wrong, for people"),
         "dependency": Schema(type=OpenAPIType.STRING, description="with 503: mongodb, s3 or nats"),
         "field": Schema(
-            type=OpenAPIType.STRING, description="with 422 on settings: the refused field"
+            type=OpenAPIType.STRING,
+            description="with 422: the refused field (a setting, a number out of its range)",
         ),
     },
 )
@@ -29,14 +34,27 @@ ERRORS = {
     "403": "The token may not do this",
     "404": "No such observatory, frame, master or job",
     "409": "Conflicts with the current state",
-    "413": "Upload larger than CALIB_MAX_UPLOAD_MB",
+    "413": "Body over its limit: JSON 1 MiB, uploads CALIB_MAX_UPLOAD_MB, 64 form fields",
     "422": "Well-formed but refused values",
     "503": "A dependency (MongoDB, S3, NATS) is unavailable",
 }
 
 
 _TEXT = Schema(type=OpenAPIType.STRING)
-_NUMBER = Schema(type=OpenAPIType.NUMBER)
+
+
+def _ranged(name: str, kind: OpenAPIType = OpenAPIType.NUMBER) -> Schema:
+    """A numeric form field and its range (SPEC §12; out of it: 422)."""
+    allowed = FIELD_RANGES[name]
+    bounded = math.isfinite(allowed.low)
+    return Schema(
+        type=kind,
+        minimum=allowed.low if bounded else None,
+        maximum=allowed.high if bounded else None,
+        description=None if bounded else "a finite number",
+    )
+
+
 #: The multipart uploads read their body as a stream, so Litestar cannot describe it.
 UPLOAD_FORM = Schema(
     type=OpenAPIType.OBJECT,
@@ -58,7 +76,7 @@ UPLOAD_FORM = Schema(
             )
         },
         **{
-            name: _NUMBER
+            name: _ranged(name)
             for name in (
                 "gain",
                 "offset",
@@ -68,8 +86,8 @@ UPLOAD_FORM = Schema(
                 "rotation_deg",
             )
         },
-        "width": Schema(type=OpenAPIType.INTEGER),
-        "height": Schema(type=OpenAPIType.INTEGER),
+        "width": _ranged("width", OpenAPIType.INTEGER),
+        "height": _ranged("height", OpenAPIType.INTEGER),
     },
     description="§2 fields the FITS header lacks or gets wrong",
 )

@@ -30,6 +30,7 @@ from typing import IO, Any, TypeVar
 
 import msgspec
 from bson.errors import InvalidDocument
+from nats.errors import ConnectionClosedError
 from pymongo.errors import DuplicateKeyError
 
 from calib_app.ports import (
@@ -42,6 +43,7 @@ from calib_app.ports import (
 from calib_core import events, wiring
 from calib_core.access import ApiToken, User
 from calib_core.calibration import CacheEntry
+from calib_core.deadletters import DEAD_STATUSES, DeadLetter, DeadLetterStatus
 from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import (
     CURRENT_MASTER_STATUSES,
@@ -54,6 +56,7 @@ from calib_core.models import (
     Rejection,
     StackJob,
 )
+from calib_core.presigned import PendingUpload
 from calib_core.settings import CalibrationSettings, settings_from_document
 from calib_infra.filecache import ChangedInStorageError, UnusableFileError
 from calib_infra.rpc import ServiceUnavailableError
@@ -818,6 +821,66 @@ class FakeRejectionRepository:
         return [_record(_without_id(d), Rejection) for d in found]
 
 
+class FakeDeadLetterRepository:
+    """Messages a consumer failed to handle, by their id (``dead_letters``)."""
+
+    def __init__(self) -> None:
+        self.collection = _Collection("dead_letters")
+
+    async def count_failure(self, letter: DeadLetter) -> int:
+        if self.collection.find_one({"_id": letter.id}) is None:
+            self.collection.insert(_document(letter))
+        else:
+            self.collection.update(
+                {"_id": letter.id},
+                {
+                    "$inc": {"attempts": 1},
+                    "$set": {"error": letter.error, "last_seen": letter.last_seen},
+                },
+            )
+        return self.collection.find_one({"_id": letter.id})["attempts"]
+
+    async def bury(self, letter_id: str, now: datetime) -> None:
+        self.collection.update({"_id": letter_id}, {"$set": {"status": DeadLetterStatus.DEAD}})
+
+    async def record(self, letter: DeadLetter) -> None:
+        document = _document(letter)
+        self.collection.replace({"_id": letter.id}, _without_id(document))
+
+    async def forget(self, letter_ids: Sequence[str]) -> None:
+        query = {"_id": {"$in": list(letter_ids)}, "status": DeadLetterStatus.RETRYING.value}
+        for document in list(self.collection.find(query)):
+            self.collection.delete({"_id": document["_id"]})
+
+    async def get(self, letter_id: str) -> DeadLetter | None:
+        document = self.collection.find_one({"_id": letter_id})
+        return _record(document, DeadLetter) if document else None
+
+    async def list(
+        self, statuses: Sequence[DeadLetterStatus], limit: int = 200
+    ) -> list[DeadLetter]:
+        query = {"status": {"$in": [s.value for s in statuses]}}
+        found = self.collection.find(query, [("last_seen", -1)], limit=limit)
+        return [_record(d, DeadLetter) for d in found]
+
+    async def count(self, statuses: Sequence[DeadLetterStatus]) -> int:
+        return len(self.collection.find({"status": {"$in": [s.value for s in statuses]}}))
+
+    async def replayed(self, letter_id: str, msg_id: str, now: datetime) -> DeadLetter | None:
+        document = self.collection.find_one_and_update(
+            {"_id": letter_id, "status": {"$in": [s.value for s in DEAD_STATUSES]}},
+            {
+                "$set": {
+                    "status": DeadLetterStatus.REPLAYED,
+                    "replayed_at": now,
+                    "replay_msg_id": msg_id,
+                },
+                "$inc": {"replays": 1},
+            },
+        )
+        return _record(document, DeadLetter) if document else None
+
+
 class FakeAccountRepository:
     """Users and tokens (the ``users`` and ``tokens`` collections), a token's hash unique."""
 
@@ -854,6 +917,10 @@ class FakeAccountRepository:
         for token in self.token_documents.find({"revoked": False, "user_id": {"$ne": None}}):
             live.setdefault(token["user_id"], []).append(token["_id"])
         return live
+
+    async def live_among(self, token_ids: Sequence[str]) -> set[str]:
+        query = {"_id": {"$in": list(token_ids)}, "revoked": False}
+        return {d["_id"] for d in self.token_documents.find(query)}
 
     async def revoke(self, token_id: str) -> bool:
         matched, _ = self.token_documents.update({"_id": token_id}, {"$set": {"revoked": True}})
@@ -927,6 +994,64 @@ class FakeMaintenanceRunRepository:
 
     async def record(self, task: str, finished_at: datetime, report: dict[str, Any]) -> None:
         self.collection.replace({"_id": task}, {"finished_at": finished_at, "report": report})
+
+
+class FakePendingUploadRepository:
+    """Presigned uploads handed out, by storage key (``_id``)."""
+
+    def __init__(self) -> None:
+        self.collection = _Collection("pending_uploads")
+
+    async def add(self, upload: PendingUpload) -> None:
+        self.collection.insert({"_id": upload.storage_key, **_document(upload)})
+
+    async def get(self, storage_key: str) -> PendingUpload | None:
+        document = self.collection.find_one({"_id": storage_key})
+        return _record(document, PendingUpload) if document else None
+
+    async def referenced_keys(self, keys: Sequence[str], *, expiring_from: datetime) -> set[str]:
+        # the time as MongoDB compares it: cut to the millisecond, as BSON encodes it
+        query = {"_id": {"$in": list(keys)}, "expires_at": {"$gte": _bson(expiring_from)}}
+        return {d["_id"] for d in self.collection.find(query)}
+
+    async def remove_expired(self, before: datetime, observatory_id: str | None = None) -> int:
+        query: dict[str, Any] = {"expires_at": {"$lt": _bson(before)}}
+        if observatory_id is not None:
+            query["observatory_id"] = observatory_id
+        expired = [d["_id"] for d in self.collection.find(query)]
+        for storage_key in expired:
+            self.collection.delete({"_id": storage_key})
+        return len(expired)
+
+
+class FakeEventBacklog:
+    """The ``frame.registered`` events the registry has not handled: ``unhandled`` (subject,
+    body) as the stream holds them; ``readable`` False is a bus that cannot be read."""
+
+    def __init__(self) -> None:
+        self.unhandled: list[tuple[str, bytes]] = []
+        self.readable = True
+
+    def announce(self, observatory_id: str, storage_key: str) -> None:
+        """A plugin's ``frame.registered`` for ``storage_key``, not handled yet."""
+        body = {"event_id": storage_key, "observatory_id": observatory_id}
+        self.unhandled.append(
+            (
+                events.subject(events.FRAME_REGISTERED, observatory_id),
+                msgspec.json.encode({**body, "storage_key": storage_key}),
+            )
+        )
+
+    async def unhandled_storage_keys(self, observatory_id: str | None) -> set[str] | None:
+        if not self.readable:
+            return None
+        pattern = f"{events.FRAME_REGISTERED}.{observatory_id or '*'}"
+        keys = set()
+        for subject, body in self.unhandled:
+            if fnmatchcase(subject, pattern):
+                with contextlib.suppress(msgspec.DecodeError, AttributeError):
+                    keys.add(msgspec.json.decode(body).get("storage_key"))
+        return {key for key in keys if isinstance(key, str) and key}
 
 
 # -- the clock and the log ----------------------------------------------------------------
@@ -1018,6 +1143,7 @@ class FakeObjectStore:
     def __init__(self, clock: FakeClock | None = None):
         self.clock = clock or FakeClock()
         self.objects: dict[str, StoredObject] = {}
+        self.signed: list[tuple[str, timedelta]] = []
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = StoredObject(bytes(data), content_type, self.clock.now())
@@ -1081,6 +1207,11 @@ class FakeObjectStore:
         )
         while batch := list(itertools.islice(listing, size)):
             yield batch
+
+    async def presigned_put(self, key: str, expires: timedelta) -> str:
+        """A fake URL naming the key and its lifetime; the signed keys are in ``signed``."""
+        self.signed.append((key, expires))
+        return f"https://s3.fake/bucket/{key}?X-Amz-Expires={int(expires.total_seconds())}"
 
 
 @dataclass(frozen=True)
@@ -1254,6 +1385,34 @@ class LifecycleRequest:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Republished:
+    subject: str
+    body: bytes
+    msg_id: str
+
+
+class FakeMessageReplayer:
+    """The bus, for replays: messages given back to the stream in ``published`` (a repeat
+    ``msg_id`` in ``duplicates``, as JetStream drops it)."""
+
+    def __init__(self) -> None:
+        self.published: list[Republished] = []
+        self.duplicates: list[Republished] = []
+        self.down = False
+
+    async def republish(self, subject: str, body: bytes, *, msg_id: str) -> None:
+        if self.down:  # as the broker raises without a connection
+            raise ConnectionClosedError
+        if not any(fnmatchcase(subject, s) for s in wiring.STREAM.subjects):
+            raise ValueError(f"no stream takes subject {subject}")
+        message = Republished(subject, bytes(body), msg_id)
+        if any(m.msg_id == msg_id for m in self.published):
+            self.duplicates.append(message)
+            return
+        self.published.append(message)
+
+
 class FakeLifecycleService:
     """The lifecycle service over request/reply, answered in-process by the use cases the
     real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``); each
@@ -1291,8 +1450,9 @@ class FakeLifecycleService:
 # -- all of them at once --------------------------------------------------------------------
 @dataclass
 class FakeWorld:
-    """One of each fake, named as on ``calib_infra.runtime.Runtime`` (``accounts`` as in
-    ``calib_infra.compose.access``), sharing one clock."""
+    """One of each fake, named as on ``calib_infra.runtime.Runtime`` (``accounts``,
+    ``pending_uploads`` and ``backlog`` as in ``calib_infra.compose``; ``replays`` is the
+    bus as dead letters are replayed on it), sharing one clock."""
 
     clock: FakeClock = field(default_factory=FakeClock)
     frames: FakeFrameRepository = field(default_factory=FakeFrameRepository)
@@ -1306,6 +1466,12 @@ class FakeWorld:
         default_factory=FakeMaintenanceRunRepository
     )
     accounts: FakeAccountRepository = field(default_factory=FakeAccountRepository)
+    pending_uploads: FakePendingUploadRepository = field(
+        default_factory=FakePendingUploadRepository
+    )
+    backlog: FakeEventBacklog = field(default_factory=FakeEventBacklog)
+    dead_letters: FakeDeadLetterRepository = field(default_factory=FakeDeadLetterRepository)
+    replays: FakeMessageReplayer = field(default_factory=FakeMessageReplayer)
     log: FakeLog = field(default_factory=FakeLog)
     store: FakeObjectStore = field(init=False)
     files: FakeFrameFiles = field(init=False)

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from calib_app.calibration import FrameLibrary, LightCalibration
+from calib_app.dead_letters import DeadLetterOffice
 from calib_app.lifecycle import UploadedMasters
 from calib_app.maintenance import Maintenance
 from calib_app.queueing import JobQueue
@@ -33,6 +34,16 @@ def library_of(world: FakeWorld) -> FrameLibrary:
     )
 
 
+def dead_letter_office_of(world: FakeWorld, max_deliveries: int = 10) -> DeadLetterOffice:
+    return DeadLetterOffice(
+        letters=world.dead_letters,
+        bus=world.replays,
+        clock=world.clock,
+        log=world.log,
+        max_deliveries=max_deliveries,
+    )
+
+
 def calibration_of(world: FakeWorld, calibrator: FakeLightCalibrator) -> LightCalibration:
     return LightCalibration(library=library_of(world), files=world.files, calibrator=calibrator)
 
@@ -49,7 +60,11 @@ def uploaded_masters_of(world: FakeWorld, describer: FakeMasterDescriber) -> Upl
 
 def maintenance_of(world: FakeWorld) -> Maintenance:
     return Maintenance(
-        library=library_of(world), observatories=world.observatories, runs=world.maintenance_runs
+        library=library_of(world),
+        observatories=world.observatories,
+        runs=world.maintenance_runs,
+        pending_uploads=world.pending_uploads,
+        backlog=world.backlog,
     )
 
 

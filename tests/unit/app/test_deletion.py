@@ -24,6 +24,16 @@ def world() -> FakeWorld:
     return FakeWorld()
 
 
+async def orphans_deleted(world: FakeWorld, observatory_id: str | None) -> int:
+    return await delete_orphans(
+        library_of(world),
+        observatory_id,
+        world.now(),
+        pending=world.pending_uploads,
+        backlog=world.backlog,
+    )
+
+
 async def _master_of_three(world: FakeWorld):
     """A master dark stacked from three stored darks (claimed by it), with a preview."""
     sources = [await stored(world, make.frame(FrameType.DARK)) for _ in range(3)]
@@ -139,17 +149,16 @@ async def test_objects_no_record_names_go_once_older_than_a_day(world):
     await world.store.put_bytes(f"calibrated/{make.OBS}/forgotten.fits", b"orphan")
     await world.store.put_bytes("frames/another-obs/never-announced.fits", b"orphan")
     cached = await cached_file(world, named, "s" * 64)
-    library = library_of(world)
 
     world.clock.advance(DAY - MINUTE)
-    assert await delete_orphans(library, make.OBS, world.now()) == 0
+    assert await orphans_deleted(world, make.OBS) == 0
     world.clock.advance(2 * MINUTE)
-    assert await delete_orphans(library, make.OBS, world.now()) == 2
+    assert await orphans_deleted(world, make.OBS) == 2
 
     assert sorted(world.store.objects) == sorted(
         [named.storage_key, cached.storage_key, "frames/another-obs/never-announced.fits"]
     )
-    assert await delete_orphans(library, None, world.now()) == 1  # server-wide: every key
+    assert await orphans_deleted(world, None) == 1  # server-wide: every key
     assert sorted(world.store.objects) == sorted([named.storage_key, cached.storage_key])
 
 

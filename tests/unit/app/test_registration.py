@@ -4,6 +4,7 @@ trigger, and per-message outcomes when a dependency fails."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import uuid
@@ -17,10 +18,12 @@ from calib_app.ports import Delivery
 from calib_app.registration import HEAD_BYTES, Registration, read_frame, register_batch
 from calib_core import events
 from calib_core.fitsheader import image_layout
+from calib_core.limits import ImageLimits
 from calib_core.models import Frame, FrameType, JobTrigger
 from calib_core.registration import Rejected
 from calib_stack import synthetic
 from tests.integration.registry_helpers import CAMERA, frame_bytes
+from tests.support.hostile import compressed_header, declared_image, endless_header, with_card
 from tests.unit.app.fakes import FakeWorld
 from tests.unit.app.library_world import observatory
 from tests.unit.core.factories import OBS
@@ -67,7 +70,7 @@ def delivery(announced: events.FrameRegistered, subject_observatory: str | None 
     return Delivery(f"frame.registered.{observatory_id}", msgspec.json.encode(announced))
 
 
-async def register(world: FakeWorld, *deliveries: Delivery) -> list[bool]:
+async def register(world: FakeWorld, *deliveries: Delivery) -> list[bool | BaseException]:
     return await register_batch(registration_of(world), deliveries)
 
 
@@ -165,7 +168,14 @@ REJECTIONS = [
     "truncated data",
     "missing required fields",
     "sha256 mismatch",
-    "invalid metadata",
+    "number out of range",
+    "header card out of range",
+    "object of another observatory",
+    "path outside the prefix",
+    "too many pixels",
+    "too many compressed pixels",
+    "too many axes",
+    "header too long",
     "undecodable event",
 ]
 
@@ -207,9 +217,39 @@ async def test_each_rejection_is_recorded_announced_logged_and_stores_nothing(ca
     elif case == "sha256 mismatch":
         announced = event(await upload(world, valid), sha256=sha(b"other bytes"))
         reason = f"sha256 mismatch: event says {sha(b'other bytes')}, object is {sha(valid)}"
-    elif case == "invalid metadata":
-        announced = event(await upload(world, valid), width=-3)
-        reason = "invalid metadata: width must be a positive integer (got -3)"
+    elif case == "number out of range":
+        announced = event(await upload(world, valid), width=18446744073709551615)
+        reason = "invalid event: width = 18446744073709551615 is out of range (1 to 100000)"
+    elif case == "header card out of range":
+        announced = event(await upload(world, with_card(valid, "EXPTIME", "-5.0")))
+        reason = "header card EXPTIME = -5.0 is out of range for exposure_s (0 to 86400)"
+    elif case == "object of another observatory":
+        other = await observatory(world, "other")
+        announced = event(await upload(world, valid, other))
+        reason = "storage key outside this observatory's prefix"
+    elif case == "path outside the prefix":
+        other = await observatory(world, "other")
+        key = await upload(world, valid, other)
+        announced = event(key.replace(f"frames/{other}/", f"frames/{obs}/../{other}/"))
+        reason = "storage key outside this observatory's prefix"
+    elif case == "too many pixels":
+        announced = event(await upload(world, declared_image(NAXIS1=20_000, NAXIS2=20_000)))
+        reason = (
+            "exceeds a limit: image too large: its header declares 20000 x 20000 = 400000000"
+            " pixels (NAXIS1 x NAXIS2), more than the limit of 250000000 (CALIB_MAX_IMAGE_PIXELS)"
+        )
+    elif case == "too many compressed pixels":
+        announced = event(await upload(world, compressed_header(60_000, 60_000)))
+        reason = (
+            "exceeds a limit: image too large: its header declares 60000 x 60000 = 3600000000"
+            " pixels (ZNAXIS1 x ZNAXIS2), more than the limit of 250000000"
+        )
+    elif case == "too many axes":
+        announced = event(await upload(world, declared_image(NAXIS=4, NAXIS3=1, NAXIS4=1)))
+        reason = "exceeds a limit: image has 4 axes (NAXIS = 4), more than the limit of 3"
+    elif case == "header too long":
+        announced = event(await upload(world, endless_header(3 * 1024 * 1024)))
+        reason = "exceeds a limit: header longer than 1048576 bytes (CALIB_MAX_HEADER_BYTES)"
     else:
         announced = None
         reason = "invalid event"
@@ -254,7 +294,7 @@ async def test_a_rejection_is_recorded_and_announced_once_however_often_it_comes
 
 
 async def test_a_rejection_whose_subject_names_no_valid_observatory_is_only_recorded(world, obs):
-    body = msgspec.json.encode(event("k", "Not An Id"))
+    body = msgspec.json.encode(event("frames/Not An Id/k.fits", "Not An Id"))
     assert await register(world, Delivery("frame.registered.Not An Id", body)) == [True]
     [rejection] = await world.rejections.list("Not An Id")
     assert rejection.reason == "unknown observatory 'Not An Id'"
@@ -305,6 +345,71 @@ async def test_a_large_object_is_judged_from_its_first_bytes(world, obs):
     assert calls_made == [("range", 0, HEAD_BYTES), ("scan",)]
     needed = image_layout(good).needed
     assert f"truncated, its image needs {needed} bytes, the object has {len(good) // 2}" in outcome
+
+
+async def test_a_header_is_never_read_past_the_header_limit(world, obs):
+    """A header that never ends is read in growing ranges up to the limit, then refused:
+    the object (10 MiB here, any size in the bucket) is never fetched whole."""
+    lengths: list[int] = []
+    read_range = world.store.read_range
+
+    async def spy_range(key, offset, length):
+        lengths.append(length)
+        return await read_range(key, offset, length)
+
+    world.store.read_range = spy_range
+    key = await upload(world, endless_header(10 * 1024 * 1024))
+    assert await register(world, delivery(event(key))) == [True]
+
+    [rejection] = await world.rejections.list(obs)
+    assert "header longer than 1048576 bytes" in rejection.reason
+    assert lengths[0] == HEAD_BYTES and lengths[-1] == 1024 * 1024
+    assert lengths == sorted(lengths) and len(lengths) <= 4
+
+
+async def test_the_limits_are_the_registrations_own(world, obs):
+    """``CALIB_MAX_IMAGE_PIXELS`` and ``CALIB_MAX_HEADER_BYTES`` reach the registry as its
+    :class:`ImageLimits`."""
+    valid = frame_bytes("dark", 11)  # 64 x 48
+    header_end = image_layout(valid).data_offset
+    strict = [
+        (ImageLimits(max_pixels=64 * 48 - 1), "more than the limit of 3071"),
+        (ImageLimits(max_header_bytes=header_end - 80), f"header longer than {header_end - 80}"),
+    ]
+    for limits, words in strict:
+        registration = dataclasses.replace(registration_of(world), limits=limits)
+        announced = event(await upload(world, valid))
+        assert await register_batch(registration, [delivery(announced)]) == [True]
+        [rejection] = [
+            r for r in await world.rejections.list(obs) if r.event_id == announced.event_id
+        ]
+        assert words in rejection.reason
+    exact = ImageLimits(max_pixels=64 * 48, max_header_bytes=header_end)
+    registration = dataclasses.replace(registration_of(world), limits=exact)
+    assert await register_batch(registration, [delivery(event(await upload(world, valid)))])
+    assert len(await stored(world)) == 1
+
+
+async def test_hostile_events_do_not_hold_up_a_good_frame_of_their_batch(world, obs):
+    good = frame_bytes("light", 3, filter_name="L")
+    hostile = [
+        event(await upload(world, compressed_header(60_000, 60_000))),
+        event(await upload(world, endless_header(2 * 1024 * 1024))),
+        event(await upload(world, declared_image(NAXIS=4, NAXIS3=1, NAXIS4=1))),
+        event(f"frames/{obs}/../elsewhere/{uuid.uuid4().hex}.fits"),
+    ]
+    huge_gain = msgspec.json.encode(event(await upload(world, good)))[:-1] + b',"gain":1e999}'
+    batch = [
+        *map(delivery, hostile),
+        Delivery(f"frame.registered.{obs}", huge_gain),
+        delivery(event(await upload(world, good))),
+    ]
+
+    assert await register(world, *batch) == [True] * len(batch)
+
+    [frame] = await stored(world)
+    assert frame.sha256 == sha(good)
+    assert len(await world.rejections.list(obs)) == len(hostile) + 1
 
 
 # ---- duplicates, the trigger, failures ----------------------------------------------------
@@ -365,7 +470,9 @@ async def test_a_failing_dependency_hands_back_only_its_messages(world, obs):
     batch = [delivery(event(keys[0])), delivery(event(broken_key)), delivery(rejected)]
     batch += [delivery(event(key)) for key in keys[1:]]
 
-    assert await register(world, *batch) == [True, False, True, True, True]
+    outcomes = await register(world, *batch)
+    assert [o is True for o in outcomes] == [True, False, True, True, True]
+    assert isinstance(outcomes[1], ConnectionError)  # why, for the dead letter
 
     assert sorted(f.storage_key for f in await stored(world)) == sorted(keys)
     assert len(await world.rejections.list(obs)) == 1

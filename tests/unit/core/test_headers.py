@@ -14,6 +14,7 @@ from calib_core.headers import (
     parse_frame_type,
     resolve_metadata,
 )
+from calib_core.limits import OutOfRangeError
 from calib_core.models import FrameType
 
 
@@ -264,16 +265,75 @@ def test_unknown_event_keys_are_ignored():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("width", 0, "width must be a positive integer"),
-        ("height", -3, "height must be a positive integer"),
-        ("exposure_s", -1.0, "exposure_s must be zero or more"),
-        ("binning", "2", "binning must look like '1x1'"),
-        ("binning", "0x1", "binning must look like '1x1'"),
+        ("width", 0, "width = 0 is out of range (1 to 100000)"),
+        ("height", -3, "height = -3 is out of range (1 to 100000)"),
+        ("width", 2**64 - 1, f"width = {2**64 - 1} is out of range (1 to 100000)"),
+        ("exposure_s", -1.0, "exposure_s = -1.0 is out of range (0 to 86400)"),
+        ("exposure_s", 86_400.5, "exposure_s = 86400.5 is out of range (0 to 86400)"),
+        ("temperature_c", -300.0, "temperature_c = -300.0 is out of range (-273 to 100)"),
+        ("set_temperature_c", 101.0, "set_temperature_c = 101.0 is out of range"),
+        ("gain", 1e7, "gain = 10000000.0 is out of range (0 to 1000000)"),
+        ("offset", -1.0, "offset = -1.0 is out of range (0 to 1000000)"),
+        ("gain", float("nan"), "gain = nan is not a finite number"),
+        ("rotation_deg", float("inf"), "rotation_deg = inf is not a finite number"),
     ],
 )
-def test_values_no_camera_produces_are_refused(field, value, message):
-    with pytest.raises(msgspec.ValidationError, match=message):
+def test_numbers_out_of_their_range_are_refused_naming_the_field(field, value, message):
+    with pytest.raises(OutOfRangeError) as refused:
         resolve_metadata({field: value}, fields_from_header(nina_header()))
+    assert str(refused.value) == message or str(refused.value).startswith(message)
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize("binning", ["2", "0x1"])
+def test_a_binning_no_camera_produces_is_refused(binning):
+    with pytest.raises(msgspec.ValidationError, match="binning must look like '1x1'"):
+        resolve_metadata({"binning": binning}, fields_from_header(nina_header()))
+
+
+@pytest.mark.parametrize(
+    ("cards", "field"),
+    [
+        ({"GAIN": -5}, "gain"),
+        ({"GAIN": 10**30}, "gain"),
+        ({"OFFSET": 2_000_000}, "offset"),
+        ({"CCD-TEMP": -500.0}, "temperature_c"),
+        ({"CCD-TEMP": 1e999}, "temperature_c"),
+        ({"SET-TEMP": 150}, "set_temperature_c"),
+        ({"ROTATANG": float("inf")}, "rotation_deg"),
+    ],
+)
+def test_an_optional_card_out_of_range_is_read_as_absent(cards, field):
+    fields = fields_from_header(nina_header(**cards))
+    assert field not in fields
+    assert getattr(resolve_metadata({}, fields), field) is None
+
+
+@pytest.mark.parametrize(
+    ("cards", "message"),
+    [
+        (
+            {"EXPTIME": -5.0},
+            "header card EXPTIME = -5.0 is out of range for exposure_s (0 to 86400)",
+        ),
+        ({"EXPTIME": None, "EXPOSURE": 1e6}, "header card EXPOSURE = 1000000.0 is out of range"),
+        ({"EXPTIME": 1e999}, "header card EXPTIME = inf is not a finite number"),
+        (
+            {"NAXIS1": 150_000},
+            "header card NAXIS1 = 150000 is out of range for width (1 to 100000)",
+        ),
+        ({"NAXIS2": 2**64 - 1}, f"header card NAXIS2 = {2**64 - 1} is out of range for height"),
+    ],
+)
+def test_a_required_card_out_of_range_rejects_the_frame_naming_the_card(cards, message):
+    with pytest.raises(OutOfRangeError) as refused:
+        resolve_metadata({}, fields_from_header(nina_header(**cards)))
+    assert str(refused.value).startswith(message)
+
+
+def test_a_required_card_out_of_range_is_not_needed_when_the_event_gives_the_field():
+    header = fields_from_header(nina_header(EXPTIME=-5.0))
+    assert resolve_metadata({"exposure_s": 30.0}, header).exposure_s == 30.0
 
 
 def test_zero_exposure_bias_and_wide_binning_are_accepted():

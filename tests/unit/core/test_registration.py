@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from calib_core import events
+from calib_core.headers import InvalidCard
 from calib_core.models import FrameType, Rejection
 from calib_core.registration import (
     Rejected,
@@ -22,10 +23,12 @@ from tests.unit.core.factories import NOW, OBS
 SUBJECT = f"frame.registered.{OBS}"
 HEADER = {"frame_type": FrameType.DARK, "camera_name": "QHY268M", "exposure_s": 30.0}
 HEADER |= {"width": 64, "height": 48}
+KEY = f"frames/{OBS}/k.fits"
 
 
 def event(**fields) -> events.FrameRegistered:
-    return events.FrameRegistered(event_id="e1", observatory_id=OBS, storage_key="k", **fields)
+    fields.setdefault("storage_key", KEY)
+    return events.FrameRegistered(event_id="e1", observatory_id=OBS, **fields)
 
 
 def test_a_well_formed_event_is_decoded():
@@ -55,8 +58,86 @@ def test_an_undecodable_event_is_rejected_under_the_id_it_names_or_its_digest(
 def test_an_event_naming_another_observatory_than_its_subject_is_rejected():
     refused = decode_event("frame.registered.other", msgspec.json.encode(event()), NOW)
     assert refused == rejection(
-        "e1", "other", "k", f"subject names observatory 'other' but the body names '{OBS}'", NOW
+        "e1", "other", KEY, f"subject names observatory 'other' but the body names '{OBS}'", NOW
     )
+
+
+@pytest.mark.parametrize(
+    "storage_key",
+    [
+        "frames/other/k.fits",
+        f"frames/{OBS}",
+        f"frames/{OBS}/",
+        f"masters/{OBS}/k.fits",
+        f"/frames/{OBS}/k.fits",
+        f"frames/{OBS}x/k.fits",
+        f"frames/{OBS}/../other/k.fits",
+        f"frames/{OBS}/a/../../other/k.fits",
+        f"frames/{OBS}/./k.fits",
+        f"frames/{OBS}//k.fits",
+        f"frames/{OBS}/..",
+        f"frames/{OBS}/a\\..\\..\\other\\k.fits",
+        f"frames/{OBS}/k.fits\n",
+        "k",
+    ],
+)
+def test_an_event_naming_an_object_outside_its_observatorys_prefix_is_rejected(storage_key):
+    body = msgspec.json.encode(event(storage_key=storage_key))
+    refused = decode_event(SUBJECT, body, NOW)
+    assert refused == rejection(
+        "e1", OBS, storage_key, "storage key outside this observatory's prefix", NOW
+    )
+
+
+@pytest.mark.parametrize(
+    "storage_key", [KEY, f"frames/{OBS}/2024/05/01/x.fits", f"frames/{OBS}/a..b.fits"]
+)
+def test_an_event_naming_an_object_under_its_observatorys_prefix_is_decoded(storage_key):
+    assert decode_event(SUBJECT, msgspec.json.encode(event(storage_key=storage_key)), NOW) == event(
+        storage_key=storage_key
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "reason"),
+    [
+        ("width", "18446744073709551615", "width = 18446744073709551615 is out of range"),
+        ("width", "-3", "width = -3 is out of range (1 to 100000)"),
+        ("height", "100001", "height = 100001 is out of range (1 to 100000)"),
+        ("height", "1" + "0" * 40, "height = 1" + "0" * 40 + " is out of range"),
+        ("exposure_s", "86401", "exposure_s = 86401.0 is out of range (0 to 86400)"),
+        ("exposure_s", "-0.5", "exposure_s = -0.5 is out of range (0 to 86400)"),
+        ("temperature_c", "-274", "temperature_c = -274.0 is out of range (-273 to 100)"),
+        ("set_temperature_c", "1e308", "set_temperature_c = 1e+308 is out of range"),
+        ("gain", "1000001", "gain = 1000001.0 is out of range (0 to 1000000)"),
+        ("offset", "-1", "offset = -1.0 is out of range (0 to 1000000)"),
+    ],
+)
+def test_an_event_with_a_number_out_of_its_range_is_rejected_naming_the_field(field, raw, reason):
+    refused = decode_event(SUBJECT, body_with(field, raw), NOW)
+    assert isinstance(refused, Rejection), refused
+    assert refused.reason.startswith(f"invalid event: {reason}")
+    assert (refused.event_id, refused.observatory_id, refused.storage_key) == ("e1", OBS, KEY)
+
+
+def body_with(field: str, raw: str) -> bytes:
+    """An event's JSON body with ``"field": raw`` (raw JSON, however hostile)."""
+    body = msgspec.json.encode({"event_id": "e1", "observatory_id": OBS, "storage_key": KEY})
+    return body[:-1] + f',"{field}":{raw}}}'.encode()
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "1e999", "-1e999"])
+def test_an_event_with_a_number_that_is_not_finite_is_rejected(raw):
+    """Under its own id when the body is JSON (a number too large for any type), else
+    under the body's digest (``NaN`` is not JSON)."""
+    body = body_with("gain", raw)
+    refused = decode_event(SUBJECT, body, NOW)
+    assert isinstance(refused, Rejection) and refused.reason.startswith("invalid event: ")
+    json = raw in ("1e999", "-1e999")
+    assert refused.event_id == ("e1" if json else hashlib.sha256(body).hexdigest())
+    assert refused.storage_key == (KEY if json else None)
+    if json:
+        assert "gain" in refused.reason
 
 
 def test_the_metadata_is_the_events_over_the_headers():
@@ -68,7 +149,13 @@ def test_the_metadata_is_the_events_over_the_headers():
     ("fields", "header", "reason"),
     [
         ({}, {}, "missing required fields: frame_type, camera_name, exposure_s, width, height"),
-        ({"width": -3}, HEADER, "invalid metadata: width must be a positive integer (got -3)"),
+        ({"width": -3}, HEADER, "width = -3 is out of range (1 to 100000)"),
+        (
+            {},
+            {**HEADER, "exposure_s": InvalidCard("exposure_s", "EXPTIME", -5.0)},
+            "header card EXPTIME = -5.0 is out of range for exposure_s (0 to 86400)",
+        ),
+        ({"binning": "0x1"}, HEADER, "invalid metadata: binning must look like '1x1' (got '0x1')"),
     ],
 )
 def test_metadata_without_a_required_field_or_with_an_invalid_one_is_refused(
@@ -90,14 +177,14 @@ def test_a_new_frame_records_the_object_and_the_time():
         frame_id="f1",
         now=NOW,
     )
-    assert (frame.id, frame.observatory_id, frame.storage_key) == ("f1", OBS, "k")
+    assert (frame.id, frame.observatory_id, frame.storage_key) == ("f1", OBS, KEY)
     assert (frame.size_bytes, frame.sha256, frame.registered_at) == (100, "ab" * 32, NOW)
 
 
 @pytest.mark.parametrize(
     ("size", "claimed", "reason"),
     [
-        (99, None, "object 'k' is not a valid FITS image: truncated, its image needs 100 bytes"),
+        (99, None, f"object '{KEY}' is not a valid FITS image: truncated, its image needs 100"),
         (100, "cd" * 32, "sha256 mismatch: event says " + "cd" * 32 + ", object is " + "ab" * 32),
     ],
 )

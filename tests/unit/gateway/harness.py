@@ -18,6 +18,7 @@ from calib_app.access import Access
 from calib_app.calibration import calibrate
 from calib_app.maintenance import run_maintenance
 from calib_app.needs import Inventory
+from calib_app.presigned import PresignedUploads
 from calib_app.uploads import Uploads
 from calib_core import events
 from calib_core.access import Membership
@@ -33,6 +34,7 @@ from tests.unit.app.fakes import (
 )
 from tests.unit.app.library_world import (
     calibration_of,
+    dead_letter_office_of,
     job_queue_of,
     library_of,
     maintenance_of,
@@ -127,11 +129,19 @@ def gateway_over(
             clock=world.clock,
             log=world.log,
         ),
+        presigned=PresignedUploads(
+            observatories=world.observatories,
+            pending=world.pending_uploads,
+            store=world.store,
+            clock=world.clock,
+            log=world.log,
+        ),
         access=Access(
             accounts=world.accounts, observatories=world.observatories, clock=world.clock
         ),
         rejections=world.rejections,
         heartbeats=world.heartbeats,
+        dead_letters=dead_letter_office_of(world),
         lifecycle=lifecycle,
         feed=feed,
         probes=probes,

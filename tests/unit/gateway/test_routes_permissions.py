@@ -71,6 +71,7 @@ class Seeded:
 
     async def url(self, template: str) -> str:
         values = {n: getattr(self, n) for n in ("own", "frame", "light", "master", "job", "user")}
+        values["missing"] = "no-such-id"  # an id that names nothing
         if "{fresh_master}" in template:
             values["fresh_master"] = (await stored(self.api.world, master_of(OWN))).id
         if "{fresh_token}" in template:
@@ -88,6 +89,7 @@ class Seeded:
             "json": {
                 "json:settings": {"min_frames_for_master": 10},
                 "json:create": {"observatory_id": OWN, "frame_type": "bias", "force": True},
+                "json:upload": {"observatory_id": OWN, "filename": f"dark-{n}.fits"},
                 "json:observatory": {"id": f"perm-{n}", "name": "permissions"},
                 "json:user": {"name": f"user {n}"},
             }[kind]

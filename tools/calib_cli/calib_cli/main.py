@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 
 import httpx
+from nats.errors import Error as NatsError
 
+from calib_app.access import new_token
 from calib_infra.config import load_config
+from calib_infra.natsauth import BusSecrets, deployment_environment
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -36,8 +40,28 @@ def _simulate(args: argparse.Namespace) -> None:
         filters=args.filters.split(","),
         seed=args.seed,
     )
-    ids = run_simulation(load_config(), plan, progress=not args.quiet)
+    if not args.token:
+        sys.exit("a plugin token is needed: --token or CALIB_PLUGIN_TOKEN")
+    try:
+        ids = run_simulation(
+            plan, url=args.url, nats_url=args.nats, token=args.token, progress=not args.quiet
+        )
+    except httpx.HTTPStatusError as error:
+        sys.exit(f"refused by the gateway: {error.response.status_code} {error.response.text}")
+    except (httpx.HTTPError, NatsError, OSError) as error:
+        sys.exit(f"simulation failed: {error}")
     print(f"published {len(ids)} frame.registered events for {args.observatory}")
+
+
+def deployment_secrets() -> dict[str, str]:
+    """Fresh secrets for a deployment (``calib secrets > .env`` beside docker-compose.yml):
+    the bus's passwords and issuer key, the bucket's keys and the first admin token."""
+    return {
+        "CALIB_S3_ACCESS_KEY": "calib",
+        "CALIB_S3_SECRET_KEY": secrets.token_urlsafe(32),
+        "CALIB_BOOTSTRAP_ADMIN_TOKEN": new_token(),
+        **deployment_environment(BusSecrets.generate()),
+    }
 
 
 def _init_db() -> None:
@@ -73,6 +97,11 @@ def _admin_request(args: argparse.Namespace) -> tuple[str, str, dict | None]:
         return "POST", f"{admin}/users/{args.user_id}/tokens", None
     if command == "plugin-token":
         return "POST", f"{admin}/observatories/{args.observatory}/plugin-tokens", None
+    if command == "list-dead-letters":
+        query = f"?status={args.status}" if args.status else ""
+        return "GET", f"{admin}/dead-letters{query}", None
+    if command == "replay-dead-letter":
+        return "POST", f"{admin}/dead-letters/{args.dead_letter_id}/replay", None
     return "DELETE", f"{admin}/tokens/{args.token_id}", None
 
 
@@ -99,8 +128,12 @@ def _admin(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="calib", description="Calib calibration library")
     commands = root.add_subparsers(dest="command", required=True)
+    gateway_url = os.environ.get("CALIB_URL") or f"http://127.0.0.1:{load_config().gateway_port}"
 
     commands.add_parser("run", help="start the whole system with embedded servers")
+    commands.add_parser(
+        "secrets", help="print fresh secrets for a deployment, as a .env file for compose"
+    )
     commands.add_parser(
         "init-db",
         help="create the database's collections and indexes (once, before the services start)",
@@ -126,9 +159,16 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--filters", default="L", help="comma-separated filter names")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--quiet", action="store_true")
+    sim.add_argument(
+        "--token",
+        default=os.environ.get("CALIB_PLUGIN_TOKEN"),
+        help="the observatory's plugin token",
+    )
+    sim.add_argument("--url", default=gateway_url, help="the gateway's base URL")
+    sim.add_argument("--nats", default=load_config().nats_url, help="the NATS server's URL")
 
     admin = commands.add_parser("admin", help="server administration over the HTTP API")
-    admin.add_argument("--url", default=f"http://127.0.0.1:{load_config().gateway_port}")
+    admin.add_argument("--url", default=gateway_url)
     admin.add_argument("--token")
     sub = admin.add_subparsers(dest="admin_command", required=True)
     obs = sub.add_parser("create-observatory")
@@ -147,6 +187,14 @@ def parser() -> argparse.ArgumentParser:
     plugin.add_argument("observatory")
     revoke = sub.add_parser("revoke-token")
     revoke.add_argument("token_id")
+    letters = sub.add_parser(
+        "list-dead-letters", help="messages the services gave up on (SPEC §12), newest first"
+    )
+    letters.add_argument("--status", choices=["dead", "replayed", "retrying"])
+    replay = sub.add_parser(
+        "replay-dead-letter", help="publish a dead letter's message to the stream again"
+    )
+    replay.add_argument("dead_letter_id")
     return root
 
 
@@ -158,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         run()
     elif args.command == "init-db":
         _init_db()
+    elif args.command == "secrets":
+        print("\n".join(f"{name}={value}" for name, value in deployment_secrets().items()))
     elif args.command == "simulate":
         _simulate(args)
     else:

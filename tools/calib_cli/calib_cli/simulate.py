@@ -1,21 +1,17 @@
-"""The plugin simulator: realistic N.I.N.A. frames uploaded to S3 and announced on
-``frame.registered.<observatory>`` exactly as the capture plugin does."""
+"""The plugin simulator: realistic N.I.N.A. frames uploaded and announced on
+``frame.registered.<observatory>`` exactly as the capture plugin does, with nothing but
+the observatory's plugin token (:class:`calib_cli.plugin.PluginClient`)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from tqdm import tqdm
 
-from calib_core import events
-from calib_infra.bus import ensure_stream, make_broker, publish
-from calib_infra.config import Config
-from calib_infra.store import ObjectStore
+from calib_cli.plugin import PluginClient
 from calib_stack import synthetic
 
 
@@ -93,55 +89,36 @@ def make_frame(
     return synthetic.fits_bytes(data, header)
 
 
-async def simulate(config: Config, plan: SimulationPlan, *, progress: bool = True) -> list[str]:
-    """Capture, upload and announce every frame of ``plan``; returns the event ids."""
-    store = ObjectStore(config)
-    await store.ensure_bucket()
-    broker = make_broker(config)
-    await broker.connect()
-    await ensure_stream(broker)
+async def simulate(
+    plugin: PluginClient, plan: SimulationPlan, *, progress: bool = True
+) -> list[str]:
+    """Capture, upload and announce every frame of ``plan`` as the observatory's plugin;
+    returns the event ids."""
     rng = np.random.default_rng(plan.seed)
     event_ids = []
-    try:
-        with tqdm(
-            total=plan.total,
-            desc=f"simulating {plan.observatory_id}",
-            unit="frame",
-            disable=not progress,
-        ) as bar:
-            for index, (frame_type, exposure_s, filter_name) in enumerate(plan.frames()):
-                temperature = round(plan.temperature_c + float(rng.normal(0, 0.1)), 2)
-                captured_at = plan.start + timedelta(seconds=index * (exposure_s + 5))
-                data = await asyncio.to_thread(
-                    make_frame,
-                    plan,
-                    rng,
-                    frame_type,
-                    exposure_s,
-                    filter_name,
-                    temperature,
-                    captured_at,
-                )
-                event_id = uuid.uuid4().hex
-                key = f"frames/{plan.observatory_id}/{captured_at:%Y%m%d}/{event_id}.fits"
-                await store.put_bytes(key, data, content_type="application/fits")
-                # like the plugin: the event carries the key and digest, the header has the rest
-                await publish(
-                    broker,
-                    events.FRAME_REGISTERED,
-                    events.FrameRegistered(
-                        event_id=event_id,
-                        observatory_id=plan.observatory_id,
-                        storage_key=key,
-                        sha256=hashlib.sha256(data).hexdigest(),
-                    ),
-                    observatory_id=plan.observatory_id,
-                    msg_id=event_id,
-                )
-                event_ids.append(event_id)
-                bar.update(1)
-    finally:
-        await broker.stop()
+    with tqdm(
+        total=plan.total,
+        desc=f"simulating {plan.observatory_id}",
+        unit="frame",
+        disable=not progress,
+    ) as bar:
+        for index, (frame_type, exposure_s, filter_name) in enumerate(plan.frames()):
+            temperature = round(plan.temperature_c + float(rng.normal(0, 0.1)), 2)
+            captured_at = plan.start + timedelta(seconds=index * (exposure_s + 5))
+            data = await asyncio.to_thread(
+                make_frame,
+                plan,
+                rng,
+                frame_type,
+                exposure_s,
+                filter_name,
+                temperature,
+                captured_at,
+            )
+            # like the plugin: the event carries the key and digest, the header has the rest
+            filename = f"{frame_type}_{captured_at:%Y%m%d_%H%M%S}_{index:04d}.fits"
+            event_ids.append(await plugin.register(filename, data))
+            bar.update(1)
     return event_ids
 
 
@@ -157,5 +134,17 @@ def demo_plan(observatory_id: str) -> SimulationPlan:
     )
 
 
-def run_simulation(config: Config, plan: SimulationPlan, progress: bool = True) -> list[str]:
-    return asyncio.run(simulate(config, plan, progress=progress))
+def run_simulation(
+    plan: SimulationPlan, *, url: str, nats_url: str, token: str, progress: bool = True
+) -> list[str]:
+    """Run ``plan`` as the plugin of ``plan.observatory_id`` (``token`` is its plugin
+    token) against the gateway at ``url`` and the bus at ``nats_url``."""
+
+    async def run() -> list[str]:
+        client = PluginClient(
+            url=url, nats_url=nats_url, token=token, observatory_id=plan.observatory_id
+        )
+        async with client as plugin:
+            return await simulate(plugin, plan, progress=progress)
+
+    return asyncio.run(run())

@@ -9,15 +9,22 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 
+from calib_app.access import new_token
 from calib_cli.supervisor import Child, Supervisor
-from calib_infra.config import Config, load_config
+from calib_infra.config import DEV_S3_SECRET_KEY, Config, load_config
 from calib_infra.devstack import EmbeddedServers, ServerPorts, spawn, wait_until
 from calib_infra.mongo import prepare_database
+from calib_infra.natsauth import BusSecrets, load_or_create_secrets
+
+#: the bus's passwords and issuer key, made on first start, in the data folder
+SECRETS_FILE = "secrets.json"
 
 SERVICES = ("registry", "scheduler", "lifecycle", "gateway")
 #: An embedded server is started unless its variable points at an external one.
@@ -28,18 +35,27 @@ EXTERNAL_SERVER_VARIABLES = {
 }
 
 
-def admin_token(config: Config) -> str:
-    """CALIB_BOOTSTRAP_ADMIN_TOKEN, or one generated once and kept in the data folder."""
-    if config.bootstrap_admin_token:
-        return config.bootstrap_admin_token
-    path = config.data_path / "admin-token"
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret in ``path``, made on first use and readable by its owner only."""
     if path.exists():
         return path.read_text().strip()
-    token = "calib_" + secrets.token_urlsafe(32)
+    secret = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(token + "\n")
-    path.chmod(0o600)
-    return token
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+    return secret
+
+
+def with_local_secrets(config: Config) -> Config:
+    """No known secret on one machine either (SPEC §12): the admin token and the S3 key,
+    unless set, are generated once into the data folder (the bus's are in SECRETS_FILE)."""
+    folder = config.data_path
+    token = config.bootstrap_admin_token or kept_secret(folder / "admin-token", new_token)
+    s3_secret_key = config.s3_secret_key
+    if s3_secret_key == DEV_S3_SECRET_KEY:
+        s3_secret_key = kept_secret(folder / "s3-secret-key", lambda: secrets.token_urlsafe(32))
+    return msgspec.structs.replace(config, bootstrap_admin_token=token, s3_secret_key=s3_secret_key)
 
 
 @dataclass
@@ -51,6 +67,7 @@ class System:
     servers: EmbeddedServers | None = None
     supervisor: Supervisor | None = None
     service_env: dict[str, str] = field(default_factory=dict)
+    bus: BusSecrets | None = None
 
     @property
     def base_url(self) -> str:
@@ -63,6 +80,7 @@ class System:
     def start_servers(self) -> None:
         config, env = self.config, os.environ
         self.data_path.mkdir(parents=True, exist_ok=True)
+        self.bus = load_or_create_secrets(self.data_path / SECRETS_FILE)
         self.servers = EmbeddedServers(
             data_dir=self.data_path,
             ports=ServerPorts(
@@ -70,6 +88,7 @@ class System:
             ),
             s3_access_key=config.s3_access_key,
             s3_secret_key=config.s3_secret_key,
+            bus=self.bus,
         )
         self.supervisor = Supervisor([], self.data_path / "supervisor.json", say)
         embedded = [
@@ -92,6 +111,7 @@ class System:
             "CALIB_S3_ENDPOINT": env.get("CALIB_S3_ENDPOINT", endpoints.s3_endpoint),
             "CALIB_MONGODB_URI": env.get("CALIB_MONGODB_URI", endpoints.mongodb_uri),
             "CALIB_BOOTSTRAP_ADMIN_TOKEN": self.token,
+            "CALIB_S3_SECRET_KEY": self.config.s3_secret_key,
             "CALIB_LOG_FORMAT": env.get("CALIB_LOG_FORMAT", "console"),
             "CALIB_FILE_CACHE_DIR": env.get(
                 "CALIB_FILE_CACHE_DIR", str(self.data_path / "file-cache")
@@ -109,8 +129,13 @@ class System:
         log_dir = self.data_path / "logs"
         names = [*SERVICES, *(f"stacker-{i + 1}" for i in range(self.config.stacker_replicas))]
         for name in names:
-            module = "calib_stacker.main" if name.startswith("stacker") else f"calib_{name}.main"
-            env = {**self.service_env, "CALIB_SERVICE_INSTANCE": name}
+            service = name.split("-")[0]
+            module = f"calib_{service}.main"
+            env = {
+                **self.service_env,
+                **self.bus.environment(service),  # each service is a bus user of its own
+                "CALIB_SERVICE_INSTANCE": name,
+            }
             command = [sys.executable, "-m", module]
             self.supervisor.add(
                 Child(name, launch=lambda n=name, c=command, e=env: spawn(n, c, log_dir, env=e))
@@ -138,6 +163,17 @@ def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def plugin_token(system: System, observatory_id: str) -> str:
+    """A new plugin token of the observatory (the simulator acts as its plugin)."""
+    response = httpx.post(
+        f"{system.base_url}/api/v1/admin/observatories/{observatory_id}/plugin-tokens",
+        headers={"Authorization": f"Bearer {system.token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
 def ensure_demo_observatory(system: System, observatory_id: str) -> bool:
     """Create the demo observatory; True if it is new (and so needs demo data)."""
     response = httpx.post(
@@ -152,9 +188,8 @@ def ensure_demo_observatory(system: System, observatory_id: str) -> bool:
 
 
 def run(demo_observatory: str = "demo") -> None:
-    config = load_config()
-    token = admin_token(config)
-    system = System(config=config, token=token)
+    config = with_local_secrets(load_config())
+    system = System(config=config, token=config.bootstrap_admin_token)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print(f"calib: data in {config.data_path.resolve()}", flush=True)
@@ -166,19 +201,22 @@ def run(demo_observatory: str = "demo") -> None:
             from calib_cli.simulate import demo_plan, run_simulation
 
             run_simulation(
-                Config(**{**_as_dict(config), **_service_overrides(system)}),
                 demo_plan(demo_observatory),
+                url=system.base_url,
+                nats_url=system.service_env["CALIB_NATS_URL"],
+                token=plugin_token(system, demo_observatory),
             )
         print(
             "\ncalib is running\n"
             f"  admin page : {system.base_url}/admin/\n"
             f"  API docs   : {system.base_url}/api/docs\n"
-            f"  admin token: {token}\n"
+            f"  admin token: {system.token}\n"
             f"  S3         : {system.service_env['CALIB_S3_ENDPOINT']} bucket {config.s3_bucket} "
             f"(access key {config.s3_access_key})\n"
             f"  MongoDB    : {system.service_env['CALIB_MONGODB_URI']}"
             f" database {config.mongodb_db}\n"
-            f"  NATS       : {system.service_env['CALIB_NATS_URL']}\n"
+            f"  NATS       : {system.service_env['CALIB_NATS_URL']} (authenticated: plugins by "
+            f"token, services and tools by the passwords in {system.data_path / SECRETS_FILE})\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )

@@ -1,6 +1,6 @@
 """``GET /health`` (server admin): every dependency, every service's last heartbeat, the
-backlog of the durable consumers (the stacker's pending jobs above all), and the
-processes of ``calib run``'s supervisor."""
+backlog of the durable consumers (the stacker's pending jobs above all), the dead
+letters waiting for an administrator, and the processes of ``calib run``'s supervisor."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import datetime
 import msgspec
 from litestar import Response, get
 
+from calib_app.dead_letters import DeadLetterOffice, waiting
 from calib_app.ports import Clock, HeartbeatRepository
 from calib_core import wiring
 from calib_gateway.dependencies import Injected
@@ -53,6 +54,8 @@ class Health(msgspec.Struct, kw_only=True):
     services: list[ServiceHealth]
     consumers: dict[str, ConsumerHealth]
     processes: dict[str, ProcessHealth] = {}
+    #: dead letters not yet replayed (``GET /api/v1/admin/dead-letters``); None if unknown
+    dead_letters: int | None = None
     error: str | None = None
     detail: str | None = None
 
@@ -84,6 +87,13 @@ async def _consumer(probes: SystemProbes, consumer: wiring.Consumer) -> Consumer
     )
 
 
+async def _dead_letters(office: DeadLetterOffice) -> int | None:
+    try:
+        return await asyncio.wait_for(waiting(office), CHECK_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - reported as unknown, not raised
+        return None
+
+
 async def _services(
     heartbeats: HeartbeatRepository, now: datetime, interval_s: float
 ) -> list[ServiceHealth]:
@@ -108,6 +118,7 @@ async def health(
     probes: Injected[SystemProbes],
     heartbeats: Injected[HeartbeatRepository],
     clock: Injected[Clock],
+    dead_letters: Injected[DeadLetterOffice],
 ) -> Response[Health]:
     """200 when MongoDB, S3 and NATS answer, else 503 naming what is down (with the rest
     of the report)."""
@@ -133,6 +144,7 @@ async def health(
         services=services,
         consumers=consumers,
         processes=probes.processes(),
+        dead_letters=await _dead_letters(dead_letters) if dependencies["mongodb"].ok else None,
     )
     if down:
         report.error = "unavailable"

@@ -1,5 +1,6 @@
 """``POST /masters/create``: stack a group now (SPEC §5), through the same job queue as
-the automatic triggers."""
+the automatic triggers. The body names the observatory: a caller who may manage none is
+refused before it is read, and the body is bounded (1 MiB, the app's JSON limit)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from calib_app.manual_jobs import stack_now
 from calib_app.ports import ObservatoryRepository
 from calib_app.queueing import JobQueue
 from calib_core.access import Capability, Principal
+from calib_core.limits import check_fields
 from calib_core.models import FrameType, StackJob
 from calib_gateway.dependencies import Injected
-from calib_gateway.guards import ensure
+from calib_gateway.guards import can_manage_somewhere, ensure
 from calib_gateway.masters.schemas import CreateMasterIn
 
 CALIBRATION_TYPES = (FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.value)
@@ -22,7 +24,7 @@ CALIBRATION_TYPES = (FrameType.DARK.value, FrameType.FLAT.value, FrameType.BIAS.
 class MasterCreationController(Controller):
     path = "/api/v1/calibration"
 
-    @post("/masters/create", status_code=202)
+    @post("/masters/create", status_code=202, guards=[can_manage_somewhere])
     async def create_master(
         self,
         caller: Injected[Principal],
@@ -37,6 +39,7 @@ class MasterCreationController(Controller):
             raise NotFoundException(f"observatory '{data.observatory_id}' not found")
         if data.frame_type not in CALIBRATION_TYPES:
             raise ValidationException("frame_type must be one of dark, flat, bias")
+        check_fields(data.group_request())
         return await stack_now(
             queue,
             data.observatory_id,

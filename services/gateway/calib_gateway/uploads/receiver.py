@@ -1,6 +1,7 @@
-"""An upload received for an observatory: the multipart body parsed (the file spooled,
-the size limit enforced), then the observatory it names checked against the caller's
-rights; and the form's §2 fields as typed values."""
+"""An upload received for an observatory: the multipart body bounded before it is read
+(its Content-Length) and while it is (the file spooled, every limit enforced), the
+observatory it names checked against the caller's rights as soon as that field arrives;
+and the form's §2 fields as typed values in their ranges (SPEC §12)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ from litestar.exceptions import NotFoundException, ValidationException
 from calib_app.ports import ObservatoryRepository
 from calib_core import events
 from calib_core.access import Capability, Principal
+from calib_core.limits import out_of_range
 from calib_gateway.guards import ensure
-from calib_gateway.uploads.multipart import UploadError, parse_multipart
+from calib_gateway.uploads.multipart import (
+    UploadError,
+    UploadTooLargeError,
+    max_body_bytes,
+    parse_multipart,
+)
 
 FORM_NUMBERS = {
     "gain",
@@ -60,10 +67,25 @@ class UploadReceiver:
         default_observatory: str | None = None,
     ) -> AsyncIterator[ReceivedUpload]:
         """Parse the upload and check that ``caller`` may send it to the observatory it
-        names (or ``default_observatory``). The spooled file is closed however the
-        handler ends."""
+        names (or ``default_observatory``): a body announced longer than the limits is
+        refused unread, and a field ``observatory_id`` the caller may not send to ends the
+        parse when it arrives. The spooled file is closed however the handler ends."""
+        longest = max_body_bytes(self.limit_bytes)
+        if (request.content_length or 0) > longest:
+            raise UploadTooLargeError(
+                f"request body is larger than the limit of {longest} bytes"
+                f" (a file of at most {self.limit_bytes} bytes)"
+            )
+
+        def on_field(name: str, value: str) -> None:
+            if name == "observatory_id" and value:
+                ensure(caller, capability, value)
+
         upload = await parse_multipart(
-            request.headers.get("content-type", ""), request.stream(), self.limit_bytes
+            request.headers.get("content-type", ""),
+            request.stream(),
+            self.limit_bytes,
+            on_field=on_field,
         )
         with contextlib.ExitStack() as cleanup:
             if upload.file is not None:
@@ -87,7 +109,9 @@ class UploadReceiver:
 
 
 def form_metadata(fields: dict[str, str]) -> dict[str, Any]:
-    """The §2 fields of a form, numbers as numbers; an empty value counts as absent."""
+    """The §2 fields of a form, numbers as numbers; an empty value counts as absent.
+    Raises :class:`~calib_core.limits.OutOfRangeError` (422) naming a field whose number
+    is not finite or out of its range."""
     metadata: dict[str, Any] = {}
     for name, value in fields.items():
         if name not in FORM_FIELDS:
@@ -103,4 +127,7 @@ def form_metadata(fields: dict[str, str]) -> dict[str, Any]:
                 metadata[name] = value
         except ValueError as error:
             raise ValidationException(f"form field '{name}' must be a number") from error
+        refused = out_of_range(name, metadata[name], f"form field '{name}'")
+        if refused is not None:
+            raise refused
     return metadata
