@@ -291,7 +291,13 @@ def _value(keyword: str, field: str) -> tuple[Any, str, str | None]:
     still doubled), which ``CONTINUE`` cards may extend."""
     found = _VALUE.fullmatch(field)
     if found is None:
-        raise InvalidFitsError(f"malformed FITS header: unparsable value of {keyword}")
+        if is_structural(keyword) or field.lstrip().startswith("'"):  # or an unclosed string
+            raise InvalidFitsError(f"malformed FITS header: unparsable value of {keyword}")
+        # a capture program's free text the standard would quote (N.I.N.A. 1.9 writes
+        # DATE-OBS= 2023-01-01T00:00:00 unquoted): read as that text, as astropy's
+        # lenient mode does; the card's reader then judges the text
+        text, _, comment = field.partition(" /")
+        return text.strip(), comment.strip(), None
     comment = (found["comment"] or "").rstrip()
     if found["string"] is not None:
         written = found["string"]

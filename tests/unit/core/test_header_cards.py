@@ -135,7 +135,7 @@ def test_a_card_without_a_value_indicator_is_commentary_and_left_out():
         ("no end yet", HeaderIncompleteError, "incomplete"),
         ("three axes", InvalidFitsError, "not a 2-D image"),
         ("no image", HeaderIncompleteError, "incomplete"),
-        ("unparsable value", InvalidFitsError, "unparsable value of GAIN"),
+        ("unparsable structure", InvalidFitsError, "unparsable value of NAXIS1"),
         ("unclosed string", InvalidFitsError, "unparsable value of FILTER"),
         ("non ascii", InvalidFitsError, "malformed FITS header"),
     ],
@@ -150,8 +150,8 @@ def test_what_is_not_a_readable_image_header_says_why(case, error, words):
         data = fits_file(NINA, shape=(2, 4, 6))
     elif case == "no image":
         data = fits_file([], shape=None)
-    elif case == "unparsable value":
-        data = data.replace(b"GAIN    =                  100", b"GAIN    =            100 units")
+    elif case == "unparsable structure":
+        data = data.replace(b"NAXIS1  =                    6", b"NAXIS1  =             6 pixels")
     elif case == "unclosed string":
         data = data.replace(b"'Ha      '", b"'Ha       ")
     else:
@@ -222,3 +222,21 @@ def test_agrees_with_astropy_on_any_values(cards):
         assert parsed[key] == value and type(parsed[key]) is type(value), key
     comments = [c.comment for c in astropy_header(data).cards]
     assert [card.comment for card in parsed.cards] == comments
+
+
+def test_free_text_a_capture_program_left_unquoted_is_read_as_that_text():
+    """N.I.N.A. 1.9 writes its dates unquoted; astropy refuses the card (VerifyError), and
+    the frame used to be retried for ever. The text is read; a number that is not one
+    (``GAIN = 100 units``) is then no gain at all."""
+    data = fits_file(NINA)
+    data = data.replace(
+        b"DATE-OBS= '2024-05-01T22:15:30.123'", b"DATE-OBS= 2024-05-01T22:15:30.123  "
+    )
+    data = data.replace(b"GAIN    =                  100", b"GAIN    =            100 units")
+    assert b"DATE-OBS= 2024-05-01T" in data and b"100 units" in data
+    header = header_of(data)
+    assert header["DATE-OBS"] == "2024-05-01T22:15:30.123"
+    assert header["GAIN"] == "100 units"
+    fields = fields_from_header(header)
+    assert fields["captured_at"].isoformat().startswith("2024-05-01T22:15:30.123")
+    assert "gain" not in fields
