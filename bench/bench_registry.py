@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import nats
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,11 +144,15 @@ async def prepare_database(config: Config) -> None:
         await client.close()
 
 
-async def publish_and_wait(config: Config, messages: list[tuple[bytes, str]]) -> float:
-    """Publish every event (the registry has created the stream), wait until the
-    registry has acknowledged the last; returns the seconds taken."""
-    connection = await bus.connect(config)
-    js = connection.jetstream()
+async def publish_and_wait(
+    config: Config, messages: list[tuple[bytes, str]], publisher: dict | None = None
+) -> float:
+    """Publish every event (the registry has created the stream) as ``publisher``
+    (connect options; the tools' own bus user by default), wait until the registry has
+    acknowledged the last (watched as the tools' user); returns the seconds taken."""
+    watcher = await bus.connect(config)
+    connection = watcher if publisher is None else await nats.connect(config.nats_url, **publisher)
+    js, watch = connection.jetstream(), watcher.jetstream()
     subject = events.subject(events.FRAME_REGISTERED, OBSERVATORY)
     try:
         start = time.perf_counter()
@@ -161,12 +166,13 @@ async def publish_and_wait(config: Config, messages: list[tuple[bytes, str]]) ->
             )
             last_sequence = max(last_sequence, *(a.seq for a in acks))
         while True:
-            info = await js.consumer_info(events.STREAM_NAME, "registry")
+            info = await watch.consumer_info(events.STREAM_NAME, "registry")
             if info.ack_floor.stream_seq >= last_sequence and info.num_ack_pending == 0:
                 return time.perf_counter() - start
             await asyncio.sleep(0.02)
     finally:
         await connection.close()
+        await watcher.close()
 
 
 async def stored_frames(config: Config) -> int:

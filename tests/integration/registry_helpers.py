@@ -133,6 +133,21 @@ def wait_registered(
     return library(client, observatory_id, is_master="false")["items"]
 
 
+def publish_raw(config: Config, subject: str, body: bytes) -> None:
+    """Publish bytes on any subject (events a well-behaved plugin would never send)."""
+
+    async def send() -> None:
+        connection = await bus.connect(config)
+        try:
+            await connection.jetstream().publish(
+                subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex}
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(send())
+
+
 def stream_messages(config: Config, subject: str) -> list[nats.aio.msg.Msg]:
     """Every message the CALIBRATION stream holds on ``subject`` (an ordered consumer)."""
 

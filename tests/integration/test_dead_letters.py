@@ -19,7 +19,7 @@ import pytest
 from calib_core import events
 from calib_infra import bus
 from calib_infra.config import Config
-from tests.integration.registry_helpers import API, frame_bytes
+from tests.integration.registry_helpers import API, frame_bytes, publish_raw
 from tests.integration.test_cli_admin import calib, output
 from tests.support.plugin import Plugin
 from tests.support.system import (
@@ -49,19 +49,6 @@ def stream_limits(config: Config) -> tuple[float, int]:
             await connection.close()
 
     return asyncio.run(ask())
-
-
-def publish_raw(config: Config, subject: str, body: bytes) -> None:
-    async def send() -> None:
-        connection = await bus.connect(config)
-        try:
-            await connection.jetstream().publish(
-                subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex}
-            )
-        finally:
-            await connection.close()
-
-    asyncio.run(send())
 
 
 def dead_letters(admin: httpx.Client, **params) -> list[dict]:

@@ -22,7 +22,7 @@ from calib_core import events
 from calib_core.fitsheader import image_layout
 from calib_core.models import Observatory
 from calib_core.registration import Rejected
-from calib_infra import bus, compose
+from calib_infra import compose
 from calib_infra.config import Config
 from calib_infra.mongo import to_document
 from calib_infra.runtime import Runtime
@@ -32,6 +32,7 @@ from tests.integration.registry_helpers import (
     CAMERA,
     frame_bytes,
     library,
+    publish_raw,
     register_all,
     stream_messages,
     wait_registered,
@@ -45,21 +46,6 @@ from tests.support.system import (
     unique,
     wait_for,
 )
-
-
-def publish_raw(config: Config, subject: str, body: bytes) -> None:
-    """Publish bytes on any subject (events a well-behaved plugin would never send)."""
-
-    async def send() -> None:
-        connection = await bus.connect(config)
-        try:
-            await connection.jetstream().publish(
-                subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex}
-            )
-        finally:
-            await connection.close()
-
-    asyncio.run(send())
 
 
 def frames_with_key(config: Config, storage_key: str) -> int:

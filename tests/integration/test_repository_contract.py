@@ -584,20 +584,29 @@ async def test_a_stopping_holder_gives_its_job_back(repos):
     assert (retaken.worker, retaken.attempts) == ("w2", 2)
 
 
-@pytest.fixture(params=["fake", "mongodb"])
-async def pending_uploads(request) -> AsyncIterator[Any]:
-    """The pending uploads of ``POST /uploads``, in memory and in MongoDB."""
+@contextlib.asynccontextmanager
+async def fake_or_real(request, fake: type, adapter: type) -> AsyncIterator[Any]:
+    """One repository: the fake, or the adapter over a fresh database of the session's
+    MongoDB server, as the fixture's parameter says."""
     if request.param == "fake":
-        yield fakes.FakePendingUploadRepository()
+        yield fake()
         return
     servers = request.getfixturevalue("servers")
     config = service_config(servers.endpoints, unique("calib_contract").replace("-", "_"))
     await prepare_database(config)
     client = mongo_client(config)
     try:
-        yield repositories.PendingUploadRepository(client[config.mongodb_db])
+        yield adapter(client[config.mongodb_db])
     finally:
         await client.close()
+
+
+@pytest.fixture(params=["fake", "mongodb"])
+async def pending_uploads(request) -> AsyncIterator[Any]:
+    """The pending uploads of ``POST /uploads``, in memory and in MongoDB."""
+    fake, adapter = fakes.FakePendingUploadRepository, repositories.PendingUploadRepository
+    async with fake_or_real(request, fake, adapter) as repository:
+        yield repository
 
 
 async def test_pending_uploads_name_keys_until_they_expire(pending_uploads):
@@ -663,17 +672,9 @@ async def test_users_and_tokens_stored_by_hash_revoked_and_reinstated(repos):
 @pytest.fixture(params=["fake", "mongodb"])
 async def dead_letters(request) -> AsyncIterator[Any]:
     """The dead letters of SPEC §12, in memory and in MongoDB."""
-    if request.param == "fake":
-        yield fakes.FakeDeadLetterRepository()
-        return
-    servers = request.getfixturevalue("servers")
-    config = service_config(servers.endpoints, unique("calib_contract").replace("-", "_"))
-    await prepare_database(config)
-    client = mongo_client(config)
-    try:
-        yield repositories.DeadLetterRepository(client[config.mongodb_db])
-    finally:
-        await client.close()
+    fake, adapter = fakes.FakeDeadLetterRepository, repositories.DeadLetterRepository
+    async with fake_or_real(request, fake, adapter) as repository:
+        yield repository
 
 
 async def test_dead_letters_count_failures_then_die_and_are_replayed(dead_letters):

@@ -6,19 +6,10 @@ from __future__ import annotations
 import pytest
 
 from calib_app import access
-from calib_app.access import BOOTSTRAP_USER_ID, Access
+from calib_app.access import BOOTSTRAP_USER_ID
 from calib_app.errors import ConflictError, NotFoundError
 from calib_core.access import Membership, Principal, token_hash
-from tests.unit.app.fakes import FakeWorld
-from tests.unit.app.library_world import observatory
 from tests.unit.core.factories import OBS
-
-
-@pytest.fixture
-async def admin() -> Access:
-    world = FakeWorld()
-    await observatory(world)
-    return Access(accounts=world.accounts, observatories=world.observatories, clock=world.clock)
 
 
 async def test_a_new_user_token_authenticates_as_that_user(admin):

@@ -3,22 +3,10 @@ permissions, and which live connections the revocation sweep closes."""
 
 from __future__ import annotations
 
-import pytest
-
 from calib_app import access
-from calib_app.access import Access
 from calib_app.bus_access import BusConnection, admit_plugin, revoked_connections
 from calib_core.busaccess import plugin_permissions, plugin_user
-from tests.unit.app.fakes import FakeWorld
-from tests.unit.app.library_world import observatory
 from tests.unit.core.factories import OBS
-
-
-@pytest.fixture
-async def admin() -> Access:
-    world = FakeWorld()
-    await observatory(world)
-    return Access(accounts=world.accounts, observatories=world.observatories, clock=world.clock)
 
 
 async def test_a_live_plugin_token_is_admitted_with_its_observatorys_permissions(admin):

@@ -11,7 +11,7 @@ from calib_app.errors import NotFoundError
 from calib_core import events
 from calib_core.models import FrameType
 from tests.unit.app.fakes import FakeLifecycleService, FakeLightCalibrator, FakeWorld
-from tests.unit.app.library_world import calibration_of, library_of, observatory, stored
+from tests.unit.app.library_world import calibration_of, library_of, stored
 from tests.unit.core import factories as make
 
 
@@ -24,13 +24,6 @@ class Lifecycle(FakeLifecycleService):
 
         super().__init__(answer, maintain=None)
         self.reply: events.CalibrateReply | None = None
-
-
-@pytest.fixture
-async def world() -> FakeWorld:
-    world = FakeWorld()
-    await observatory(world)
-    return world
 
 
 @pytest.fixture

@@ -31,13 +31,6 @@ def presigned_of(world: FakeWorld) -> PresignedUploads:
     )
 
 
-@pytest.fixture
-async def world() -> FakeWorld:
-    world = FakeWorld()
-    await observatory(world)
-    return world
-
-
 async def test_an_upload_gets_a_new_safe_key_a_url_and_a_pending_record(world):
     ticket = await start_upload(presigned_of(world), OBS, "../../Dark 001.fits")
     prefix, unique, name = ticket.storage_key.rsplit("/", 2)

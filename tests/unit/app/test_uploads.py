@@ -15,7 +15,6 @@ from calib_app.uploads import Uploads, add_uploaded_master, register_upload
 from calib_core import events
 from calib_core.models import FrameMetadata, FrameType, MasterStatus
 from tests.unit.app.fakes import FakeWorld
-from tests.unit.app.library_world import observatory
 from tests.unit.core.factories import OBS
 
 DARK = FrameMetadata(
@@ -33,13 +32,6 @@ def uploads_of(world: FakeWorld) -> Uploads:
         clock=world.clock,
         log=world.log,
     )
-
-
-@pytest.fixture
-async def world() -> FakeWorld:
-    world = FakeWorld()
-    await observatory(world)
-    return world
 
 
 async def add(world: FakeWorld, data: bytes = DATA, metadata: FrameMetadata = DARK):
