@@ -6,13 +6,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from calib_stacker.main import load_kernels
 from tests.support.clock import MovableClock
 from tests.support.plugin import Plugin
 from tests.support.servers import session_servers
 from tests.support.system import (
     ADMIN_TOKEN,
     Services,
+    compile_kernels,
     free_port,
     service_config,
     unique,
@@ -47,9 +47,10 @@ def system(servers, tmp_path_factory):
     services = Services(
         config=config, bus=servers.endpoints.bus, log_dir=tmp_path_factory.mktemp("service-logs")
     )
-    load_kernels()  # compile numba's disk cache once, here, rather than in three services at once
+    # numba's disk cache compiled once, here, on both cores (not in three services at once)
+    kernels_compiled = compile_kernels()
     try:
-        services.start_all(stackers=2)
+        services.start_all(stackers=2, numerics_ready=kernels_compiled)
         services.wait_ready()
         yield services
     finally:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from calib_infra.devstack import (
 )
 from calib_infra.mongo import prepare_database
 from calib_infra.natsauth import BusSecrets
+from calib_stacker.numerics import KERNEL_PARTS
 
 S3_ACCESS_KEY = "calib-test"
 S3_SECRET_KEY = "calib-test-secret"
@@ -118,15 +121,17 @@ class Services:
         """The database's collections and indexes, before any of its services start."""
         asyncio.run(prepare_database(self.config))
 
-    def start_all(self, stackers: int = 2) -> None:
+    def start_all(
+        self, stackers: int = 2, *, numerics_ready: Callable[[], None] | None = None
+    ) -> None:
+        """Every service; those that load numba kernels (lifecycle, stackers) once
+        ``numerics_ready`` returns (the others start meanwhile)."""
         self.create_schema()
-        for name in (
-            "gateway",
-            "registry",
-            "scheduler",
-            "lifecycle",
-            *(f"stacker-{i + 1}" for i in range(stackers)),
-        ):
+        for name in ("gateway", "registry", "scheduler"):
+            self.start(name)
+        if numerics_ready is not None:
+            numerics_ready()
+        for name in ("lifecycle", *(f"stacker-{i + 1}" for i in range(stackers))):
             self.start(name)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -148,6 +153,22 @@ class Services:
 
     def stop(self) -> None:
         stop_all(list(self.processes.values()))
+
+
+def compile_kernels() -> Callable[[], None]:
+    """Start filling numba's disk cache, each part of the kernels in a process of its own
+    (a cold cache takes a minute on one core); returns the wait for it to be done."""
+    code = "from calib_stacker.numerics import load_kernels; load_kernels([{!r}])"
+    compiling = [
+        subprocess.Popen([sys.executable, "-c", code.format(part)]) for part in KERNEL_PARTS
+    ]
+
+    def wait() -> None:
+        for process in compiling:
+            if process.wait() != 0:
+                raise RuntimeError(f"compiling the kernels failed: {process.args}")
+
+    return wait
 
 
 def unique(prefix: str) -> str:

@@ -21,14 +21,20 @@ from calib_stack.master import master_stats, write_master_fits
 from calib_stack.preview import preview_png
 from calib_stack.stacking import StackResult, stack_files
 
+#: The kernels in two parts, which a cold cache can have compiled at once in two
+#: processes (the test session does: a minute of compiling on one core).
+KERNEL_PARTS = ("stacking", "statistics")
 
-def load_kernels() -> None:
+
+def load_kernels(parts: Sequence[str] = KERNEL_PARTS) -> None:
     """Load the compiled stacking and statistics kernels (numba's on-disk cache, compiled
     into it on first use) before taking jobs, so that the first job is not slower."""
-    sample = np.zeros((3, 1, 8), dtype=np.float32)
-    for method in METHODS:
-        combine(sample, method)
-    imagestats.warm_up()
+    if "stacking" in parts:
+        sample = np.zeros((3, 1, 8), dtype=np.float32)
+        for method in METHODS:
+            combine(sample, method)
+    if "statistics" in parts:
+        imagestats.warm_up()
 
 
 def _size_and_sha256(path: Path) -> tuple[int, str]:
