@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+from pathlib import Path
 
 import httpx
 from nats.errors import Error as NatsError
@@ -51,6 +52,22 @@ def _simulate(args: argparse.Namespace) -> None:
     except (httpx.HTTPError, NatsError, OSError) as error:
         sys.exit(f"simulation failed: {error}")
     print(f"published {len(ids)} frame.registered events for {args.observatory}")
+
+
+def _watch(args: argparse.Namespace) -> None:
+    from calib_cli.watch import Watcher
+
+    if not args.token:
+        sys.exit("a plugin token is needed: --token or CALIB_PLUGIN_TOKEN")
+    if not args.folder.is_dir():
+        sys.exit(f"not a folder: {args.folder}")
+    watcher = Watcher(args.folder, observatory_id=args.observatory, token=args.token, url=args.url)
+    try:
+        watcher.run(once=args.once)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print(watcher.summary())
 
 
 def deployment_secrets() -> dict[str, str]:
@@ -167,6 +184,19 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--url", default=gateway_url, help="the gateway's base URL")
     sim.add_argument("--nats", default=load_config().nats_url, help="the NATS server's URL")
 
+    watch = commands.add_parser(
+        "watch", help="upload every complete FITS/XISF file under a folder, as a plugin"
+    )
+    watch.add_argument("folder", type=Path)
+    watch.add_argument("--observatory", required=True)
+    watch.add_argument(
+        "--token", default=os.environ.get("CALIB_PLUGIN_TOKEN"), help="the plugin token"
+    )
+    watch.add_argument("--url", default=gateway_url, help="the gateway's base URL")
+    watch.add_argument(
+        "--once", action="store_true", help="stop when nothing complete is left to send"
+    )
+
     admin = commands.add_parser("admin", help="server administration over the HTTP API")
     admin.add_argument("--url", default=gateway_url)
     admin.add_argument("--token")
@@ -210,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(f"{name}={value}" for name, value in deployment_secrets().items()))
     elif args.command == "simulate":
         _simulate(args)
+    elif args.command == "watch":
+        _watch(args)
     else:
         _admin(args)
 
