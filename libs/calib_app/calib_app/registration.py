@@ -49,6 +49,7 @@ from calib_core.registration import (
     missing_object,
     new_frame,
     not_fits,
+    refuse_a_master,
     rejection,
     unknown_observatory,
 )
@@ -91,7 +92,7 @@ class Registration:
 async def read_header(
     store: ObjectStore, storage_key: str, limits: ImageLimits = DEFAULT_LIMITS
 ) -> tuple[Mapping[str, Any], int, bytes | None]:
-    """The §2 fields of the object's FITS header and the bytes its image needs, from
+    """The object's FITS header (its image's) and the bytes its image needs, from
     ranged reads of its first bytes (a large object is not fetched to be judged, and no
     more than ``limits.max_header_bytes`` of it is read to find a header); also the whole
     object when it was that small. Raises :class:`Rejected`."""
@@ -118,17 +119,18 @@ async def read_header(
             raise beyond_limits(storage_key, error) from error
         except InvalidFitsError as error:
             raise not_fits(storage_key, error) from error
-        return fields_from_header(layout.header), layout.needed, head if whole else None
+        return layout.header, layout.needed, head if whole else None
 
 
 async def read_frame(registration: Registration, event: events.FrameRegistered) -> Frame:
     """The frame an event announces: metadata from the event and the header, size and
     sha256 from the object (streamed, for objects larger than the first read). Raises
-    :class:`Rejected`."""
-    header_fields, needed, whole = await read_header(
+    :class:`Rejected`, also for a master made elsewhere."""
+    header, needed, whole = await read_header(
         registration.store, event.storage_key, registration.limits
     )
-    metadata = frame_metadata(event, header_fields)
+    refuse_a_master(event, header)
+    metadata = frame_metadata(event, fields_from_header(header))
     if whole is not None:
         size, sha256 = len(whole), hashlib.sha256(whole).hexdigest()
     else:

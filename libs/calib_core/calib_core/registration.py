@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from calib_core import events
-from calib_core.headers import MissingFieldsError, resolve_metadata
+from calib_core.headers import MissingFieldsError, master_card, names_a_master, resolve_metadata
 from calib_core.limits import OutOfRangeError, check_fields
 from calib_core.models import Frame, FrameMetadata, Rejection
 
@@ -21,6 +21,9 @@ _EVENT_ONLY_FIELDS = ("event_id", "observatory_id", "storage_key", "sha256")
 
 #: Why an event naming an object outside ``frames/<observatory of the subject>/`` is refused.
 OUTSIDE_PREFIX = "storage key outside this observatory's prefix"
+
+#: Where a master made elsewhere goes (SPEC §5, "Upload").
+MASTER_UPLOAD = "POST /api/v1/calibration/masters/upload"
 
 
 def frames_prefix(observatory_id: str) -> str:
@@ -135,6 +138,20 @@ def unknown_observatory(event: events.FrameRegistered, now: datetime) -> Rejecti
         f"unknown observatory '{event.observatory_id}'",
         now,
     )
+
+
+def refuse_a_master(event: events.FrameRegistered, header: Mapping[str, Any]) -> None:
+    """Raises :class:`Rejected` for a file that is itself a master (``NCOMBINE = 20``,
+    ``IMAGETYP = 'Master Dark'``, or an event whose frame type names one): registered as an
+    individual frame it would be stacked again into a master of masters."""
+    card = master_card(header)
+    if card is None and names_a_master(event.frame_type):
+        card = f"the event's frame_type {event.frame_type!r}"
+    if card is not None:
+        raise Rejected(
+            f"object '{event.storage_key}' is already a master ({card}), not an individual "
+            f"frame to stack: upload it with {MASTER_UPLOAD}"
+        )
 
 
 def frame_metadata(

@@ -213,7 +213,11 @@ async def test_each_rejection_is_recorded_announced_logged_and_stores_nothing(ca
         )
     elif case == "missing required fields":
         announced = event(await upload(world, headerless_fits()))
-        reason = "missing required fields: frame_type, camera_name, exposure_s"
+        reason = (
+            "missing required fields: frame_type (none of IMAGETYP, FRAME, OBSTYPE in the"
+            " header), camera_name (no INSTRUME in the header), exposure_s (none of EXPTIME,"
+            " EXPOSURE, EXP in the header)"
+        )
     elif case == "sha256 mismatch":
         announced = event(await upload(world, valid), sha256=sha(b"other bytes"))
         reason = f"sha256 mismatch: event says {sha(b'other bytes')}, object is {sha(valid)}"
@@ -299,6 +303,59 @@ async def test_a_rejection_whose_subject_names_no_valid_observatory_is_only_reco
     [rejection] = await world.rejections.list("Not An Id")
     assert rejection.reason == "unknown observatory 'Not An Id'"
     assert world.events.published == []
+
+
+def stacked_bias(index: int, **cards: object) -> bytes:
+    """A bias file with the cards of a master made elsewhere (N.I.N.A.'s header otherwise)."""
+    header = synthetic.nina_header(
+        frame_type="bias",
+        camera=CAMERA,
+        exposure_s=0.0,
+        temperature_c=-10.0,
+        captured_at=datetime.now(UTC),
+    )
+    header.update(cards)
+    return synthetic.fits_bytes(np.full((48, 64), 500 + index, dtype=np.uint16), header)
+
+
+@pytest.mark.parametrize(
+    ("cards", "card"),
+    [
+        ({"STACKCNT": 10}, "STACKCNT = 10"),
+        ({"NCOMBINE": 20}, "NCOMBINE = 20"),
+        ({"IMAGETYP": "Master Dark"}, "IMAGETYP = 'Master Dark'"),
+        ({"IMAGETYP": "MASTER BIAS"}, "IMAGETYP = 'MASTER BIAS'"),
+    ],
+)
+async def test_a_master_made_elsewhere_is_rejected_pointing_to_the_master_upload(
+    cards, card, world, obs
+):
+    announced = event(await upload(world, stacked_bias(1, **cards)))
+    assert await register(world, delivery(announced)) == [True]
+
+    [rejection] = await world.rejections.list(obs)
+    assert rejection.reason == (
+        f"object '{announced.storage_key}' is already a master ({card}), not an individual"
+        " frame to stack: upload it with POST /api/v1/calibration/masters/upload"
+    )
+    [published] = world.events.published
+    assert published.subject == f"frame.rejected.{obs}"
+    assert await stored(world) == []
+
+
+async def test_masters_made_elsewhere_are_never_stacked_again(world, obs):
+    """Ten stacked biases (the issue's ``STACKCNT = 10``, ``IMAGETYP = 'BIAS'``) are as
+    many rejections, not a group to stack; a bias that names one combined frame is one."""
+    masters = [stacked_bias(i, STACKCNT=10) for i in range(10)]
+    announced = [
+        event(await upload(world, data)) for data in [*masters, stacked_bias(99, NCOMBINE=1)]
+    ]
+    assert await register(world, *map(delivery, announced)) == [True] * 11
+
+    assert len(await world.rejections.list(obs)) == 10
+    [frame] = await stored(world)
+    assert frame.storage_key == announced[-1].storage_key
+    assert await world.jobs.list(obs) == []
 
 
 async def test_a_large_object_is_judged_from_its_first_bytes(world, obs):

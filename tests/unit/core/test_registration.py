@@ -16,6 +16,7 @@ from calib_core.registration import (
     decode_event,
     frame_metadata,
     new_frame,
+    refuse_a_master,
     rejection,
 )
 from tests.unit.core.factories import NOW, OBS
@@ -148,7 +149,14 @@ def test_the_metadata_is_the_events_over_the_headers():
 @pytest.mark.parametrize(
     ("fields", "header", "reason"),
     [
-        ({}, {}, "missing required fields: frame_type, camera_name, exposure_s, width, height"),
+        (
+            {},
+            {},
+            "missing required fields: frame_type (none of IMAGETYP, FRAME, OBSTYPE in the"
+            " header), camera_name (no INSTRUME in the header), exposure_s (none of EXPTIME,"
+            " EXPOSURE, EXP in the header), width (no NAXIS1 in the header), height (no NAXIS2"
+            " in the header)",
+        ),
         ({"width": -3}, HEADER, "width = -3 is out of range (1 to 100000)"),
         (
             {},
@@ -164,6 +172,33 @@ def test_metadata_without_a_required_field_or_with_an_invalid_one_is_refused(
     with pytest.raises(Rejected) as refused:
         frame_metadata(event(**fields), header)
     assert str(refused.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("header", "fields", "card"),
+    [
+        ({"IMAGETYP": "BIAS", "STACKCNT": 10}, {}, "STACKCNT = 10"),
+        ({"IMAGETYP": "Dark", "NCOMBINE": 20}, {}, "NCOMBINE = 20"),
+        ({"IMAGETYP": "Master Dark"}, {"frame_type": "dark"}, "IMAGETYP = 'Master Dark'"),
+        (
+            {"IMAGETYP": "FLAT"},
+            {"frame_type": "Master Flat"},
+            "the event's frame_type 'Master Flat'",
+        ),
+    ],
+)
+def test_a_master_made_elsewhere_is_refused_and_pointed_to_the_master_upload(header, fields, card):
+    with pytest.raises(Rejected) as refused:
+        refuse_a_master(event(**fields), header)
+    assert str(refused.value) == (
+        f"object '{KEY}' is already a master ({card}), not an individual frame to stack:"
+        " upload it with POST /api/v1/calibration/masters/upload"
+    )
+
+
+@pytest.mark.parametrize("header", [{"IMAGETYP": "BIAS", "NCOMBINE": 1}, {"IMAGETYP": "DARKFLAT"}])
+def test_an_individual_frame_is_not_refused_as_a_master(header):
+    refuse_a_master(event(frame_type="dark"), header)
 
 
 def test_a_new_frame_records_the_object_and_the_time():
