@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,6 +173,21 @@ async def publish_and_wait(
     finally:
         await connection.close()
         await watcher.close()
+
+
+#: runs of each kind a comparison alternates (the best of each is kept)
+ROUNDS = 2
+
+
+def best_of_alternated(
+    kinds: Sequence[str], measure: Callable[[str, int], float]
+) -> dict[str, float]:
+    """``measure(kind, round)`` for each kind, ``ROUNDS`` times alternated (the servers
+    warm up over the first run, whichever it is); the best of each kind."""
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_, kind in enumerate(list(kinds) * ROUNDS):
+        rates[kind].append(measure(kind, round_))
+    return {kind: max(found) for kind, found in rates.items()}
 
 
 async def stored_frames(config: Config) -> int:

@@ -33,6 +33,8 @@ for path in (ROOT, ROOT / "bench"):
 
 from bench_registry import (  # noqa: E402
     OBSERVATORY,
+    ROUNDS,
+    best_of_alternated,
     frame_files,
     night,
     prepare_database,
@@ -51,9 +53,6 @@ from tests.support.system import (  # noqa: E402
     service_config,
     start_servers,
 )
-
-#: runs of each kind, alternated (best of each is kept)
-ROUNDS = 2
 
 
 def events_of(config: Config, count: int) -> list[tuple[bytes, str]]:
@@ -116,21 +115,20 @@ def open_nats(workdir: Path):
 def registry_throughput_auth(count: int, workdir: Path) -> dict:
     servers = start_servers(workdir / "servers")
     plain, plain_url = open_nats(workdir)
-    rates: dict[bool, list[float]] = {False: [], True: []}
+
+    def measure(kind: str, round_: int) -> float:
+        database = f"calib_bench_{kind}_{round_}"
+        config = service_config(servers.endpoints, database, gateway_port=free_port())
+        if kind == "open":
+            config = msgspec.structs.replace(config, nats_url=plain_url)
+        return one_run(servers, config, count, workdir / database, authenticated=kind == "auth")
+
     try:
-        # alternated, best of each kind: the servers warm up over the first run
-        for round_, authenticated in enumerate([False, True] * ROUNDS):
-            database = f"calib_bench_{'auth' if authenticated else 'open'}_{round_}"
-            config = service_config(servers.endpoints, database, gateway_port=free_port())
-            if not authenticated:
-                config = msgspec.structs.replace(config, nats_url=plain_url)
-            rates[authenticated].append(
-                one_run(servers, config, count, workdir / database, authenticated=authenticated)
-            )
+        best = best_of_alternated(["open", "auth"], measure)
     finally:
         plain.stop()
         servers.stop()
-    value, reference = max(rates[True]), max(rates[False])
+    value, reference = best["auth"], best["open"]
     return {
         "name": "registry_throughput_auth",
         "value": value,

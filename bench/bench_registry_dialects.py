@@ -31,6 +31,8 @@ for path in (ROOT, ROOT / "bench"):
 
 from bench_registry import (  # noqa: E402
     OBSERVATORY,
+    ROUNDS,
+    best_of_alternated,
     prepare_database,
     publish_and_wait,
     stored_frames,
@@ -44,8 +46,6 @@ from tests.support.hostile import header_bytes  # noqa: E402
 from tests.support.system import Services, service_config, start_servers, wait_for  # noqa: E402
 
 WIDTH, HEIGHT = 64, 48
-#: runs of each kind, alternated (best of each is kept)
-ROUNDS = 2
 #: every program's header that registers from the header alone (it names a frame type)
 TYPED = [(cards, expected) for _, cards, expected in DIALECTS if "frame_type" in expected]
 _NINA = next(cards for program, cards, _ in DIALECTS if program == "N.I.N.A. 3.x")
@@ -107,14 +107,16 @@ def one_run(servers, workdir: Path, database: str, files: list[bytes]) -> float:
 def registry_throughput_dialects(count: int, workdir: Path) -> dict:
     servers = start_servers(workdir / "servers")
     streams = {"nina": files_of(NINA, count), "mixed": files_of(MIXED, count)}
-    rates: dict[str, list[float]] = {"nina": [], "mixed": []}
+
+    def measure(kind: str, round_: int) -> float:
+        database = f"calib_bench_dialects_{kind}_{round_}"
+        return one_run(servers, workdir, database, streams[kind])
+
     try:
-        for round_, kind in enumerate(["nina", "mixed"] * ROUNDS):
-            database = f"calib_bench_dialects_{kind}_{round_}"
-            rates[kind].append(one_run(servers, workdir, database, streams[kind]))
+        best = best_of_alternated(["nina", "mixed"], measure)
     finally:
         servers.stop()
-    value, reference = max(rates["mixed"]), max(rates["nina"])
+    value, reference = best["mixed"], best["nina"]
     return {
         "name": "registry_throughput_dialects",
         "value": value,
