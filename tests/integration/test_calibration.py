@@ -167,7 +167,11 @@ def test_cmos_light_matches_the_truth_is_cached_and_a_new_master_invalidates_it(
     wait_for(
         lambda: plugin.store.list_sync(f"calibrated/{obs}/") == [], what="the cache invalidated"
     )
-    assert subject_count(system.config, f"cache.invalidated.{obs}") >= 1
+    # the event follows the deletion: wait for it rather than read it at once
+    wait_for(
+        lambda: subject_count(system.config, f"cache.invalidated.{obs}") >= 1,
+        what="cache.invalidated published",
+    )
     header, pixels, _ = calibrated(admin, light, cache="miss")
     assert header["CALDARK"] == new_dark["id"]
     assert_matches_truth(cam, pixels, truth)
