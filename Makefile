@@ -15,13 +15,15 @@ setup: | $(UV)
 run: setup
 	$(UV) run --frozen calib run
 
-# a hung run fails after 30 minutes (a whole run takes about 5) instead of holding CI;
-# every server and service it started dies with it
+# two workers: one runs every test of the shared running system, the other the rest
+# (unit tests, and the suites that start systems of their own); a hung run fails after
+# 30 minutes instead of holding CI, and every server and service it started dies with it
+PYTEST_WORKERS := -n 2 --dist loadgroup
 test: setup system-deps
-	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider --durations=25 tests
+	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_WORKERS) --durations=25 tests
 
 test-unit: setup
-	$(UV) run --frozen pytest -q tests/unit
+	$(UV) run --frozen pytest -q $(PYTEST_WORKERS) tests/unit
 
 system-deps:
 	deploy/install-system-deps.sh
