@@ -41,6 +41,12 @@ MESSAGES_FAILED = Counter(
     "Deliveries that failed (handed back after a backoff, or given up on as a dead letter).",
     ["consumer", "event"],
 )
+REQUESTS_ANSWERED = Counter(
+    "calib_requests_answered_total",
+    "Requests (core NATS request/reply, the lifecycle's) answered, by subject and outcome "
+    "(ok, or error: the caller got the reason).",
+    ["subject", "outcome"],
+)
 DEAD_LETTERS = Counter(
     "calib_dead_letters_total",
     "Messages made dead letters: permanent (a body no redelivery makes valid) or after "
@@ -86,6 +92,7 @@ SUPERVISOR_RESTARTS = "calib_supervisor_restarts_total"
 DECLARED: tuple[Collector, ...] = (
     MESSAGES_HANDLED,
     MESSAGES_FAILED,
+    REQUESTS_ANSWERED,
     DEAD_LETTERS,
     DEAD_LETTERS_WAITING,
     CONSUMER_PENDING,
