@@ -12,6 +12,7 @@ own counts at ``GET /metrics`` (the gateway on its API port, the other services 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -136,12 +137,16 @@ class PrometheusWorkMetrics:
         STACK_JOB_DURATION.labels(outcome).observe(seconds)
 
 
-async def observe_consumers(js: JetStreamContext, consumers: Sequence[wiring.Consumer]) -> None:
-    """Read each durable consumer's lag from JetStream now; one that cannot be read (not
-    bound yet, NATS away) has no sample rather than a stale one."""
+async def observe_consumers(
+    js: JetStreamContext, consumers: Sequence[wiring.Consumer], timeout_s: float = 2.0
+) -> None:
+    """Read each durable consumer's lag from JetStream now; one that cannot be read within
+    ``timeout_s`` (not bound yet, NATS away) has no sample rather than a stale one."""
     for consumer in consumers:
         try:
-            info = await js.consumer_info(wiring.STREAM.name, consumer.durable)
+            info = await asyncio.wait_for(
+                js.consumer_info(wiring.STREAM.name, consumer.durable), timeout_s
+            )
         except Exception:  # noqa: BLE001 - an absent sample is what an alert sees
             CONSUMER_PENDING.remove(consumer.durable)
             CONSUMER_ACK_PENDING.remove(consumer.durable)

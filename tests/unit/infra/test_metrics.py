@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from calib_core import wiring
 from calib_core.models import FrameType
 from calib_infra import metrics
 
@@ -51,3 +53,28 @@ def test_supervisor_restarts_come_from_its_state_file(tmp_path):
     state.write_text(json.dumps({"nats": {"restarts": 2}, "stacker-1": {"restarts": 0}}))
     assert registry.get_sample_value(metrics.SUPERVISOR_RESTARTS, {"process": "nats"}) == 2
     assert registry.get_sample_value(metrics.SUPERVISOR_RESTARTS, {"process": "stacker-1"}) == 0
+
+
+class Consumers:
+    """JetStream's consumer info, or NATS away."""
+
+    def __init__(self) -> None:
+        self.away = False
+
+    async def consumer_info(self, stream: str, durable: str) -> SimpleNamespace:
+        if self.away:
+            raise ConnectionError("nats away")
+        assert stream == wiring.STREAM.name
+        return SimpleNamespace(num_pending=7, num_ack_pending=2)
+
+
+async def test_a_consumers_lag_is_read_now_and_absent_when_it_cannot_be():
+    js = Consumers()
+    await metrics.observe_consumers(js, [wiring.STACKER])
+    assert sample("calib_consumer_pending_messages", consumer="stacker") == 7
+    assert sample("calib_consumer_ack_pending_messages", consumer="stacker") == 2
+
+    js.away = True
+    await metrics.observe_consumers(js, [wiring.STACKER])
+    labels = {"consumer": "stacker"}
+    assert REGISTRY.get_sample_value("calib_consumer_pending_messages", labels) is None
