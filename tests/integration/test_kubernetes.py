@@ -178,6 +178,21 @@ def test_the_stacker_scales_on_its_consumers_lag_and_is_never_all_evicted(docume
     assert mebibytes(container(stacker)["resources"]["limits"]["memory"]) >= limit_mb + 512
 
 
+def test_the_file_cache_fits_its_volume(documents):
+    for service, deployment in of_kind(documents, "Deployment").items():
+        env = environment(deployment)
+        if "CALIB_FILE_CACHE_DIR" not in env:
+            continue
+        [mount] = [
+            m
+            for m in container(deployment)["volumeMounts"]
+            if m["mountPath"] == env["CALIB_FILE_CACHE_DIR"]["value"]
+        ]
+        [volume] = [v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"]]
+        cache_mb = int(env["CALIB_FILE_CACHE_MB"]["value"])
+        assert mebibytes(volume["emptyDir"]["sizeLimit"]) > cache_mb, service
+
+
 def mebibytes(quantity: str) -> int:
     number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
     return int(number) * (1024 if unit == "Gi" else 1)
