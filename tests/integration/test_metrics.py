@@ -62,8 +62,13 @@ def test_every_service_counts_its_work_for_prometheus(system, admin, plugin, obs
         (("frame_type", "dark"), ("observatory", observatory)),
     )
     assert scrape(system, "registry")[registered] == DARKS
-    assert total(system, "registry", "calib_frames_rejected_total", reason="invalid_event") == (
-        invalid_before + 1
+    wait_for(  # other tests' messages may be counted meanwhile: at least ours
+        lambda: (
+            total(system, "registry", "calib_frames_rejected_total", reason="invalid_event")
+            >= invalid_before + 1
+        ),
+        timeout_s=30,
+        what="the invalid event's rejection to be counted",
     )
     handled = scrape(system, "registry")[
         "calib_messages_handled_total", (("consumer", "registry"), ("event", "frame.registered"))
@@ -71,7 +76,7 @@ def test_every_service_counts_its_work_for_prometheus(system, admin, plugin, obs
     assert handled >= DARKS + 1  # the invalid one is handled too: rejected, on record
     assert (
         total(system, "stacker", "calib_stack_job_duration_seconds_count", outcome="succeeded")
-        == jobs_before + 1
+        >= jobs_before + 1
     )
     assert total(system, "stacker", "calib_stack_job_duration_seconds_sum", outcome="succeeded") > 0
 
