@@ -1,5 +1,5 @@
-"""The Grafana dashboard (deploy/grafana) queries only metrics the code declares, and shows
-every one of Calib's."""
+"""The Grafana dashboard (deploy/grafana) and the alerting rules (deploy/prometheus) query
+only metrics the code declares; the dashboard shows every one of Calib's."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from prometheus_client import REGISTRY
 
 from calib_infra import metrics
 
-DASHBOARD = Path(__file__).resolve().parents[3] / "deploy/grafana/calib-dashboard.json"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DASHBOARD = DEPLOY / "grafana/calib-dashboard.json"
+ALERTS = DEPLOY / "prometheus/calib-alerts.yaml"
 #: the samples each type of metric family exposes, by suffix
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
@@ -25,17 +28,26 @@ def exposed() -> set[str]:
     return names
 
 
-def queried() -> set[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    expressions = [
-        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
-    ]
+def metric_names(expressions: list[str]) -> set[str]:
     assert expressions
     return {name for expr in expressions for name in re.findall(r"\b(?:calib|process)_\w+", expr)}
 
 
-def test_the_dashboard_queries_only_declared_metrics():
+def queried() -> set[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return metric_names(
+        [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    )
+
+
+def alerted() -> set[str]:
+    rules = yaml.safe_load(ALERTS.read_text())
+    return metric_names([rule["expr"] for group in rules["groups"] for rule in group["rules"]])
+
+
+def test_the_dashboard_and_the_alerts_query_only_declared_metrics():
     assert queried() - exposed() == set()
+    assert alerted() - exposed() == set()
 
 
 def test_the_dashboard_shows_every_calib_metric():
