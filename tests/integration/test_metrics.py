@@ -4,35 +4,14 @@ handled, a stacking job's duration, each consumer's lag."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from calib_core import events, wiring
-from calib_infra import metrics
 from tests.e2e.test_skeleton import dark_bytes, masters
 from tests.integration.registry_helpers import publish_raw
-from tests.support.system import Services, wait_for
+from tests.support.system import Services, scrape, wait_for
 
 DARKS = 10  # the default dark trigger
-
-
-def metrics_url(system: Services, name: str) -> str:
-    return system.health_urls[name].removesuffix("/healthz") + "/metrics"
-
-
-def scrape(system: Services, name: str) -> Counter:
-    """A service's samples, by (name, sorted labels)."""
-    response = httpx.get(metrics_url(system, name), timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == metrics.CONTENT_TYPE
-    samples = Counter()
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] += sample.value
-    return samples
 
 
 def total(system: Services, prefix: str, sample: str, **labels: str) -> float:
