@@ -59,7 +59,9 @@ import json, resource, subprocess, sys
 done = subprocess.run([sys.executable, "-c", sys.argv[1], *sys.argv[2:]],
                       check=True, capture_output=True, text=True)
 report = json.loads(done.stdout)
-report["maxrss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+report["maxrss_kb"] = usage.ru_maxrss
+report["cpu_s"] = usage.ru_utime + usage.ru_stime
 print(json.dumps(report))
 """
 
@@ -78,7 +80,7 @@ def run() -> list[dict]:
         ]
         del cube
         entries.append(bench_vs_siril(paths))
-    entries.append(bench_peak_rss(shape))
+    entries.extend(bench_peak_rss(shape))
     return entries
 
 
@@ -261,7 +263,9 @@ def _siril_version() -> str:
     return done.stdout.strip().split()[-1] if done.stdout.strip() else "?"
 
 
-def bench_peak_rss(shape: tuple[int, int]) -> dict:
+def bench_peak_rss(shape: tuple[int, int]) -> list[dict]:
+    """The peak memory of a whole stacking job, and its CPU time per frame-megapixel (the
+    figure deploy/README.md sizes stackers with)."""
     with tempfile.TemporaryDirectory(prefix="calib-bench-") as tmp:
         paths = []
         for index in range(RSS_FRAMES):
@@ -283,7 +287,10 @@ def bench_peak_rss(shape: tuple[int, int]) -> dict:
         )
     report = json.loads(completed.stdout)
     peak_mb = report["maxrss_kb"] / 1024
-    return {
+    frame_megapixels = RSS_FRAMES * shape[0] * shape[1] / 1e6
+    cpu_ms = 1000 * report["cpu_s"] / frame_megapixels
+    wall_ms = 1000 * report["seconds"] / frame_megapixels
+    memory = {
         "name": f"stack_{RSS_FRAMES}x{_megapixels(shape)}mp_peak_rss_mb",
         "value": round(peak_mb, 1),
         "unit": "MB",
@@ -295,6 +302,17 @@ def bench_peak_rss(shape: tuple[int, int]) -> dict:
         f" took {report['seconds']:.1f} s;"
         f" goal <= {MEMORY_LIMIT_MB + 300} MB",
     }
+    cpu = {
+        "name": "stack_cpu_ms_per_frame_mp",
+        "value": round(cpu_ms, 2),
+        "unit": "ms",
+        "reference": round(wall_ms, 2),
+        "ratio": round(cpu_ms / wall_ms, 2),
+        "note": f"CPU time (user + system, every thread) of the same stack of {RSS_FRAMES}"
+        f" frames of {_megapixels(shape)} MP, per frame-megapixel; reference: its wall time"
+        " per frame-megapixel (the ratio is the cores it kept busy); sizing in deploy/README.md",
+    }
+    return [memory, cpu]
 
 
 def _megapixels(shape: tuple[int, int]) -> int:

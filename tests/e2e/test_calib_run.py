@@ -13,7 +13,9 @@ import time
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
+from calib_infra.metrics import SUPERVISOR_RESTARTS
 from tests.support.system import ADMIN_TOKEN, free_port, wait_for
 
 
@@ -101,6 +103,14 @@ def test_calib_run_restarts_what_dies_or_hangs_and_stops_cleanly(tmp_path):
         assert health["processes"]["stacker-1"]["restarts"] == 1
         assert health["processes"]["mongodb"]["last_exit"] == "unresponsive"
         assert health["processes"]["gateway"]["restarts"] == 0
+        # and as Prometheus counts them, on the gateway's /metrics (no token)
+        restarts = {
+            sample.labels["process"]: sample.value
+            for family in text_string_to_metric_families(httpx.get(f"{base}/metrics").text)
+            for sample in family.samples
+            if sample.name == SUPERVISOR_RESTARTS
+        }
+        assert restarts["stacker-1"] == restarts["mongodb"] == 1 and restarts["gateway"] == 0
 
         every_pid = [run.pid, *(e["pid"] for e in processes().values())]
         started = time.monotonic()

@@ -27,6 +27,7 @@ from tests.support.system import (
     Services,
     consumer_drained,
     free_port,
+    scrape,
     service_config,
     start_servers,
     unique,
@@ -128,6 +129,16 @@ def test_a_message_failing_past_the_bound_is_a_dead_letter_listed_and_replayed(o
         assert rejected["body"] == '{"master_id": '
         assert rejected["error"].startswith("invalid event: ")
 
+        # and as Prometheus counts them
+        registry = scrape(services, "registry")
+        labels = (("consumer", "registry"), ("event", events.FRAME_REGISTERED))
+        assert registry["calib_messages_failed_total", labels] == MAX_DELIVERIES
+        assert registry["calib_dead_letters_total", (*labels, ("permanent", "false"))] == 1
+        scheduler = scrape(services, "scheduler")
+        labels = (("consumer", rejected["consumer"]), ("event", events.MASTER_CREATED))
+        assert scheduler["calib_dead_letters_total", (*labels, ("permanent", "true"))] == 1
+        assert scrape(services, "gateway")["calib_dead_letters_waiting", ()] == 2
+
         # S3 is back; the administrator replays the dead letter: the frame is registered
         servers.start(nats=False, mongodb=False)
         response = admin.post(f"{ADMIN}/dead-letters/{letter['id']}/replay")
@@ -142,6 +153,7 @@ def test_a_message_failing_past_the_bound_is_a_dead_letter_listed_and_replayed(o
         listed = {d["id"]: d for d in dead_letters(admin)}
         assert listed[letter["id"]]["status"] == "replayed"
         assert admin.get(f"{API}/health").json()["dead_letters"] == 1  # the permanent one
+        assert scrape(services, "gateway")["calib_dead_letters_waiting", ()] == 1
         unknown = admin.post(f"{ADMIN}/dead-letters/no-such-letter/replay")
         assert unknown.status_code == 404
         # the command line lists them too

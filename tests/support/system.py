@@ -10,15 +10,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 
 from calib_core.busaccess import CLI_USER
-from calib_infra import bus
+from calib_infra import bus, metrics
 from calib_infra.config import Config
 from calib_infra.devstack import (
     EmbeddedServers,
@@ -218,3 +220,20 @@ def consumers_waiting(config: Config, durable: str) -> int:
             await connection.close()
 
     return asyncio.run(check())
+
+
+def metrics_url(system: Services, name: str) -> str:
+    return system.health_urls[name].removesuffix("/healthz") + "/metrics"
+
+
+def scrape(system: Services, name: str) -> Counter:
+    """Service ``name``'s Prometheus metrics (its ``/metrics``), each sample's value by
+    (sample name, sorted labels)."""
+    response = httpx.get(metrics_url(system, name), timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == metrics.CONTENT_TYPE
+    samples = Counter()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] += sample.value
+    return samples

@@ -577,6 +577,34 @@ class Log(Protocol):
         ...
 
 
+class WorkMetrics(Protocol):
+    """What the use cases count for operators (Prometheus, in ``calib_infra.metrics``)."""
+
+    def frame_registered(self, observatory_id: str, frame_type: FrameType) -> None: ...
+
+    def frame_rejected(self, reason: str) -> None:
+        """A rejection, by its reason (the adapter counts it by the reason's kind)."""
+        ...
+
+    def stack_job_finished(self, outcome: str, seconds: float) -> None:
+        """A stacking job ended as ``outcome`` (``succeeded``, ``failed``, ``deferred``,
+        ``dropped``) after ``seconds`` of work."""
+        ...
+
+
+class NoMetrics:
+    """:class:`WorkMetrics` that counts nothing (tools and tests that do not look)."""
+
+    def frame_registered(self, observatory_id: str, frame_type: FrameType) -> None:
+        pass
+
+    def frame_rejected(self, reason: str) -> None:
+        pass
+
+    def stack_job_finished(self, outcome: str, seconds: float) -> None:
+        pass
+
+
 class StackingError(Exception):
     """The files cannot be stacked as they are (unreadable, of unequal sizes, unusable
     values); the message names the files by their local paths."""

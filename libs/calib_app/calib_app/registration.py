@@ -23,11 +23,13 @@ from calib_app.ports import (
     FrameRepository,
     JobRepository,
     Log,
+    NoMetrics,
     ObjectMissingError,
     ObjectStore,
     ObservatoryRepository,
     RejectionRepository,
     SettingsRepository,
+    WorkMetrics,
 )
 from calib_app.queueing import JobQueue, check_triggers
 from calib_core import events
@@ -76,6 +78,7 @@ class Registration:
     log: Log
     limits: ImageLimits = DEFAULT_LIMITS
     """What an object's header may declare (SPEC §12): judged from its first bytes."""
+    metrics: WorkMetrics = NoMetrics()
 
     @property
     def queue(self) -> JobQueue:
@@ -160,6 +163,7 @@ async def reject(registration: Registration, refused: Rejection) -> None:
         reason=refused.reason,
     )
     await registration.rejections.record(refused)
+    registration.metrics.frame_rejected(refused.reason)
     announcement = announced(refused)
     if announcement is not None:
         await registration.events.publish(
@@ -186,6 +190,7 @@ async def store_frames(
                 frame_type=frame.frame_type.value,
                 event_id=event_id,
             )
+            registration.metrics.frame_registered(frame.observatory_id, frame.frame_type)
             stored.append(frame)
             continue
         existing = await registration.frames.by_file(frame.observatory_id, frame.sha256)

@@ -27,10 +27,12 @@ from calib_app.ports import (
     JobRepository,
     Log,
     MasterBuilder,
+    NoMetrics,
     ObjectStore,
     RetryLater,
     StackingError,
     UnusableFileError,
+    WorkMetrics,
 )
 from calib_core import events
 from calib_core.masters import (
@@ -53,6 +55,8 @@ WRITTEN = 0.95  # master FITS and preview written locally
 UPLOADED = 0.99  # the master's object is in S3, its record not yet
 PROGRESS_INTERVAL_S = 0.5
 DOWNLOAD_CONCURRENCY = 4
+#: How a claimed job ended (the ``outcome`` of :meth:`WorkMetrics.stack_job_finished`).
+SUCCEEDED, FAILED, DEFERRED, DROPPED = "succeeded", "failed", "deferred", "dropped"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Stacking:
     lease_s: float
     """How long a claim stays valid without renewal: the consumer's ack wait, after which
     JetStream would also hand the message of a silent replica to another one."""
+    metrics: WorkMetrics = NoMetrics()
 
 
 class JobFailure(Exception):
@@ -321,24 +326,24 @@ async def _defer(stacking: Stacking, job: StackJob, reason: str) -> None:
     )
 
 
-async def _work(stacking: Stacking, job: StackJob) -> None:
-    """Stack a claimed job into its master, or fail, defer or drop it."""
+async def _work(stacking: Stacking, job: StackJob) -> str:
+    """Stack a claimed job into its master, or fail, defer or drop it; returns which."""
     log = stacking.log.bind(job_id=job.id, observatory_id=job.observatory_id)
     settings = CalibrationSettings(**job.settings)
     frames = await stacking.frames.many(job.frame_ids)
     if not frames:
         await _fail(stacking, job, "none of the job's frames exist any more")
-        return
+        return FAILED
     if is_redundant(job, frames, settings):
         log.info("redundant automatic job dropped")
         await _discard_objects(stacking, job)
         await stacking.jobs.delete(job.id)
-        return
+        return DROPPED
     masters = await stacking.frames.current_masters(job.observatory_id)
     calibration = preprocessing(job.frame_type, frames[0], masters, settings)
     if isinstance(calibration, str):
         await _defer(stacking, job, calibration)
-        return
+        return DEFERRED
     progress = Progress(stacking, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)
@@ -347,7 +352,7 @@ async def _work(stacking: Stacking, job: StackJob) -> None:
             stacked = await _stack(stacking, job, settings, frames, calibration, workdir, progress)
         except JobFailure as failure:
             await _fail(stacking, job, str(failure))
-            return
+            return FAILED
         height, width = stacked.shape
         master = build_master(
             job,
@@ -370,8 +375,9 @@ async def _work(stacking: Stacking, job: StackJob) -> None:
         master = await _record(stacking, master)
     except JobFailure as failure:
         await _fail(stacking, job, str(failure))
-        return
+        return FAILED
     await _finish(stacking, job, master)
+    return SUCCEEDED
 
 
 async def run_job(stacking: Stacking, job_id: str) -> None:
@@ -387,8 +393,10 @@ async def run_job(stacking: Stacking, job_id: str) -> None:
         claimed = await _claim(stacking, job)
         if claimed is None:
             return
+        started = time.monotonic()
         async with _holding(stacking, claimed):
-            await _work(stacking, claimed)
+            outcome = await _work(stacking, claimed)
+        stacking.metrics.stack_job_finished(outcome, time.monotonic() - started)
     except asyncio.CancelledError:
         # this replica is stopping: give the job back so another takes it at once (also
         # when stopped just as its claim was written: giving back only touches our own)

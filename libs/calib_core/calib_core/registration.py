@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -199,6 +200,33 @@ def new_frame(
         sha256=sha256,
         registered_at=now,
     )
+
+
+#: What each kind of rejection's reason looks like, in the order they are tried: the
+#: reasons are texts for people, the kinds a bounded set to count (the metrics'
+#: ``reason`` label). A reason none of these describes is a metadata problem (a required
+#: field missing, a value out of range or of the wrong type).
+_REJECTION_KINDS = (
+    ("invalid_event", re.compile(r"^invalid event: ")),
+    ("observatory_mismatch", re.compile(r"^subject names observatory ")),
+    ("outside_prefix", re.compile("^" + re.escape(OUTSIDE_PREFIX) + "$")),
+    ("unknown_observatory", re.compile(r"^unknown observatory ")),
+    ("missing_object", re.compile(r" is missing from the bucket$")),
+    ("not_fits", re.compile(r" is not a valid FITS image: ")),
+    ("beyond_limits", re.compile(r" exceeds a limit: ")),
+    ("already_a_master", re.compile(r" is already a master ")),
+    ("sha256_mismatch", re.compile(r"^sha256 mismatch: ")),
+)
+INVALID_METADATA = "invalid_metadata"
+REJECTION_KINDS = (*(kind for kind, _ in _REJECTION_KINDS), INVALID_METADATA)
+
+
+def rejection_kind(reason: str) -> str:
+    """The kind of a rejection's reason, one of :data:`REJECTION_KINDS`."""
+    for kind, pattern in _REJECTION_KINDS:
+        if pattern.search(reason):
+            return kind
+    return INVALID_METADATA
 
 
 def announced(rejection: Rejection) -> events.FrameRejected | None:

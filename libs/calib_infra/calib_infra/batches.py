@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from calib_app.dead_letters import Received, failed_many, got_through
 from calib_app.ports import Delivery
 from calib_core import wiring
+from calib_infra import metrics
 from calib_infra.bus import MAX_DELIVER
 from calib_infra.deliveries import received
 from calib_infra.retry import until_it_works
@@ -124,6 +125,7 @@ async def _handle(
     finally:
         keepalive.cancel()
     await _settle(messages, settlements)
+    _count(durable, batch, settlements)
     await got_through(
         runtime.dead_letter_office, [m for m, o in zip(batch, outcomes, strict=True) if o is True]
     )
@@ -189,6 +191,14 @@ async def _settle(messages: list[Msg], settlements: list[Settlement]) -> None:
                 await message.term()
             else:
                 await message.nak(delay=delay)
+
+
+def _count(durable: str, batch: list[Received], settlements: list[Settlement]) -> None:
+    for message, (how, _) in zip(batch, settlements, strict=True):
+        if how == "ack":
+            metrics.handled(durable, message.subject)
+        else:
+            metrics.failed(durable, message.subject, dead=how == "term")
 
 
 async def _keep_in_progress(messages: list[Msg], interval_s: float) -> None:

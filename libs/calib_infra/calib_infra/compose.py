@@ -18,6 +18,7 @@ from calib_app.stacking import Stacking
 from calib_app.uploads import Uploads
 from calib_core.lifecycle import MaintenanceTask
 from calib_infra.backlog import StreamBacklog
+from calib_infra.metrics import PrometheusWorkMetrics
 from calib_infra.repositories import AccountRepository, PendingUploadRepository
 from calib_infra.rpc import LifecycleClient
 from calib_infra.runtime import Runtime
@@ -35,6 +36,7 @@ def stacking(runtime: Runtime, builder: MasterBuilder) -> Stacking:
         log=runtime.log,
         worker=runtime.instance,
         lease_s=runtime.config.stacker_ack_wait_s,
+        metrics=PrometheusWorkMetrics(),
     )
 
 
@@ -112,6 +114,7 @@ def registration(runtime: Runtime) -> Registration:
         clock=runtime.clock,
         log=runtime.log,
         limits=runtime.config.image_limits,
+        metrics=PrometheusWorkMetrics(),
     )
 
 

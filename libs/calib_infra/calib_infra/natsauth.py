@@ -87,12 +87,22 @@ ISSUER_VARIABLE = "CALIB_NATS_ISSUER"
 def deployment_config() -> str:
     """The server configuration for containers: secrets come from the environment."""
     return server_config(
-        {user: "$" + compose_variable(user) for user in PASSWORD_USERS},
+        _deployment_passwords(),
         "$" + ISSUER_VARIABLE,
         listen="0.0.0.0:4222",
         monitor="0.0.0.0:8222",
         store_dir="/data",
     )
+
+
+def deployment_auth_config() -> str:
+    """:func:`auth_config` for a deployment whose servers a chart configures (Kubernetes:
+    deploy/k8s/charts/nats-values.yaml includes it); secrets from the environment."""
+    return auth_config(_deployment_passwords(), "$" + ISSUER_VARIABLE)
+
+
+def _deployment_passwords() -> dict[str, str]:
+    return {user: "$" + compose_variable(user) for user in PASSWORD_USERS}
 
 
 def deployment_environment(secrets: BusSecrets) -> dict[str, str]:
@@ -135,6 +145,19 @@ def server_config(
     max_payload_bytes: int = 1 << 20,
 ) -> str:
     """The nats-server configuration: authentication on, nothing anonymous."""
+    return f"""# Calib's NATS server: no anonymous connection; see calib_infra/natsauth.py
+listen: {listen}
+http: {monitor}
+max_payload: {max_payload_bytes}
+jetstream {{
+  store_dir: {json.dumps(store_dir)}
+}}
+{auth_config(passwords, issuer_public_key)}"""
+
+
+def auth_config(passwords: dict[str, str], issuer_public_key: str) -> str:
+    """The accounts, their users and the auth callout: the part of the server's
+    configuration that is Calib's whoever runs the server (a chart includes it)."""
 
     def user(name: str) -> str:
         line = f"{{user: {json.dumps(name)}, password: {_value(passwords[name])}"
@@ -144,14 +167,7 @@ def server_config(
 
     services = "\n".join(f"      {user(name)}" for name in PASSWORD_USERS if name != SYSTEM_USER)
     auth_users = ", ".join(json.dumps(name) for name in PASSWORD_USERS)
-    return f"""# Calib's NATS server: no anonymous connection; see calib_infra/natsauth.py
-listen: {listen}
-http: {monitor}
-max_payload: {max_payload_bytes}
-jetstream {{
-  store_dir: {json.dumps(store_dir)}
-}}
-accounts {{
+    return f"""accounts {{
   {ACCOUNT} {{
     jetstream: enabled
     users: [

@@ -17,6 +17,7 @@ from faststream.nats.annotations import NatsMessage
 
 from calib_core import events
 from calib_core.lifecycle import MaintenanceTask
+from calib_infra import metrics
 from calib_infra.runtime import Runtime
 
 R = TypeVar("R")
@@ -98,5 +99,7 @@ def serve(
             result = await handler(msgspec.json.decode(msg.body, type=request_type))
         except Exception as error:  # noqa: BLE001 - the caller gets the reason, we keep serving
             runtime.log.exception("request failed", subject=subject, error=str(error))
+            metrics.REQUESTS_ANSWERED.labels(subject, "error").inc()
             return msgspec.json.encode(_Reply(error=f"{type(error).__name__}: {error}"))
+        metrics.REQUESTS_ANSWERED.labels(subject, "ok").inc()
         return msgspec.json.encode(_Reply(result=msgspec.to_builtins(result)))

@@ -20,6 +20,7 @@ from calib_app.dead_letters import DeadLetterOffice, Received, failed, got_throu
 from calib_app.ports import RetryLater
 from calib_core import wiring
 from calib_core.deadletters import backoff_s
+from calib_infra import metrics
 from calib_infra.bus import BusPublisher, durable_consumer, make_broker, start_with_retry
 from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
@@ -129,16 +130,22 @@ class Runtime:
 
     async def serve_health(self, port: int) -> None:
         """A tiny HTTP endpoint for container probes: ``GET /livez`` answers while the
-        process runs; ``GET /healthz`` is 200 only while every dependency answers."""
+        process runs; ``GET /healthz`` is 200 only while every dependency answers; and
+        ``GET /metrics`` for Prometheus (:mod:`calib_infra.metrics`)."""
 
         async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 request = await asyncio.wait_for(reader.readline(), LIVENESS_TIMEOUT_S)
                 path = request.split()[1].decode() if len(request.split()) > 1 else ""
-                status, body = await self.health_reply(path)
+                if path == "/metrics":
+                    status, body = 200, await self.metrics_reply()
+                    content_type = metrics.CONTENT_TYPE
+                else:
+                    status, body = await self.health_reply(path)
+                    content_type = "application/json"
                 writer.write(
                     f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-                    "Content-Type: application/json\r\n"
+                    f"Content-Type: {content_type}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                     + body
                 )
@@ -168,6 +175,18 @@ class Runtime:
             "errors": {name: state for name, state in states.items() if state is not None},
         }
         return (200 if ready else 503), msgspec.json.encode(body)
+
+    @property
+    def consumers(self) -> list[wiring.Consumer]:
+        """The durable consumers this service binds."""
+        return [consumer for consumer in wiring.CONSUMERS if consumer.service == self.service]
+
+    async def metrics_reply(self) -> bytes:
+        """This process's metrics, its consumers' lag read from JetStream now."""
+        connection = self.broker.connection if self.bus_ready.is_set() else None
+        if connection is not None and connection.is_connected:
+            await metrics.observe_consumers(connection.jetstream(), self.consumers)
+        return metrics.exposition()
 
     async def heartbeat_forever(self) -> None:
         await self.datastores_ready.wait()  # no write before the schema is known to exist
@@ -236,12 +255,14 @@ class Runtime:
             except Exception as error:  # noqa: BLE001 - retried, then a dead letter: never lost
                 self.log.exception("message handling failed", subject=subject, error=str(error))
                 delay = await failed(self.dead_letter_office, message, error)
+                metrics.failed(consumer.durable, subject, dead=delay is None)
                 await (msg.reject() if delay is None else msg.nack(delay=delay))
                 return
             finally:
                 keepalive.cancel()
                 self._handling.discard(handling)
             await msg.ack()
+            metrics.handled(consumer.durable, subject)
             await got_through(self.dead_letter_office, [message])
 
     async def _reject(self, msg: NatsMessage, message: Received, reason: str) -> None:
@@ -260,6 +281,7 @@ class Runtime:
             )
             await msg.nack(delay=delay)
             return
+        metrics.dead_letter(message.consumer, message.subject, permanent=True)
         await msg.reject()
 
     async def hand_back(self) -> None:

@@ -13,9 +13,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pymongo.asynchronous.database import AsyncDatabase
 
+from calib_app.dead_letters import DeadLetterOffice, waiting
 from calib_core import events, wiring
 from calib_gateway.errors import DependencyUnavailableError
 from calib_gateway.ports import Backlog, ProcessHealth
+from calib_infra import metrics
 from calib_infra.store import ObjectStore
 
 #: Messages a subscriber holds for a slow reader; beyond it a stalled reader loses
@@ -119,3 +121,14 @@ class ServerProbes:
             )
         except (OSError, msgspec.DecodeError):
             return {}
+
+
+async def gateway_metrics(dead_letters: DeadLetterOffice) -> tuple[bytes, str]:
+    """The gateway's metrics, with the dead letters waiting counted now (NaN when the
+    database does not answer)."""
+    try:
+        count = await asyncio.wait_for(waiting(dead_letters), PING_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - unknown, not zero
+        count = float("nan")
+    metrics.DEAD_LETTERS_WAITING.set(count)
+    return metrics.exposition(), metrics.CONTENT_TYPE

@@ -29,7 +29,7 @@ from calib_gateway.masters.upload import MasterUploadController
 from calib_gateway.needs.routes import NeedsController
 from calib_gateway.openapi import document_errors
 from calib_gateway.page import admin_page
-from calib_gateway.ports import Liveness
+from calib_gateway.ports import Liveness, Metrics
 from calib_gateway.rejections.routes import RejectionsController
 from calib_gateway.settings.routes import SettingsController
 from calib_gateway.uploads.presigned import PresignedUploadController
@@ -38,7 +38,17 @@ from calib_gateway.uploads.presigned import PresignedUploadController
 #: upload routes bound their multipart bodies themselves (``CALIB_MAX_UPLOAD_MB``).
 MAX_JSON_BODY_BYTES = 1024 * 1024
 
-PUBLIC_PATHS = ["^/healthz$", "^/livez$", "^/api/docs", "^/api/openapi", "^/admin", "^/$"]
+#: ``/metrics`` carries counts and consumer names, no secret: Prometheus scrapes it without
+#: a token (an ingress that publishes the API keeps it inside the cluster).
+PUBLIC_PATHS = [
+    "^/healthz$",
+    "^/livez$",
+    "^/metrics$",
+    "^/api/docs",
+    "^/api/openapi",
+    "^/admin",
+    "^/$",
+]
 
 ROUTES = [
     LibraryController,
@@ -72,6 +82,14 @@ async def healthz(request: Request, liveness: Injected[Liveness]) -> Response[by
     return Response(body, status_code=status, media_type="application/json")
 
 
+@get("/metrics", include_in_schema=False)
+async def prometheus_metrics(metrics: Injected[Metrics]) -> Response[bytes]:
+    """This process's Prometheus metrics (:mod:`calib_infra.metrics`)."""
+    body, content_type = await metrics()
+    # as a header: as a media type, Litestar would add a second charset to it
+    return Response(body, headers={"Content-Type": content_type})
+
+
 def create_app(
     gateway: Gateway,
     *,
@@ -81,7 +99,7 @@ def create_app(
     """The application over ``gateway``; ``on_startup``/``on_shutdown`` connect and close
     what the composition root built (nothing, in tests)."""
     app = Litestar(
-        route_handlers=[healthz, root, admin_page, *ROUTES],
+        route_handlers=[healthz, prometheus_metrics, root, admin_page, *ROUTES],
         dependencies=dependencies(gateway),
         guards=[refuse_operator_parameters],
         middleware=[DefineMiddleware(BearerTokenMiddleware, exclude=PUBLIC_PATHS)],

@@ -21,7 +21,7 @@ from calib_app.queueing import JobQueue
 from calib_app.uploads import Uploads
 from calib_core.access import Principal
 from calib_core.limits import ImageLimits
-from calib_gateway.ports import JobFeed, Liveness, SystemProbes
+from calib_gateway.ports import JobFeed, Liveness, Metrics, SystemProbes
 from calib_gateway.uploads.receiver import UploadReceiver
 
 T = TypeVar("T")
@@ -48,6 +48,7 @@ class Gateway:
     feed: JobFeed
     probes: SystemProbes
     liveness: Liveness
+    metrics: Metrics
     upload_limit_bytes: int
     image_limits: ImageLimits = ImageLimits()
     """What an uploaded file's header may declare (SPEC §12)."""
@@ -72,6 +73,7 @@ class Gateway:
             "feed": self.feed,
             "probes": self.probes,
             "liveness": self.liveness,
+            "metrics": self.metrics,
             "observatories": self.access.observatories,
             "settings": self.library.settings,
             "clock": self.library.clock,

@@ -8,19 +8,22 @@ import asyncio
 
 import uvicorn
 from litestar import Litestar
+from prometheus_client import REGISTRY
 
 from calib_app.access import bootstrap_admin
 from calib_app.bus_access import admit_plugin
-from calib_gateway.adapters import NatsJobFeed, ServerProbes
+from calib_gateway.adapters import NatsJobFeed, ServerProbes, gateway_metrics
 from calib_gateway.app import create_app
 from calib_gateway.dependencies import Gateway
 from calib_infra import compose, natsauth
 from calib_infra.bus import start_with_retry
+from calib_infra.metrics import SupervisorRestarts
 from calib_infra.rpc import LifecycleClient
 from calib_infra.runtime import HEARTBEAT_INTERVAL_S, Runtime
 
 
 def gateway_of(runtime: Runtime) -> Gateway:
+    dead_letters = compose.dead_letter_office(runtime)
     return Gateway(
         library=compose.frame_library(runtime),
         queue=compose.job_queue(runtime),
@@ -30,7 +33,7 @@ def gateway_of(runtime: Runtime) -> Gateway:
         access=compose.access(runtime),
         rejections=runtime.rejections,
         heartbeats=runtime.heartbeats,
-        dead_letters=compose.dead_letter_office(runtime),
+        dead_letters=dead_letters,
         lifecycle=LifecycleClient(runtime.broker),
         feed=NatsJobFeed(runtime.broker),
         probes=ServerProbes(
@@ -41,6 +44,7 @@ def gateway_of(runtime: Runtime) -> Gateway:
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
         ),
         liveness=runtime.health_reply,
+        metrics=lambda: gateway_metrics(dead_letters),
         upload_limit_bytes=runtime.config.max_upload_mb * 1024 * 1024,
         image_limits=runtime.config.image_limits,
     )
@@ -93,6 +97,8 @@ def application(runtime: Runtime) -> Litestar:
 
 def main() -> None:
     runtime = Runtime("gateway")
+    if runtime.config.supervisor_state_file:
+        REGISTRY.register(SupervisorRestarts(runtime.config.supervisor_state_file))
     uvicorn.run(
         application(runtime),
         host=runtime.config.gateway_host,

@@ -15,6 +15,9 @@ import msgspec
 #: ``/healthz`` or ``/livez`` → (status code, JSON body): the process host's answer.
 Liveness = Callable[[str], Awaitable[tuple[int, bytes]]]
 
+#: ``/metrics`` → (body, content type): this process's Prometheus metrics.
+Metrics = Callable[[], Awaitable[tuple[bytes, str]]]
+
 
 class FeedSubscription(Protocol):
     async def next(self) -> tuple[str, bytes] | None:

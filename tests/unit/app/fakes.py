@@ -1447,6 +1447,24 @@ class FakeLifecycleService:
         return msgspec.json.decode(msgspec.json.encode(report), type=report_type)
 
 
+@dataclass
+class FakeWorkMetrics:
+    """What the use cases counted, in order."""
+
+    registered: list[tuple[str, FrameType]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    jobs: list[tuple[str, float]] = field(default_factory=list)
+
+    def frame_registered(self, observatory_id: str, frame_type: FrameType) -> None:
+        self.registered.append((observatory_id, frame_type))
+
+    def frame_rejected(self, reason: str) -> None:
+        self.rejected.append(reason)
+
+    def stack_job_finished(self, outcome: str, seconds: float) -> None:
+        self.jobs.append((outcome, seconds))
+
+
 # -- all of them at once --------------------------------------------------------------------
 @dataclass
 class FakeWorld:
@@ -1473,6 +1491,7 @@ class FakeWorld:
     dead_letters: FakeDeadLetterRepository = field(default_factory=FakeDeadLetterRepository)
     replays: FakeMessageReplayer = field(default_factory=FakeMessageReplayer)
     log: FakeLog = field(default_factory=FakeLog)
+    metrics: FakeWorkMetrics = field(default_factory=FakeWorkMetrics)
     store: FakeObjectStore = field(init=False)
     files: FakeFrameFiles = field(init=False)
     events: FakeEventPublisher = field(init=False)

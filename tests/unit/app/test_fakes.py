@@ -37,6 +37,7 @@ PORTS = {
     ports.MasterDescriber: fakes.FakeMasterDescriber,
     ports.AccountRepository: fakes.FakeAccountRepository,
     ports.LifecycleService: fakes.FakeLifecycleService,
+    ports.WorkMetrics: fakes.FakeWorkMetrics,
 }
 
 

@@ -20,7 +20,7 @@ from calib_core import events
 from calib_core.fitsheader import image_layout
 from calib_core.limits import ImageLimits
 from calib_core.models import Frame, FrameType, JobTrigger
-from calib_core.registration import Rejected
+from calib_core.registration import Rejected, rejection_kind
 from calib_stack import synthetic
 from tests.integration.registry_helpers import CAMERA, frame_bytes
 from tests.support.hostile import compressed_header, declared_image, endless_header, with_card
@@ -50,6 +50,7 @@ def registration_of(world: FakeWorld) -> Registration:
         events=world.events,
         clock=world.clock,
         log=world.log,
+        metrics=world.metrics,
     )
 
 
@@ -120,6 +121,7 @@ async def test_light_and_calibration_frames_are_stored_with_header_metadata(worl
     assert found[FrameType.DARK].gain == CAMERA.gain
     assert found[FrameType.DARK].binning == "1x1"
     assert world.log.events("info").count("frame registered") == 2
+    assert sorted(world.metrics.registered) == [(obs, FrameType.DARK), (obs, FrameType.LIGHT)]
     assert world.events.published == []  # nothing to announce, nothing to stack
 
 
@@ -158,26 +160,27 @@ async def test_event_fields_win_over_the_header(world, obs):
 # ---- rejections --------------------------------------------------------------------------
 
 
-REJECTIONS = [
-    "unknown observatory",
-    "subject and body differ",
-    "missing object",
-    "not FITS",
-    "empty object",
-    "truncated header",
-    "truncated data",
-    "missing required fields",
-    "sha256 mismatch",
-    "number out of range",
-    "header card out of range",
-    "object of another observatory",
-    "path outside the prefix",
-    "too many pixels",
-    "too many compressed pixels",
-    "too many axes",
-    "header too long",
-    "undecodable event",
-]
+#: each case, and the kind of reason it is counted as (calib_core.registration.rejection_kind)
+REJECTIONS = {
+    "unknown observatory": "unknown_observatory",
+    "subject and body differ": "observatory_mismatch",
+    "missing object": "missing_object",
+    "not FITS": "not_fits",
+    "empty object": "not_fits",
+    "truncated header": "not_fits",
+    "truncated data": "not_fits",
+    "missing required fields": "invalid_metadata",
+    "sha256 mismatch": "sha256_mismatch",
+    "number out of range": "invalid_event",
+    "header card out of range": "invalid_metadata",
+    "object of another observatory": "outside_prefix",
+    "path outside the prefix": "outside_prefix",
+    "too many pixels": "beyond_limits",
+    "too many compressed pixels": "beyond_limits",
+    "too many axes": "beyond_limits",
+    "header too long": "beyond_limits",
+    "undecodable event": "invalid_event",
+}
 
 
 @pytest.mark.parametrize("case", REJECTIONS)
@@ -285,6 +288,7 @@ async def test_each_rejection_is_recorded_announced_logged_and_stores_nothing(ca
     assert await stored(world) == [] and await stored(world, listed_under) == []
     [logged] = world.log.find("frame rejected", "warning")
     assert logged.fields["reason"] == rejection.reason
+    assert [rejection_kind(r) for r in world.metrics.rejected] == [REJECTIONS[case]]
 
 
 async def test_a_rejection_is_recorded_and_announced_once_however_often_it_comes(world, obs):
@@ -484,6 +488,7 @@ async def test_a_file_announced_many_times_is_stored_once(world, obs):
     [frame] = await stored(world)
     assert frame.sha256 == sha(data)
     assert world.log.events("info").count("frame registered") == 1
+    assert world.metrics.registered == [(obs, FrameType.LIGHT)]  # counted once, as stored
     duplicates = world.log.find("duplicate frame ignored")
     assert len(duplicates) == 8 and {d.fields["frame_id"] for d in duplicates} == {frame.id}
 

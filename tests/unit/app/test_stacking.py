@@ -45,6 +45,7 @@ def stacking_of(world: FakeWorld, **overrides) -> Stacking:
         "log": world.log,
         "worker": WORKER,
         "lease_s": LEASE_S,
+        "metrics": world.metrics,
     }
     values.update(overrides)
     return Stacking(**values)
@@ -205,6 +206,8 @@ async def test_a_job_stacks_its_frames_into_a_recorded_master():
     job, master = await stacked(world, frames)
 
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.worker == WORKER
+    [(outcome, seconds)] = world.metrics.jobs
+    assert outcome == "succeeded" and seconds > 0
     assert job.master_id == master.id == master_id_for_job(job.id) and job.progress == 1.0
     assert master.is_master and master.n_frames == 5 and master.job_id == job.id
     assert sorted(master.components) == sorted(f.id for f in frames)
@@ -386,6 +389,7 @@ async def test_a_job_without_its_preprocessing_master_is_deferred(frame_type, se
     )
     assert world.log.find(reason, level="info")
     assert world.files.fetches == [] and world.events.transient == []
+    assert [outcome for outcome, _ in world.metrics.jobs] == ["deferred"]
     await assert_nothing_left(world, job)
 
 
@@ -473,6 +477,7 @@ async def test_a_job_whose_frames_are_all_gone_fails():
     failed = await world.jobs.get(job.id)
     assert failed.status == JobStatus.FAILED
     assert failed.error == "none of the job's frames exist any more"
+    assert [outcome for outcome, _ in world.metrics.jobs] == ["failed"]
 
 
 async def test_a_redundant_automatic_job_is_dropped_without_work():
@@ -486,6 +491,7 @@ async def test_a_redundant_automatic_job_is_dropped_without_work():
     assert await world.jobs.get(job.id) is None  # its group may be queued again
     assert world.log.find("redundant automatic job dropped")[0].fields["job_id"] == job.id
     assert world.files.fetches == [] and world.events.published == []
+    assert [outcome for outcome, _ in world.metrics.jobs] == ["dropped"]
 
 
 # -- repeated and concurrent requests -----------------------------------------------------

@@ -11,13 +11,20 @@ from calib_core import events
 from calib_core.headers import InvalidCard
 from calib_core.models import FrameType, Rejection
 from calib_core.registration import (
+    INVALID_METADATA,
+    REJECTION_KINDS,
     Rejected,
     announced,
+    beyond_limits,
     decode_event,
     frame_metadata,
+    missing_object,
     new_frame,
+    not_fits,
     refuse_a_master,
     rejection,
+    rejection_kind,
+    unknown_observatory,
 )
 from tests.unit.core.factories import NOW, OBS
 
@@ -243,3 +250,44 @@ def test_a_rejection_is_announced_only_under_an_observatory_id_a_subject_can_car
         event_id="e1", observatory_id=OBS, reason="why", storage_key="k"
     )
     assert announced(rejection("e1", "Not An Id", None, "why", NOW)) is None
+
+
+def _reason(refusal: Rejected | Rejection) -> str:
+    return refusal.reason if isinstance(refusal, Rejection) else str(refusal)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "kind"),
+    [
+        (decode_event(SUBJECT, b"{not json", NOW), "invalid_event"),
+        (decode_event(SUBJECT, msgspec.json.encode(event(gain=-5.0)), NOW), "invalid_event"),
+        (
+            decode_event("frame.registered.other", msgspec.json.encode(event()), NOW),
+            "observatory_mismatch",
+        ),
+        (
+            decode_event(SUBJECT, msgspec.json.encode(event(storage_key="x/k.fits")), NOW),
+            "outside_prefix",
+        ),
+        (unknown_observatory(event(), NOW), "unknown_observatory"),
+        (missing_object(KEY), "missing_object"),
+        (not_fits(KEY, "it is empty"), "not_fits"),
+        (beyond_limits(KEY, "header too long"), "beyond_limits"),
+        (
+            Rejected(f"sha256 mismatch: event says {'0' * 64}, object is {'1' * 64}"),
+            "sha256_mismatch",
+        ),
+    ],
+)
+def test_every_rejection_reason_has_a_kind_to_count(refusal, kind):
+    assert rejection_kind(_reason(refusal)) == kind
+    assert kind in REJECTION_KINDS
+
+
+def test_a_master_a_missing_field_and_a_bad_value_have_their_kinds():
+    with pytest.raises(Rejected) as master:
+        refuse_a_master(event(), {"NCOMBINE": 20})
+    with pytest.raises(Rejected) as missing:
+        frame_metadata(event(), {})
+    assert rejection_kind(str(master.value)) == "already_a_master"
+    assert rejection_kind(str(missing.value)) == INVALID_METADATA

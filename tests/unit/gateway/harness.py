@@ -45,6 +45,8 @@ API = "/api/v1/calibration"
 ADMIN = "/api/v1/admin"
 OWN, OTHER = "obs-own", "obs-other"
 UPLOAD_LIMIT_BYTES = 1024 * 1024
+#: what the fake metrics port answers ``/metrics`` with
+METRICS_BODY = b"calib_dead_letters_waiting 0.0\n"
 
 
 class FakeFeedSubscription:
@@ -115,6 +117,9 @@ def gateway_over(
         ready = not probes.down
         return (200 if ready or path == "/livez" else 503), msgspec.json.encode({"path": path})
 
+    async def metrics() -> tuple[bytes, str]:
+        return METRICS_BODY, "text/plain; version=0.0.4; charset=utf-8"
+
     return Gateway(
         library=library_of(world),
         queue=job_queue_of(world),
@@ -146,6 +151,7 @@ def gateway_over(
         feed=feed,
         probes=probes,
         liveness=liveness,
+        metrics=metrics,
         upload_limit_bytes=UPLOAD_LIMIT_BYTES,
     )
 

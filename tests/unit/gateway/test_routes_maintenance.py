@@ -11,7 +11,7 @@ from calib_core.models import FrameType
 from calib_gateway.ports import Backlog, ProcessHealth
 from tests.unit.app.library_world import cached_file, stored
 from tests.unit.core import factories as make
-from tests.unit.gateway.harness import API, Api
+from tests.unit.gateway.harness import API, METRICS_BODY, Api
 
 
 async def light_in(api: Api, observatory_id: str):
@@ -134,5 +134,8 @@ async def test_the_container_probes_need_no_token(api):
     api.probes.down.add("nats")
     response = await api.get("/healthz", role="no_token")
     assert response.status_code == 503 and response.headers["content-type"] == "application/json"
+    metrics = await api.get("/metrics", role="no_token")
+    assert metrics.status_code == 200 and metrics.content == METRICS_BODY
+    assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     root = await api.get("/", role="no_token", follow_redirects=False)
     assert root.status_code in (301, 302, 307) and root.headers["location"] == "/admin/"

@@ -71,12 +71,15 @@ def _watch(args: argparse.Namespace) -> None:
 
 
 def deployment_secrets() -> dict[str, str]:
-    """Fresh secrets for a deployment (``calib secrets > .env`` beside docker-compose.yml):
-    the bus's passwords and issuer key, the bucket's keys and the first admin token."""
+    """Fresh secrets for a deployment (``calib secrets > .env`` beside docker-compose.yml,
+    or ``> deploy/k8s/secrets.env``): the bus's passwords and issuer key, the bucket's keys,
+    the first admin token, and the password of Calib's database user (Kubernetes: the
+    MongoDB operator makes the user and the URI from it)."""
     return {
         "CALIB_S3_ACCESS_KEY": "calib",
         "CALIB_S3_SECRET_KEY": secrets.token_urlsafe(32),
         "CALIB_BOOTSTRAP_ADMIN_TOKEN": new_token(),
+        "CALIB_MONGODB_PASSWORD": secrets.token_urlsafe(24),
         **deployment_environment(BusSecrets.generate()),
     }
 
