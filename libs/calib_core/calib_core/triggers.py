@@ -11,7 +11,14 @@ import msgspec
 
 from calib_core import events
 from calib_core.grouping import FrameGroup, config_key, configuration, exposure_second
-from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
+from calib_core.models import (
+    Frame,
+    FrameType,
+    GroupProgress,
+    JobStatus,
+    JobTrigger,
+    StackJob,
+)
 from calib_core.settings import CalibrationSettings
 
 MAX_FRAMES_PER_MASTER = 200
@@ -39,6 +46,19 @@ def unclaimed_count(group: FrameGroup, settings: CalibrationSettings, now: datet
 def needs_master(group: FrameGroup, settings: CalibrationSettings, now: datetime) -> bool:
     """The automatic rule: enough unclaimed (new since the last master) retained frames."""
     return unclaimed_count(group, settings, now) >= settings.min_frames_for_master
+
+
+def group_progress(
+    group: FrameGroup, settings: CalibrationSettings, now: datetime
+) -> GroupProgress:
+    retained = retained_frames(group, settings, now)
+    unclaimed = sum(1 for f in retained if f.master_id is None)
+    return GroupProgress(
+        unclaimed=unclaimed,
+        retained=len(retained),
+        threshold=settings.min_frames_for_master,
+        complete=unclaimed >= settings.min_frames_for_master,
+    )
 
 
 def triggered_groups(
