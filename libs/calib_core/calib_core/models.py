@@ -163,6 +163,9 @@ class StackJob(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+    cluster_slot: str | None = None
+    """A manual job for another temperature cluster than its configuration's open job
+    gets a queue slot of its own, named by its group key (None: the configuration's)."""
 
 
 class Observatory(msgspec.Struct, kw_only=True):

@@ -20,6 +20,7 @@ from calib_core.models import (
     StackJob,
 )
 from calib_core.settings import CalibrationSettings
+from calib_core.tolerance import within
 
 MAX_FRAMES_PER_MASTER = 200
 FLAT_DEFERRED_REASON = "Flat auto-stacking deferred: no matching master dark available"
@@ -86,6 +87,12 @@ def repeats_failure(
         return False
     tried = set(failed.frame_ids)
     return all(f.id in tried for f in retained_frames(group, settings, now))
+
+
+def same_cluster(job: StackJob, group: FrameGroup, settings: CalibrationSettings) -> bool:
+    """Whether ``job`` stacks ``group``'s temperature cluster: a group key shifts as frames
+    arrive, so the temperatures are compared (within tolerance, or both unknown)."""
+    return within(job.temperature_c, group.temperature_c, settings.temperature_tolerance_c)
 
 
 def minimum_frames(settings: CalibrationSettings, force: bool) -> int:

@@ -616,7 +616,8 @@ class FakeFrameRepository:
 
 
 def _open_key(job: StackJob) -> str:
-    return f"{job.observatory_id}:{job.config_key}"
+    key = f"{job.observatory_id}:{job.config_key}"
+    return f"{key}#{job.cluster_slot}" if job.cluster_slot else key
 
 
 class FakeJobRepository:
