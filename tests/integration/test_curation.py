@@ -1,0 +1,118 @@
+"""Curation through the real services (SPEC §6, "Curation: held frames"): the quality
+gates hold a light-leak dark and a saturated flat out of their masters; a deleted master's
+frames are held, not stacked again by the sweep, until released; manual creation refuses
+groups with too few frames to stack; an individual frame has a preview."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from astropy.io import fits
+
+from calib_stack import synthetic
+from tests.integration.registry_helpers import (
+    API,
+    frame_bytes,
+    jobs,
+    library,
+    masters,
+    put_settings,
+    register_all,
+    wait_registered,
+)
+from tests.support.system import wait_for
+
+
+def brightened(data: bytes, by_adu: float) -> bytes:
+    """The same N.I.N.A. frame with ``by_adu`` more on every pixel (light, or saturation)."""
+    with fits.open(io.BytesIO(data)) as hdul:
+        header, pixels = hdul[0].header.copy(), hdul[0].data.astype(np.float64)
+    return synthetic.fits_bytes(pixels + by_adu, header)
+
+
+def active(admin, observatory_id: str, frame_type: str) -> list[dict]:
+    return [
+        m
+        for m in masters(admin, observatory_id)
+        if m["frame_type"] == frame_type and m["status"] == "active"
+    ]
+
+
+def held(admin, observatory_id: str) -> dict[str, str]:
+    return {f["id"]: f["held_reason"] for f in library(admin, observatory_id, held="true")["items"]}
+
+
+def test_a_light_leak_dark_is_held_a_deleted_masters_frames_wait_for_their_release(
+    admin, plugin, system, observatory
+):
+    put_settings(admin, observatory, min_frames_for_master=10)
+    good = [frame_bytes("dark", i) for i in range(10)]
+    register_all(plugin, observatory, [*good, brightened(frame_bytes("dark", 10), 3000.0)])
+    [master] = wait_for(
+        lambda: [m for m in active(admin, observatory, "dark") if m["n_frames"] == 10],
+        timeout_s=90,
+        what="the master of the ten good darks",
+    )
+    frames = library(admin, observatory, is_master="false")["items"]
+    [leak] = [f for f in frames if f["id"] not in master["components"]]
+    assert len(frames) == 11 and leak["held"] is True
+    assert leak["held_reason"].startswith("dark level gate: median ")
+    assert "robust sigmas from the group's" in leak["held_reason"]
+
+    preview = admin.get(f"{API}/frames/{leak['id']}/preview.png")  # judge it before releasing
+    assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG")
+
+    assert admin.delete(f"{API}/frames/{master['id']}").status_code == 204
+    reasons = held(admin, observatory)
+    assert {reasons[i] for i in master["components"]} == {
+        f"source of deleted master {master['id']}"
+    }
+    time.sleep(2 * system.config.sweep_interval_s + 1)  # two sweeps find nothing to stack
+    assert active(admin, observatory, "dark") == []
+    assert all(j["status"] in ("succeeded", "failed") for j in jobs(admin, observatory))
+
+    released = admin.post(f"{API}/frames/release", json={"frame_ids": master["components"]})
+    assert released.status_code == 200, released.text
+    assert sorted(released.json()["released"]) == sorted(master["components"])
+    back = wait_for(
+        lambda: active(admin, observatory, "dark"), timeout_s=60, what="the master back"
+    )
+    assert sorted(back[0]["components"]) == sorted(master["components"])
+    assert list(held(admin, observatory)) == [leak["id"]]
+
+
+def test_a_saturated_flat_is_held(admin, plugin, system, observatory):
+    put_settings(admin, observatory, min_frames_for_master=3)
+    register_all(plugin, observatory, [frame_bytes("dark", i, exposure_s=2.0) for i in range(3)])
+    wait_for(lambda: active(admin, observatory, "dark"), timeout_s=60, what="the master dark")
+    flats = [frame_bytes("flat", i, exposure_s=2.0, filter_name="L") for i in range(3)]
+    burnt = brightened(frame_bytes("flat", 3, exposure_s=2.0, filter_name="L"), 40000.0)
+    register_all(plugin, observatory, [*flats, burnt])
+    [flat] = wait_for(
+        lambda: active(admin, observatory, "flat"), timeout_s=60, what="the master flat"
+    )
+    assert flat["n_frames"] == 3
+    [reason] = held(admin, observatory).values()
+    assert reason.startswith("saturation gate: ") and reason.endswith("limit 0.1%")
+
+
+def test_manual_creation_refuses_groups_with_too_few_frames_to_stack(
+    admin, plugin, system, observatory
+):
+    put_settings(admin, observatory, min_frames_for_master=10, dark_max_age_days=30)
+    old = [frame_bytes("dark", i, minutes_ago=40 * 24 * 60) for i in range(3)]
+    register_all(plugin, observatory, [*old, frame_bytes("dark", 3)])
+    wait_registered(admin, system.config, observatory, 4)
+    body = {"observatory_id": observatory, "frame_type": "dark", "exposure_s": 30.0}
+
+    refused = admin.post(f"{API}/masters/create", json={**body, "force": True})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "the group has 1 frames to stack (3 older than the dark max age of 30 days not"
+        " counted); 3 needed"
+    )
+    refused = admin.post(f"{API}/masters/create", json=body)
+    assert refused.status_code == 422 and "; 10 needed (use force" in refused.json()["detail"]
+    assert jobs(admin, observatory) == []
