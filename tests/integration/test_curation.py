@@ -5,13 +5,8 @@ groups with too few frames to stack; an individual frame has a preview."""
 
 from __future__ import annotations
 
-import io
 import time
 
-import numpy as np
-from astropy.io import fits
-
-from calib_stack import synthetic
 from tests.integration.registry_helpers import (
     API,
     frame_bytes,
@@ -22,14 +17,8 @@ from tests.integration.registry_helpers import (
     register_all,
     wait_registered,
 )
+from tests.support.bad_frames import brightened
 from tests.support.system import wait_for
-
-
-def brightened(data: bytes, by_adu: float) -> bytes:
-    """The same N.I.N.A. frame with ``by_adu`` more on every pixel (light, or saturation)."""
-    with fits.open(io.BytesIO(data)) as hdul:
-        header, pixels = hdul[0].header.copy(), hdul[0].data.astype(np.float64)
-    return synthetic.fits_bytes(pixels + by_adu, header)
 
 
 def active(admin, observatory_id: str, frame_type: str) -> list[dict]:
@@ -49,7 +38,8 @@ def test_a_light_leak_dark_is_held_a_deleted_masters_frames_wait_for_their_relea
 ):
     put_settings(admin, observatory, min_frames_for_master=10)
     good = [frame_bytes("dark", i) for i in range(10)]
-    register_all(plugin, observatory, [*good, brightened(frame_bytes("dark", 10), 3000.0)])
+    # the leak first: whatever the registry's batches, it is in the first job, which holds it
+    register_all(plugin, observatory, [brightened(frame_bytes("dark", 10), 3000.0), *good])
     [master] = wait_for(
         lambda: [m for m in active(admin, observatory, "dark") if m["n_frames"] == 10],
         timeout_s=90,
@@ -89,7 +79,7 @@ def test_a_saturated_flat_is_held(admin, plugin, system, observatory):
     wait_for(lambda: active(admin, observatory, "dark"), timeout_s=60, what="the master dark")
     flats = [frame_bytes("flat", i, exposure_s=2.0, filter_name="L") for i in range(3)]
     burnt = brightened(frame_bytes("flat", 3, exposure_s=2.0, filter_name="L"), 40000.0)
-    register_all(plugin, observatory, [*flats, burnt])
+    register_all(plugin, observatory, [burnt, *flats])
     [flat] = wait_for(
         lambda: active(admin, observatory, "flat"), timeout_s=60, what="the master flat"
     )
