@@ -1,11 +1,17 @@
 """Curation through the real services (SPEC §6, "Curation: held frames"): the quality
 gates hold a light-leak dark and a saturated flat out of their masters; a deleted master's
 frames are held, not stacked again by the sweep, until released; manual creation refuses
-groups with too few frames to stack; an individual frame has a preview."""
+groups with too few frames to stack; an individual frame has a preview; CMOS flats of two
+exposures each lose the master dark of their own exposure."""
 
 from __future__ import annotations
 
+import io
 import time
+
+import numpy as np
+from astropy.io import fits
+from astropy.stats import sigma_clip
 
 from tests.integration.registry_helpers import (
     API,
@@ -106,3 +112,43 @@ def test_manual_creation_refuses_groups_with_too_few_frames_to_stack(
     refused = admin.post(f"{API}/masters/create", json=body)
     assert refused.status_code == 422 and "; 10 needed (use force" in refused.json()["detail"]
     assert jobs(admin, observatory) == []
+
+
+def fits_pixels(admin, frame_id: str) -> np.ndarray:
+    response = admin.get(f"{API}/frames/{frame_id}/download")
+    assert response.status_code == 200, response.text
+    with fits.open(io.BytesIO(response.content)) as hdul:
+        return hdul[0].data.astype(np.float32)
+
+
+def test_cmos_flats_of_two_exposures_lose_the_dark_of_their_own_exposure(
+    admin, plugin, system, observatory
+):
+    put_settings(admin, observatory, min_frames_for_master=6)
+    darks = [frame_bytes("dark", i, exposure_s=1.0) for i in range(6)]
+    darks += [frame_bytes("dark", 10 + i, exposure_s=5.0) for i in range(6)]
+    register_all(plugin, observatory, darks)
+    dark_masters = wait_for(
+        lambda: (found := active(admin, observatory, "dark")) and len(found) == 2 and found,
+        timeout_s=90,
+        what="the master darks of 1 s and 5 s",
+    )
+    flats = [frame_bytes("flat", i, exposure_s=1.0, filter_name="L") for i in range(3)]
+    flats += [frame_bytes("flat", 10 + i, exposure_s=5.0, filter_name="L") for i in range(3)]
+    register_all(plugin, observatory, flats)
+    [flat] = wait_for(
+        lambda: active(admin, observatory, "flat"), timeout_s=60, what="the master flat"
+    )
+
+    dark_of = {m["exposure_s"]: fits_pixels(admin, m["id"]) for m in dark_masters}
+    corrected = []
+    for source in library(admin, observatory, frame_type="flat", is_master="false")["items"]:
+        frame = fits_pixels(admin, source["id"]) - dark_of[source["exposure_s"]]
+        corrected.append(frame / np.median(frame))
+    expected = sigma_clip(
+        np.stack(corrected), sigma=3.0, maxiters=5, axis=0, cenfunc="median", stdfunc="std"
+    ).mean(axis=0)
+    expected = np.asarray(expected, dtype=np.float32)
+    expected /= np.median(expected)
+    assert flat["n_frames"] == 6 and len(corrected) == 6
+    np.testing.assert_allclose(fits_pixels(admin, flat["id"]), expected, rtol=1e-5)

@@ -250,7 +250,7 @@ def test_deferred_jobs_resume_when_their_master_appears(admin, plugin, system, h
 
     flat_job = wait_for(lambda: deferred(cmos), timeout_s=60, what="the flat job to be deferred")
     dark_job = wait_for(lambda: deferred(ccd), timeout_s=60, what="the CCD dark job to be deferred")
-    assert flat_job["deferred_reason"] == FLAT_DEFERRED_REASON
+    assert flat_job["deferred_reason"] == f"{FLAT_DEFERRED_REASON} (flat exposure 2 s)"
     assert dark_job["deferred_reason"] == CCD_DARK_DEFERRED_REASON
     stacker_logs = "".join(path.read_text() for path in system.log_dir.glob("stacker*.log"))
     assert FLAT_DEFERRED_REASON in stacker_logs and CCD_DARK_DEFERRED_REASON in stacker_logs

@@ -649,13 +649,14 @@ class MasterBuilder(Protocol):
         sources: Sequence[Path],
         recipe: StackRecipe,
         *,
-        subtract: Path | None,
+        subtract: Path | Sequence[Path] | None,
         dark_rate: Path | None,
         progress: Callable[[float], Awaitable[None]],
     ) -> StackedImage:
         """Combine the FITS files ``sources`` after subtracting the master ``subtract``
-        and ``dark_rate`` × exposure from each; ``progress(fraction)`` is awaited on the
-        event loop as the work advances. Raises :class:`StackingError`."""
+        (one for all, or one per source) and ``dark_rate`` × exposure from each;
+        ``progress(fraction)`` is awaited on the event loop as the work advances. Raises
+        :class:`StackingError`."""
         ...
 
     async def write(

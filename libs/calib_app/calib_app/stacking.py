@@ -41,8 +41,13 @@ from calib_core.masters import (
     provenance_cards,
     temperature_stats,
 )
-from calib_core.matching import Preprocessing, preprocessing
-from calib_core.models import Frame, JobStatus, StackJob
+from calib_core.matching import (
+    Preprocessing,
+    cmos_flat_darks,
+    missing_darks_reason,
+    preprocessing,
+)
+from calib_core.models import Frame, FrameType, JobStatus, StackJob
 from calib_core.quality import gate_failures
 from calib_core.settings import CalibrationSettings
 from calib_core.stacking_rules import (
@@ -276,10 +281,16 @@ async def _stack(
         {str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters}
     )
     try:
+        if calibration.dark_by_frame:
+            subtract: Path | list[Path] | None = [
+                local[calibration.dark_by_frame[f.id].id] for f in frames
+            ]
+        else:
+            subtract = local[calibration.subtract.id] if calibration.subtract else None
         image = await stacking.builder.stack(
             paths,
             stack_recipe(job, frames, settings, calibration),
-            subtract=local[calibration.subtract.id] if calibration.subtract else None,
+            subtract=subtract,
             dark_rate=local[calibration.dark_rate.id] if calibration.dark_rate else None,
             progress=progress.stacked,
         )
@@ -387,10 +398,20 @@ async def _work(stacking: Stacking, job: StackJob) -> None:
         await stacking.jobs.delete(job.id)
         return
     masters = await stacking.frames.current_masters(job.observatory_id)
-    calibration = preprocessing(job.frame_type, frames[0], masters, settings)
-    if isinstance(calibration, str):
-        await _defer(stacking, job, calibration)
-        return
+    if job.frame_type == FrameType.FLAT and settings.camera_type == "CMOS":
+        darks, missing = cmos_flat_darks(frames, masters, settings)
+        ready = [f for f in frames if f.id in darks]
+        if missing and len(ready) < frames_needed(job, settings):
+            await _defer(stacking, job, missing_darks_reason(missing))
+            return
+        if missing:
+            log.info("flats without a master dark wait", exposures_s=missing)
+        frames, calibration = ready, Preprocessing(dark_by_frame=darks)
+    else:
+        calibration = preprocessing(job.frame_type, frames[0], masters, settings)
+        if isinstance(calibration, str):
+            await _defer(stacking, job, calibration)
+            return
     progress = Progress(stacking, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)

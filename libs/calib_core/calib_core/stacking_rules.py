@@ -75,6 +75,9 @@ def preprocessing_cards(calibration: Preprocessing) -> list[tuple[str, Any, str]
     if calibration.subtract is not None:
         master = calibration.subtract
         cards.append(("CALPRE", master.id, f"master {master.frame_type.value} subtracted"))
+    if calibration.dark_by_frame:
+        darks = sorted({m.id for m in calibration.dark_by_frame.values()})
+        cards.append(("CALPRE", ",".join(darks), "master darks subtracted, by exposure"))
     if calibration.dark_rate is not None:
         cards.append(
             ("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted")

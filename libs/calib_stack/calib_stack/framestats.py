@@ -1,7 +1,7 @@
 """Robust statistics of a frame for the quality gates (:mod:`calib_core.quality`),
 measured cheaply on a subsample of its rows.
 
-About a million pixels of whole rows, evenly spread over the frame, give the median
+About a quarter of a million pixels of whole rows, evenly spread over the frame, give the median
 and the noise to a small fraction of the noise, whatever the frame's size; reading them
 costs a few seeks in a file the stacker has just downloaded.
 """
@@ -16,7 +16,7 @@ from calib_core.quality import ROBUST_SIGMA_PER_MAD, FrameMeasurement
 from calib_stack import imagestats
 from calib_stack.fitsio import FitsImage
 
-SAMPLE_PIXELS = 1 << 20
+SAMPLE_PIXELS = 1 << 18
 #: A pixel at or above this fraction of full scale counts as saturated (cameras of 12
 #: or 14 bits scaled to 16 top out just below 65535).
 SATURATION_FRACTION = 0.999

@@ -65,7 +65,7 @@ class ThreadedMasterBuilder:
         sources: Sequence[Path],
         recipe: StackRecipe,
         *,
-        subtract: Path | None,
+        subtract: Path | Sequence[Path] | None,
         dark_rate: Path | None,
         progress: Callable[[float], Awaitable[None]],
     ) -> StackResult:

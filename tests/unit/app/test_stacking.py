@@ -364,7 +364,7 @@ DARK_WITHOUT_BIAS = "Dark auto-stacking deferred: no matching master bias availa
 @pytest.mark.parametrize(
     ("frame_type", "settings", "reason"),
     [
-        ("flat", CalibrationSettings(), FLAT_WITHOUT_DARK),
+        ("flat", CalibrationSettings(), f"{FLAT_WITHOUT_DARK} (flat exposure 60 s)"),
         ("flat", CalibrationSettings(camera_type="CCD"), FLAT_WITHOUT_DARK),
         ("dark", CalibrationSettings(camera_type="CCD"), DARK_WITHOUT_BIAS),
     ],
