@@ -1458,7 +1458,8 @@ class FakeMessageReplayer:
 
 class FakeLifecycleService:
     """The lifecycle service over request/reply, answered in-process by the use cases the
-    real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``); each
+    real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``,
+    ``preview(frame_id)``, when given); each
     report goes through JSON as a reply does. Requests are kept in ``requests``; while
     ``down`` is set each raises ``ServiceUnavailableError``, as when no replica answers."""
 
@@ -1466,7 +1467,7 @@ class FakeLifecycleService:
         self,
         calibrate: Callable[[str], Awaitable[events.CalibrateReply]],
         maintain: Callable[[MaintenanceTask, str | None], Awaitable[msgspec.Struct]],
-        preview: Callable[[str], Awaitable[events.PreviewReply]],
+        preview: Callable[[str], Awaitable[events.PreviewReply]] | None = None,
     ):
         self._calibrate = calibrate
         self._maintain = maintain
@@ -1485,6 +1486,7 @@ class FakeLifecycleService:
 
     async def preview(self, frame_id: str) -> events.PreviewReply:
         self._ask(events.LIFECYCLE_PREVIEW, events.PreviewRequest(frame_id=frame_id))
+        assert self._preview is not None, "this fake answers no previews"
         return await self._preview(frame_id)
 
     async def maintenance(
