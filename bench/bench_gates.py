@@ -6,8 +6,10 @@ plus their stacking, against the stacking alone, from the same FITS files.
 
 What the stacker does for a job (``calib_app.stacking``): measure every frame
 (:func:`calib_stack.framestats.measure_frame`), judge them (:func:`calib_core.quality.
-gate_failures`), then stack. Runs alternate, best of each; the ratio is with / without
-(goal <= 1.10).
+gate_failures`), then stack. The gates and the stacking are timed apart (best of several
+runs each, alternated) and added: on a machine shared with other work, the noise of one
+stacking run (seconds) is far larger than the gates' cost (a fraction of a second). The
+ratio is with / without (goal <= 1.10).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from calib_core.settings import CalibrationSettings  # noqa: E402
 from calib_stack.framestats import measure_frame  # noqa: E402
 from calib_stack.stacking import stack_files  # noqa: E402
 
-REPEATS = 2
+REPEATS = 3
+GATE_REPEATS = 3
 
 
 def _stack(paths: list[Path]) -> None:
@@ -45,10 +48,9 @@ def _stack(paths: list[Path]) -> None:
     )
 
 
-def _gated(paths: list[Path]) -> None:
+def _gates(paths: list[Path]) -> None:
     failures = gate_failures("bias", [measure_frame(p) for p in paths], CalibrationSettings())
     assert not failures, failures  # the synthetic frames are all good
-    _stack(paths)
 
 
 def run() -> list[dict]:
@@ -56,31 +58,34 @@ def run() -> list[dict]:
     shape = QUICK_SHAPE if quick else FULL_SHAPE
     with tempfile.TemporaryDirectory(prefix="calib-bench-gates-") as tmp:
         paths = write_frames(synthetic_frames(CLIP_FRAMES, shape, seed=3), Path(tmp))
-        _gated(paths[:3])  # kernels loaded, files in the page cache
-        without = with_gates = float("inf")
+        _gates(paths[:3])  # kernels loaded
+        stacking = gates = end_to_end = float("inf")
         for _ in range(REPEATS):
             start = time.perf_counter()
             _stack(paths)
-            without = min(without, time.perf_counter() - start)
+            stacking = min(stacking, time.perf_counter() - start)
+            for _ in range(GATE_REPEATS):
+                start = time.perf_counter()
+                _gates(paths)
+                gates = min(gates, time.perf_counter() - start)
             start = time.perf_counter()
-            _gated(paths)
-            with_gates = min(with_gates, time.perf_counter() - start)
-        start = time.perf_counter()
-        for path in paths:
-            measure_frame(path)
-        measuring = time.perf_counter() - start
+            _gates(paths)
+            _stack(paths)
+            end_to_end = min(end_to_end, time.perf_counter() - start)
     megapixels = round(shape[0] * shape[1] / 1e6)
     return [
         {
             "name": "stack_with_gates_vs_without",
-            "value": round(with_gates, 4),
+            "value": round(stacking + gates, 4),
             "unit": "s",
-            "reference": round(without, 4),
-            "ratio": round(with_gates / without, 3),
+            "reference": round(stacking, 4),
+            "ratio": round((stacking + gates) / stacking, 3),
             "note": (
-                f"{CLIP_FRAMES} x {megapixels} MP uint16 frames, sigma clip, best of {REPEATS}"
-                f" alternated runs; ratio = with gates / without (goal <= 1.10); measuring"
-                f" the {CLIP_FRAMES} frames alone took {measuring:.3f} s"
+                f"{CLIP_FRAMES} x {megapixels} MP uint16 frames, sigma clip; value = stacking"
+                f" (best of {REPEATS}) + the gates, measuring and judging every frame (best of"
+                f" {REPEATS * GATE_REPEATS}, {gates:.3f} s): the stacker runs them one after the"
+                f" other; ratio = with / without (goal <= 1.10). Gates then stacking in one"
+                f" go, best of {REPEATS}: {end_to_end:.2f} s (noisy on a shared machine)"
             ),
         }
     ]
