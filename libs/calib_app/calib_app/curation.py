@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from calib_app.queueing import JobQueue, check_triggers
-from calib_core.grouping import group_frames
+from calib_core.grouping import HARDWARE_FIELDS, group_frames
 from calib_core.models import Frame, FrameType, JobTrigger, StackJob
 from calib_core.triggers import group_progress
 
@@ -28,6 +28,12 @@ async def release_frames(
     return held, await check_triggers(queue, released, JobTrigger.REGISTRATION)
 
 
+def _hardware(frame: Frame) -> tuple:
+    """What :meth:`FrameRepository.same_hardware` selects on."""
+    shared = tuple(getattr(frame, name) for name in HARDWARE_FIELDS)
+    return (*shared, frame.filter if frame.frame_type == FrameType.FLAT else None)
+
+
 async def with_groups(queue: JobQueue, frames: Sequence[Frame]) -> list[Frame]:
     """Individual calibration frames of one observatory with the configuration and group
     the server puts them in and the group's progress towards a master (held frames
@@ -35,9 +41,11 @@ async def with_groups(queue: JobQueue, frames: Sequence[Frame]) -> list[Frame]:
     individual = [f for f in frames if not f.is_master and f.frame_type != FrameType.LIGHT]
     if not individual:
         return list(frames)
-    observatory_id = individual[0].observatory_id
-    settings = await queue.settings.get(observatory_id)
-    groups = group_frames(await queue.frames.calibration_frames(observatory_id), settings)
+    settings = await queue.settings.get(individual[0].observatory_id)
+    # only the frames that can share a group with the page's: one query per hardware
+    samples = {_hardware(f): f for f in individual}
+    pool = [f for sample in samples.values() for f in await queue.frames.same_hardware(sample)]
+    groups = group_frames(pool, settings)
     now = queue.clock.now()
     placed = {}
     for group in groups:
