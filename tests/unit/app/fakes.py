@@ -1459,8 +1459,9 @@ class FakeMessageReplayer:
 class FakeLifecycleService:
     """The lifecycle service over request/reply, answered in-process by the use cases the
     real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``,
-    ``preview(frame_id)`` when given); each report goes through JSON as a reply does. Requests are kept in ``requests``; while
-    ``down`` is set each raises ``ServiceUnavailableError``, as when no replica answers."""
+    ``preview(frame_id)`` when given); each report goes through JSON as a reply does.
+    Requests are kept in ``requests``; while ``down`` is set each raises
+    ``ServiceUnavailableError``, as when no replica answers."""
 
     def __init__(
         self,

@@ -186,7 +186,8 @@ class LibraryController(Controller):
         frame_id: FromPath[str],
     ) -> Released:
         """Release a held frame: it can be stacked again at once (the registration trigger
-        runs for it). Releasing a frame that is not held changes nothing."""
+        runs for it; `jobs` are the jobs this release queued, none when a sweep was first).
+        Releasing a frame that is not held changes nothing."""
         frame = await frame_for(queue.frames, caller, frame_id, Capability.MANAGE)
         released, jobs = await release_frames(queue, [frame])
         return Released(released=released, jobs=jobs)
