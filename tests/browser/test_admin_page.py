@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from calib_stack import synthetic
 from tests.browser.conftest import AdminPage, dark_files, register_all
+from tests.support.bad_frames import brightened
 from tests.support.system import ADMIN_TOKEN, unique, wait_for
 
 pytestmark = pytest.mark.browser
@@ -246,6 +247,9 @@ def test_a_failed_job_shows_its_error_and_can_be_retried_and_deleted(
     odd = synthetic.Camera(
         name=SMALL_CAMERA.name, width=32, height=24
     )  # same configuration, other size
+    # without the quality gates, which would hold the odd frame
+    put = admin.put(f"{CALIBRATION}/settings/{observatory}", json={"quality_gates_enabled": False})
+    assert put.status_code == 200, put.text
     register_all(plugin, observatory, dark_files(SMALL_CAMERA, 2) + dark_files(odd, 1, seed=2))
     wait_for(lambda: unclaimed(admin, observatory) == 3, timeout_s=30, what="3 registered darks")
     created = admin.post(
@@ -438,3 +442,52 @@ def test_upload_a_master_with_its_metadata(admin_page: AdminPage, admin, observa
     ]
     admin_page.tab("Masters")
     expect(page.locator(f"tr[data-master-id='{uploaded[0]['id']}']")).to_contain_text("bias")
+
+
+def test_held_frames_are_shown_with_their_reasons_previewed_released_and_deleted(
+    admin_page: AdminPage, admin, plugin, observatory
+):
+    put = admin.put(f"{CALIBRATION}/settings/{observatory}", json={"min_frames_for_master": 3})
+    assert put.status_code == 200, put.text
+    files = dark_files(SMALL_CAMERA, 5)
+    # the leak first: whatever the registry's batches, it is in the first job, which holds it
+    register_all(plugin, observatory, [brightened(files[3], 3000.0), *files[:3]])
+    master = wait_for(lambda: masters(admin, observatory), timeout_s=60, what="the master")[0]
+    assert master["n_frames"] == 3
+    assert admin.delete(f"{CALIBRATION}/frames/{master['id']}").status_code == 204
+
+    page = admin_page.page
+    admin_page.sign_in(tab="frames", observatory=observatory)
+    held = page.locator("section.held")
+    expect(held.locator("h3")).to_have_text("Held frames (4)")
+    rows = held.locator("tr.held-frame")
+    expect(rows).to_have_count(4)
+    expect(held).to_contain_text(f"source of deleted master {master['id']}")
+    expect(held).to_contain_text("dark level gate: median")
+    admin_page.screenshot("frames-held")
+
+    leak = next(
+        f["id"]
+        for f in admin.get(f"{CALIBRATION}/library/{observatory}", params={"held": "true"}).json()[
+            "items"
+        ]
+        if f["held_reason"].startswith("dark level gate")
+    )
+    held.get_by_role("button", name=f"Preview frame {leak}").click()
+    preview = page.get_by_role("dialog")
+    expect(preview.locator("figure img")).to_have_class(re.compile(r"\bloaded\b"))
+    expect(preview).to_contain_text("Held: dark level gate")
+    admin_page.screenshot("frame-preview")
+    preview.get_by_role("button", name="Close").click()
+
+    held.get_by_role("button", name=f"Delete frame {leak}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete frame").click()
+    expect(rows).to_have_count(3)
+    assert admin.get(f"{CALIBRATION}/frames/{leak}").status_code == 404
+
+    held.get_by_label("Select all held frames").check()
+    held.get_by_role("button", name="Release selected").click()
+    expect(page.locator("#panel-frames > .status")).to_contain_text("3 frames released")
+    expect(held).to_be_hidden()
+    back = wait_for(lambda: masters(admin, observatory), timeout_s=60, what="the master back")[0]
+    assert sorted(back["components"]) == sorted(master["components"])

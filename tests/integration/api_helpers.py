@@ -213,6 +213,8 @@ ROWS = [
     Row("POST", f"{API}/frames", "register", 202, body="frame"),
     Row("POST", f"{API}/uploads", "register", 201, body="json:upload"),
     Row("DELETE", f"{API}/frames/{{fresh_master}}", "manage", 204),
+    Row("POST", f"{API}/frames/{{frame}}/release", "manage", 200),
+    Row("POST", f"{API}/frames/release", "manage", 200, body="json:release"),
     Row("POST", f"{API}/cache/clear?observatory_id={{own}}", "server", 200),
     Row("POST", f"{API}/maintenance/expiry-check?observatory_id={{own}}", "server", 200),
     Row("POST", f"{API}/maintenance/retention-cleanup?observatory_id={{own}}", "server", 200),

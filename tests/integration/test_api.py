@@ -138,9 +138,8 @@ def test_capture_plan_from_lights_counts_down_as_frames_arrive(admin, observator
         timeout_s=30,
         what="a deferred flat job",
     )
-    assert (
-        needs["deferred"][0]["reason"]
-        == "Flat auto-stacking deferred: no matching master dark available"
+    assert needs["deferred"][0]["reason"] == (
+        "Flat auto-stacking deferred: no matching master dark available (flat exposure 2 s)"
     )
     assert needs["deferred"][0]["frame_type"] == "flat"
     prerequisite = [i for i in plan_items(admin, observatory) if i["reason"] == "prerequisite"]

@@ -58,7 +58,7 @@ def test_manual_creation_at_the_thresholds(admin, plugin, system, observatory):
     register_all(plugin, observatory, [frame_bytes("dark", 3)])
     wait_registered(admin, system.config, observatory, 4)
     status, body = create(admin, observatory)
-    assert status == 422 and "4 frames; 5 needed" in body["detail"]
+    assert status == 422 and "4 frames to stack; 5 needed" in body["detail"]
     register_all(plugin, observatory, [frame_bytes("dark", 4)])
     wait_registered(admin, system.config, observatory, 5)
     status, manual = create(admin, observatory)

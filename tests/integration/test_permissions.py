@@ -76,6 +76,7 @@ class World:
             "json": {
                 "json:settings": {"min_frames_for_master": 10},
                 "json:create": {"observatory_id": self.own, "frame_type": "bias", "force": True},
+                "json:release": {"frame_ids": [self.frame]},
                 "json:upload": {"observatory_id": self.own, "filename": f"dark-{n}.fits"},
                 "json:observatory": {"id": unique("perm"), "name": "permissions"},
                 "json:user": {"name": f"user {n}"},

@@ -291,6 +291,16 @@ async def test_library_pages_newest_first_and_tally(repos):
     page, total = await frames.library_page(OBS, {"status": "expired"}, skip=0, limit=10)
     assert (ids(page), total) == ([expired.id], 1)
     assert await frames.library_page("nobody", {}, skip=0, limit=10) == ([], 0)
+    page, total = await frames.library_page(
+        OBS, {"is_master": True}, contains={"camera_name": "asi2600"}, skip=0, limit=10
+    )
+    assert (ids(page), total) == ([expired.id, dark_master.id], 2)
+    for text in ("ASI.*", "$where", "(", "^zwo"):  # taken as text, never as a pattern
+        assert await frames.library_page(
+            OBS, {}, contains={"camera_name": text}, skip=0, limit=10
+        ) == ([], 0)
+    page, total = await frames.library_page(OBS, {}, contains={"filter": "l"}, skip=0, limit=10)
+    assert total == 3
 
     camera = darks[0].camera_name
     tally = await frames.tally(OBS)
@@ -307,6 +317,34 @@ async def test_library_pages_newest_first_and_tally(repos):
     fields = {"camera_name", "frame_type", "is_master", "status", "claimed", "count"}
     assert all(set(g) == fields for g in tally)
     assert await frames.tally("nobody") == []
+
+
+async def test_frames_are_held_and_released(repos):
+    frames = repos.frames
+    sources = make.frames(4, observatory_id=OBS)
+    held_master = master(components=[s.id for s in sources[:2]])
+    await frames.insert_many([*sources, held_master])
+    await frames.claim([s.id for s in sources[:2]], held_master.id)
+
+    await frames.hold({sources[3].id: "dark level gate: ...", held_master.id: "never a master"})
+    await frames.hold_claimed(held_master.id, "source of deleted master m1")
+    found = {f.id: (f.held, f.held_reason, f.master_id) for f in await frames.many(ids(sources))}
+    assert found == {
+        sources[0].id: (True, "source of deleted master m1", None),
+        sources[1].id: (True, "source of deleted master m1", None),
+        sources[2].id: (False, None, None),
+        sources[3].id: (True, "dark level gate: ...", None),
+    }
+    assert (await frames.get(held_master.id)).held is False
+    page, total = await frames.library_page(OBS, {"held": True}, skip=0, limit=10)
+    assert sorted(ids(page)) == sorted([sources[0].id, sources[1].id, sources[3].id])
+    page, total = await frames.library_page(OBS, {"held": False}, skip=0, limit=10)
+    assert sorted(ids(page)) == sorted([sources[2].id, held_master.id])
+
+    await frames.unhold([sources[0].id, sources[3].id, "nope"])
+    held = [f.id for f in await frames.many(ids(sources)) if f.held]
+    assert held == [sources[1].id]
+    assert (await frames.get(sources[0].id)).held_reason is None
 
 
 # -- jobs -----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from calib_core import events
 from calib_core.lifecycle import old_enough_for_orphan
 from calib_core.models import Frame, FrameType
 from calib_core.presigned import may_be_announced, pending_cutoff
+from calib_core.quality import held_for_deleted_master
 
 #: Key prefixes of an observatory's objects (``frames/`` is where the plugin and the
 #: gateway upload; the rest are written by the services).
@@ -37,7 +38,9 @@ async def _finish(library: FrameLibrary, frame: Frame) -> None:
         if key not in shared:
             await library.store.delete(key)
     if frame.is_master:
-        await library.frames.release(frame.id)  # its frames are unclaimed again
+        # its frames are held, not unclaimed: a deleted master's frames are suspect, and an
+        # administrator releases them to stack them again (SPEC §6)
+        await library.frames.hold_claimed(frame.id, held_for_deleted_master(frame.id))
         # lights it calibrated no longer use it: their cached files go
         await invalidate_stale(
             library, frame.observatory_id, because_of=[frame.id], msg_id=f"cache-deleted-{frame.id}"

@@ -108,3 +108,26 @@ async def describe_uploaded_master(masters: UploadedMasters, master_id: str) -> 
     await masters.store.put_bytes(preview_key, description.preview_png, content_type="image/png")
     await masters.frames.update(master.id, {"stats": description.stats, "preview_key": preview_key})
     log.info("uploaded master described", median=description.stats["median"])
+
+
+async def frame_preview(masters: UploadedMasters, frame_id: str) -> events.PreviewReply:
+    """The preview of a frame, made on first request (individual frames have none until
+    someone asks) and stored under ``previews/`` like a master's; its record names it only
+    once it is written. A deleted frame takes its preview along."""
+    frame = await masters.frames.get(frame_id)
+    if frame is None:
+        return events.PreviewReply(status="not_found")
+    if frame.preview_key and await masters.store.stat(frame.preview_key) is not None:
+        return events.PreviewReply(status="ready", preview_key=frame.preview_key)
+    with masters.files.workdir(prefix="preview-") as workdir:
+        path = workdir / "frame.fits"
+        try:
+            await masters.files.fetch_frame(frame, path, "frame")
+            await masters.files.trim()
+            png = await masters.describer.preview(path)
+        except (UnusableFileError, InvalidImageError) as error:
+            return events.PreviewReply(status="failed", error=str(error))
+    preview_key = preview_storage_key(frame.observatory_id, frame.id)
+    await masters.store.put_bytes(preview_key, png, content_type="image/png")
+    await masters.frames.update(frame.id, {"preview_key": preview_key})
+    return events.PreviewReply(status="ready", preview_key=preview_key)

@@ -23,6 +23,7 @@ from calib_core.deadletters import DeadLetter, DeadLetterStatus
 from calib_core.lifecycle import MaintenanceTask
 from calib_core.models import Frame, FrameType, JobStatus, Observatory, Rejection, StackJob
 from calib_core.presigned import PendingUpload
+from calib_core.quality import FrameMeasurement
 from calib_core.settings import CalibrationSettings
 from calib_core.stacking_rules import StackRecipe
 
@@ -69,15 +70,35 @@ class FrameRepository(Protocol):
         """Frames claimed by ``master_id`` become unclaimed again."""
         ...
 
+    async def hold(self, reasons: dict[str, str]) -> None:
+        """Hold individual frames (by id), each with its reason: they stop being stacked."""
+        ...
+
+    async def hold_claimed(self, master_id: str, reason: str) -> None:
+        """The frames claimed by ``master_id`` become unclaimed and held with ``reason``."""
+        ...
+
+    async def unhold(self, frame_ids: Sequence[str]) -> None:
+        """Release held frames: they can be stacked again."""
+        ...
+
     async def update(self, frame_id: str, changes: dict[str, Any]) -> None: ...
 
     async def components(self, master: Frame) -> list[Frame]: ...
 
     async def library_page(
-        self, observatory_id: str, filters: dict[str, Any], *, skip: int, limit: int
+        self,
+        observatory_id: str,
+        filters: dict[str, Any],
+        *,
+        contains: dict[str, str] | None = None,
+        skip: int,
+        limit: int,
     ) -> tuple[list[Frame], int]:
         """One page of an observatory's library, newest first, and the total. ``filters``
-        are equality conditions on plain values (the API never passes operators)."""
+        are equality conditions on plain values (the API never passes operators);
+        ``contains``: fields whose text holds the given text, ignoring case (the text is
+        matched as it is, never as a pattern)."""
         ...
 
     async def recent_lights(self, observatory_id: str, since: datetime) -> list[Frame]:
@@ -513,6 +534,11 @@ class MasterDescriber(Protocol):
         :class:`InvalidImageError`."""
         ...
 
+    async def preview(self, path: Path) -> bytes:
+        """The PNG preview of the FITS file at ``path`` (an individual frame). Raises
+        :class:`InvalidImageError`."""
+        ...
+
 
 R = TypeVar("R")
 
@@ -522,6 +548,10 @@ class LifecycleService(Protocol):
 
     async def calibrate(self, frame_id: str) -> events.CalibrateReply:
         """The calibrated light of ``frame_id``: computed and cached, or from the cache."""
+        ...
+
+    async def preview(self, frame_id: str) -> events.PreviewReply:
+        """The preview of frame ``frame_id``: made and stored, or found."""
         ...
 
     async def maintenance(
@@ -637,18 +667,24 @@ class MasterBuilder(Protocol):
     """The numerics of a stacking job. They are CPU-heavy: an adapter runs them off the
     event loop."""
 
+    async def measure(self, sources: Sequence[Path]) -> list[FrameMeasurement]:
+        """Robust statistics of each FITS file, in order, for the quality gates. Raises
+        :class:`StackingError` for an unreadable file."""
+        ...
+
     async def stack(
         self,
         sources: Sequence[Path],
         recipe: StackRecipe,
         *,
-        subtract: Path | None,
+        subtract: Path | Sequence[Path] | None,
         dark_rate: Path | None,
         progress: Callable[[float], Awaitable[None]],
     ) -> StackedImage:
         """Combine the FITS files ``sources`` after subtracting the master ``subtract``
-        and ``dark_rate`` × exposure from each; ``progress(fraction)`` is awaited on the
-        event loop as the work advances. Raises :class:`StackingError`."""
+        (one for all, or one per source) and ``dark_rate`` × exposure from each;
+        ``progress(fraction)`` is awaited on the event loop as the work advances. Raises
+        :class:`StackingError`."""
         ...
 
     async def write(

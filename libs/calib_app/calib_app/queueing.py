@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from calib_app.ports import (
     Clock,
     EventPublisher,
@@ -22,6 +24,7 @@ from calib_core.triggers import (
     by_configuration,
     plan_job,
     repeats_failure,
+    same_cluster,
     stack_request,
     triggered_groups,
     triggering_frames,
@@ -56,18 +59,24 @@ async def queue_group(
     trigger: JobTrigger,
 ) -> tuple[StackJob, bool]:
     """Queue a job for ``group`` unless its configuration has an open one. Returns (the
-    job, whether it is new)."""
+    job, whether it is new). A manual job whose configuration's open job stacks another
+    temperature cluster takes a slot of its own (:attr:`StackJob.cluster_slot`)."""
     job = plan_job(
         group, settings, observatory_id=observatory_id, trigger=trigger, now=queue.clock.now()
     )
     if await queue.jobs.create(job) is None:
         existing = await queue.jobs.open_job_for(observatory_id, group.config_key)
-        if existing is not None:
-            return existing, False
-        if await queue.jobs.create(job) is None:  # the open job closed in between
+        if existing is None and await queue.jobs.create(job) is None:
+            # the open job closed in between, and another took the slot
             existing = await queue.jobs.open_job_for(observatory_id, group.config_key)
             assert existing is not None
-            return existing, False
+        if existing is not None:
+            if trigger != JobTrigger.MANUAL or same_cluster(existing, group, settings):
+                return existing, False
+            job = msgspec.structs.replace(job, cluster_slot=group.group_key)
+            if await queue.jobs.create(job) is None:
+                slot = [o for o in await queue.jobs.open_jobs(observatory_id) if o.cluster_slot]
+                return next(o for o in slot if o.cluster_slot == group.group_key), False
     queue.log.info(
         "stacking job queued",
         job_id=job.id,

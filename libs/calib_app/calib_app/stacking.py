@@ -43,10 +43,21 @@ from calib_core.masters import (
     provenance_cards,
     temperature_stats,
 )
-from calib_core.matching import Preprocessing, preprocessing
-from calib_core.models import Frame, JobStatus, StackJob
+from calib_core.matching import (
+    Preprocessing,
+    cmos_flat_darks,
+    missing_darks_reason,
+    preprocessing,
+)
+from calib_core.models import Frame, FrameType, JobStatus, StackJob
+from calib_core.quality import gate_failures
 from calib_core.settings import CalibrationSettings
-from calib_core.stacking_rules import is_redundant, preprocessing_cards, stack_recipe
+from calib_core.stacking_rules import (
+    frames_needed,
+    is_redundant,
+    preprocessing_cards,
+    stack_recipe,
+)
 
 # Progress milestones (0-1) of a job; stacking moves it from DOWNLOADED to STACKED.
 DOWNLOADED = 0.2
@@ -210,6 +221,53 @@ async def _download(
     return paths[: len(frames)], paths[len(frames) :]
 
 
+def _named(error: Exception, names: dict[str, str]) -> str:
+    """An error of the numerics, with the local paths it names replaced by what they are."""
+    text = str(error)
+    for path, name in names.items():
+        text = text.replace(path, name)
+    return text
+
+
+async def _pass_gates(
+    stacking: Stacking,
+    job: StackJob,
+    settings: CalibrationSettings,
+    frames: list[Frame],
+    paths: list[Path],
+) -> tuple[list[Frame], list[Path]]:
+    """The frames (and their files) that pass the quality gates; the others are held with
+    their reasons. Too few left for the job fails it."""
+    if not settings.quality_gates_enabled:
+        return frames, paths
+    try:
+        measured = await stacking.builder.measure(paths)
+    except StackingError as error:
+        names = {
+            str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)
+        }
+        raise JobFailure(f"measuring failed: {_named(error, names)}") from error
+    failures = gate_failures(job.frame_type, measured, settings)
+    if not failures:
+        return frames, paths
+    reasons = {frames[i].id: reason for i, reason in failures.items()}
+    await stacking.frames.hold(reasons)
+    stacking.log.info(
+        "frames held by the quality gates",
+        job_id=job.id,
+        observatory_id=job.observatory_id,
+        held=reasons,
+    )
+    kept = [i for i in range(len(frames)) if i not in failures]
+    needed = frames_needed(job, settings)
+    if len(kept) < needed:
+        raise JobFailure(
+            f"the quality gates held {len(failures)} of {len(frames)} frames (see the held"
+            f" frames); {len(kept)} remain, {needed} needed"
+        )
+    return [frames[i] for i in kept], [paths[i] for i in kept]
+
+
 async def _stack(
     stacking: Stacking,
     job: StackJob,
@@ -218,26 +276,31 @@ async def _stack(
     calibration: Preprocessing,
     workdir: Path,
     progress: Progress,
-) -> StackedMaster:
+) -> tuple[list[Frame], StackedMaster]:
+    """The frames that passed the gates, and the master stacked from them."""
     paths, master_paths = await _download(stacking, frames, calibration.masters, workdir, progress)
+    frames, paths = await _pass_gates(stacking, job, settings, frames, paths)
     local = dict(zip((m.id for m in calibration.masters), master_paths, strict=True))
     names = {str(p): f"frame {f.id} ({f.storage_key})" for p, f in zip(paths, frames, strict=True)}
     names.update(
         {str(local[m.id]): f"master {m.frame_type.value} {m.id}" for m in calibration.masters}
     )
     try:
+        if calibration.dark_by_frame:
+            subtract: Path | list[Path] | None = [
+                local[calibration.dark_by_frame[f.id].id] for f in frames
+            ]
+        else:
+            subtract = local[calibration.subtract.id] if calibration.subtract else None
         image = await stacking.builder.stack(
             paths,
             stack_recipe(job, frames, settings, calibration),
-            subtract=local[calibration.subtract.id] if calibration.subtract else None,
+            subtract=subtract,
             dark_rate=local[calibration.dark_rate.id] if calibration.dark_rate else None,
             progress=progress.stacked,
         )
     except StackingError as error:
-        text = str(error)
-        for path, name in names.items():
-            text = text.replace(path, name)
-        raise JobFailure(f"stacking failed: {text}") from error
+        raise JobFailure(f"stacking failed: {_named(error, names)}") from error
     cards = provenance_cards(job, frames, stacking.clock.now()) + preprocessing_cards(calibration)
     fits_path, preview_path = workdir / "master.fits", workdir / "preview.png"
     written = await stacking.builder.write(image, job.frame_type, cards, fits_path, preview_path)
@@ -247,7 +310,7 @@ async def _stack(
         "rejected_fraction": image.rejected_fraction,
         **temperature_stats(frames),
     }
-    return StackedMaster(
+    return frames, StackedMaster(
         fits_path, preview_path, image.shape, written.size_bytes, written.sha256, stats
     )
 
@@ -330,9 +393,9 @@ async def _work(stacking: Stacking, job: StackJob) -> str:
     """Stack a claimed job into its master, or fail, defer or drop it; returns which."""
     log = stacking.log.bind(job_id=job.id, observatory_id=job.observatory_id)
     settings = CalibrationSettings(**job.settings)
-    frames = await stacking.frames.many(job.frame_ids)
+    frames = [f for f in await stacking.frames.many(job.frame_ids) if not f.held]
     if not frames:
-        await _fail(stacking, job, "none of the job's frames exist any more")
+        await _fail(stacking, job, "none of the job's frames exist any more (or all are held)")
         return FAILED
     if is_redundant(job, frames, settings):
         log.info("redundant automatic job dropped")
@@ -340,16 +403,28 @@ async def _work(stacking: Stacking, job: StackJob) -> str:
         await stacking.jobs.delete(job.id)
         return DROPPED
     masters = await stacking.frames.current_masters(job.observatory_id)
-    calibration = preprocessing(job.frame_type, frames[0], masters, settings)
-    if isinstance(calibration, str):
-        await _defer(stacking, job, calibration)
-        return DEFERRED
+    if job.frame_type == FrameType.FLAT and settings.camera_type == "CMOS":
+        darks, missing = cmos_flat_darks(frames, masters, settings)
+        ready = [f for f in frames if f.id in darks]
+        if missing and len(ready) < frames_needed(job, settings):
+            await _defer(stacking, job, missing_darks_reason(missing))
+            return DEFERRED
+        if missing:
+            log.info("flats without a master dark wait", exposures_s=missing)
+        frames, calibration = ready, Preprocessing(dark_by_frame=darks)
+    else:
+        calibration = preprocessing(job.frame_type, frames[0], masters, settings)
+        if isinstance(calibration, str):
+            await _defer(stacking, job, calibration)
+            return DEFERRED
     progress = Progress(stacking, job)
     await progress.report(0.0, force=True)
     log.info("stacking", frames=len(frames), method=settings.stacking_method)
     with stacking.files.workdir(prefix="stack-") as workdir:
         try:
-            stacked = await _stack(stacking, job, settings, frames, calibration, workdir, progress)
+            frames, stacked = await _stack(
+                stacking, job, settings, frames, calibration, workdir, progress
+            )
         except JobFailure as failure:
             await _fail(stacking, job, str(failure))
             return FAILED

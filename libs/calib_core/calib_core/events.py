@@ -137,6 +137,7 @@ class CacheInvalidated(msgspec.Struct, kw_only=True):
 #: request on a stream subject would be answered by the stream's publish acknowledgement).
 LIFECYCLE_CALIBRATE = "lifecycle.calibrate"
 LIFECYCLE_MAINTENANCE = "lifecycle.maintenance"
+LIFECYCLE_PREVIEW = "lifecycle.preview"
 
 
 class CalibrateRequest(msgspec.Struct, kw_only=True):
@@ -150,6 +151,18 @@ class CalibrateReply(msgspec.Struct, kw_only=True):
     storage_key: str | None = None
     error: str | None = None
     computed: bool = False  # False: served from the cache
+
+
+class PreviewRequest(msgspec.Struct, kw_only=True):
+    """Make (or find) the PNG preview of an individual frame."""
+
+    frame_id: str
+
+
+class PreviewReply(msgspec.Struct, kw_only=True):
+    status: str  # "ready" | "failed" | "not_found"
+    preview_key: str | None = None
+    error: str | None = None
 
 
 class MaintenanceCommand(msgspec.Struct, kw_only=True):

@@ -170,10 +170,11 @@ class FrameGroup:
 
 
 def group_frames(frames: Sequence[F], settings: CalibrationSettings) -> list[FrameGroup]:
-    """Group individual calibration frames of one observatory (lights are ignored)."""
+    """Group individual calibration frames of one observatory. Lights are ignored, and so
+    are held frames (SPEC §6): no trigger, sweep or manual creation stacks them."""
     by_config: dict[str, tuple[dict[str, Any], list[F]]] = {}
     for frame in frames:
-        if frame.frame_type == FrameType.LIGHT:
+        if frame.frame_type == FrameType.LIGHT or getattr(frame, "held", False):
             continue
         config = configuration(frame, settings)
         by_config.setdefault(config_key(config), (config, []))[1].append(frame)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calib_core.grouping import exposure_second
@@ -97,10 +97,39 @@ class Preprocessing:
 
     subtract: Frame | None = None  # subtracted as it is (a bias, or a CMOS dark)
     dark_rate: Frame | None = None  # a CCD dark (ADU/s), subtracted × each frame's exposure
+    dark_by_frame: dict[str, Frame] = field(default_factory=dict)
+    """CMOS flats: the master dark of each flat's exposure, by flat id (``subtract`` is
+    then None)."""
 
     @property
     def masters(self) -> list[Frame]:
-        return [m for m in (self.subtract, self.dark_rate) if m is not None]
+        found = [m for m in (self.subtract, self.dark_rate) if m is not None]
+        found += self.dark_by_frame.values()
+        return list({m.id: m for m in found}.values())
+
+
+def cmos_flat_darks(
+    flats: Sequence[Frame], masters: Sequence[Frame], settings: CalibrationSettings
+) -> tuple[dict[str, Frame], list[float]]:
+    """CMOS flats of one group may differ in exposure (a flat wizard adapts it per filter
+    and sky): each is dark-subtracted with the master dark of its own exposure. Returns the
+    dark of each flat that has one (by flat id) and the exposures, rounded to the second,
+    that no current master dark matches (their flats wait)."""
+    darks: dict[str, Frame] = {}
+    missing: set[float] = set()
+    for flat in flats:
+        dark = find_master(masters, frame_type=FrameType.DARK, target=flat, settings=settings)
+        if dark is None:
+            missing.add(exposure_second(flat.exposure_s))
+        else:
+            darks[flat.id] = dark
+    return darks, sorted(missing)
+
+
+def missing_darks_reason(exposures: Sequence[float]) -> str:
+    """The deferral of CMOS flats, naming the exposures that lack a master dark."""
+    listed = ", ".join(f"{e:g} s" for e in exposures)
+    return f"{FLAT_DEFERRED_REASON} (flat exposure {listed})"
 
 
 def preprocessing(

@@ -71,6 +71,18 @@ class FrameMetadata(msgspec.Struct, kw_only=True, omit_defaults=False):
     captured_at: datetime | None = None
 
 
+class GroupProgress(msgspec.Struct, kw_only=True):
+    """Where a frame group stands against the automatic threshold (SPEC §5)."""
+
+    unclaimed: int
+    """Retained frames not in a current master: what the triggers count."""
+    retained: int
+    """Frames a master would be stacked from now."""
+    threshold: int
+    complete: bool
+    """The triggers would queue a master for it."""
+
+
 class Frame(FrameMetadata, kw_only=True):
     """A stored frame: an individual frame (dark, flat, bias, light) or a master.
 
@@ -87,6 +99,9 @@ class Frame(FrameMetadata, kw_only=True):
     is_master: bool = False
     config_key: str | None = None
     master_id: str | None = None
+    # curation (SPEC §6): a held individual frame is kept but never stacked until released
+    held: bool = False
+    held_reason: str | None = None
     # master fields
     status: MasterStatus | None = None
     n_frames: int | None = None
@@ -107,6 +122,10 @@ class Frame(FrameMetadata, kw_only=True):
     # computed for GET /frames/{id} of a light, never stored: master ids by type, warnings
     calibration_masters: dict[str, str] | None = None
     calibration_warnings: list[str] | None = None
+    # computed for the library's individual calibration frames, never stored: the group
+    # the server puts the frame in (``config_key`` too) and its progress
+    group_key: str | None = None
+    group: GroupProgress | None = None
 
     @property
     def creation_time(self) -> datetime:
@@ -144,6 +163,9 @@ class StackJob(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+    cluster_slot: str | None = None
+    """A manual job for another temperature cluster than its configuration's open job
+    gets a queue slot of its own, named by its group key (None: the configuration's)."""
 
 
 class Observatory(msgspec.Struct, kw_only=True):

@@ -25,6 +25,11 @@ class CalibrationSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     master_retention_days: int = 180
     rotation_matching: Literal["ignore", "preferred", "required"] = "ignore"
     rotation_tolerance_deg: float = 1.0
+    quality_gates_enabled: bool = True
+    gate_sigma: float = 5.0
+    flat_median_min_fraction: float = 0.02
+    flat_median_max_fraction: float = 0.9
+    flat_saturated_max_fraction: float = 0.001
 
     def max_age_days(self, frame_type: FrameType | str) -> int:
         """Max age of a master (and of the frames stacked into one) of that type."""
@@ -52,7 +57,12 @@ class _Choice:
     options: tuple[str, ...]
 
 
-RULES: dict[str, _Range | _Choice] = {
+@dataclass(frozen=True)
+class _Flag:
+    """true or false."""
+
+
+RULES: dict[str, _Range | _Choice | _Flag] = {
     "min_frames_for_master": _Range(int, 3, 100),
     "camera_type": _Choice(("CMOS", "CCD")),
     "stacking_method": _Choice(("mean", "median", "sigma_clip")),
@@ -66,6 +76,12 @@ RULES: dict[str, _Range | _Choice] = {
     "master_retention_days": _Range(int, 1, 3650),
     "rotation_matching": _Choice(("ignore", "preferred", "required")),
     "rotation_tolerance_deg": _Range(float, 0.0, 180.0),
+    "quality_gates_enabled": _Flag(),
+    "gate_sigma": _Range(float, 1.0, 1000.0),
+    # apart, so that the band of a flat's median is never empty
+    "flat_median_min_fraction": _Range(float, 0.0, 0.45),
+    "flat_median_max_fraction": _Range(float, 0.5, 1.0),
+    "flat_saturated_max_fraction": _Range(float, 0.0, 1.0),
 }
 
 
@@ -77,7 +93,9 @@ class SettingsError(ValueError):
         self.field = field
 
 
-def describe_rule(rule: _Range | _Choice) -> str:
+def describe_rule(rule: _Range | _Choice | _Flag) -> str:
+    if isinstance(rule, _Flag):
+        return "true or false"
     if isinstance(rule, _Choice):
         return "one of " + ", ".join(rule.options)
     kind = "an integer" if rule.kind is int else "a number"
@@ -90,6 +108,10 @@ def _check(field: str, value: Any) -> Any:
     if rule is None:
         raise SettingsError(field, f"unknown setting '{field}'")
     refused = SettingsError(field, f"{field} must be {describe_rule(rule)} (got {value!r})")
+    if isinstance(rule, _Flag):
+        if not isinstance(value, bool):
+            raise refused
+        return value
     if isinstance(rule, _Choice):
         if not isinstance(value, str) or value not in rule.options:
             raise refused

@@ -10,6 +10,7 @@ from typing import Any
 from calib_core.matching import Preprocessing
 from calib_core.models import Frame, FrameType, JobTrigger, StackJob
 from calib_core.settings import CalibrationSettings
+from calib_core.triggers import minimum_frames
 
 #: Triggers that queue a job by counting unclaimed frames, not at someone's request.
 AUTOMATIC_TRIGGERS = (JobTrigger.REGISTRATION, JobTrigger.SWEEP)
@@ -21,6 +22,15 @@ def is_redundant(job: StackJob, frames: Sequence[Frame], settings: CalibrationSe
     Manual and retried jobs are always stacked."""
     unclaimed = sum(f.master_id is None for f in frames)
     return job.trigger in AUTOMATIC_TRIGGERS and unclaimed < settings.min_frames_for_master
+
+
+def frames_needed(job: StackJob, settings: CalibrationSettings) -> int:
+    """Frames a job must still have after the quality gates held some: an automatic job
+    its threshold, a manual or retried one what a forced manual creation needs (someone
+    asked for this master)."""
+    if job.trigger in AUTOMATIC_TRIGGERS:
+        return settings.min_frames_for_master
+    return minimum_frames(settings, force=True)
 
 
 def stacks_dark_rate(frame_type: FrameType, settings: CalibrationSettings) -> bool:
@@ -65,6 +75,9 @@ def preprocessing_cards(calibration: Preprocessing) -> list[tuple[str, Any, str]
     if calibration.subtract is not None:
         master = calibration.subtract
         cards.append(("CALPRE", master.id, f"master {master.frame_type.value} subtracted"))
+    if calibration.dark_by_frame:
+        darks = sorted({m.id for m in calibration.dark_by_frame.values()})
+        cards.append(("CALPRE", ",".join(darks), "master darks subtracted, by exposure"))
     if calibration.dark_rate is not None:
         cards.append(
             ("CALDARK", calibration.dark_rate.id, "master dark rate x exposure subtracted")

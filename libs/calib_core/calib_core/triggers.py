@@ -11,8 +11,16 @@ import msgspec
 
 from calib_core import events
 from calib_core.grouping import FrameGroup, config_key, configuration, exposure_second
-from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob
+from calib_core.models import (
+    Frame,
+    FrameType,
+    GroupProgress,
+    JobStatus,
+    JobTrigger,
+    StackJob,
+)
 from calib_core.settings import CalibrationSettings
+from calib_core.tolerance import within
 
 MAX_FRAMES_PER_MASTER = 200
 FLAT_DEFERRED_REASON = "Flat auto-stacking deferred: no matching master dark available"
@@ -41,6 +49,19 @@ def needs_master(group: FrameGroup, settings: CalibrationSettings, now: datetime
     return unclaimed_count(group, settings, now) >= settings.min_frames_for_master
 
 
+def group_progress(
+    group: FrameGroup, settings: CalibrationSettings, now: datetime
+) -> GroupProgress:
+    retained = retained_frames(group, settings, now)
+    unclaimed = sum(1 for f in retained if f.master_id is None)
+    return GroupProgress(
+        unclaimed=unclaimed,
+        retained=len(retained),
+        threshold=settings.min_frames_for_master,
+        complete=unclaimed >= settings.min_frames_for_master,
+    )
+
+
 def triggered_groups(
     groups: Sequence[FrameGroup],
     frame_ids: Collection[str],
@@ -66,6 +87,12 @@ def repeats_failure(
         return False
     tried = set(failed.frame_ids)
     return all(f.id in tried for f in retained_frames(group, settings, now))
+
+
+def same_cluster(job: StackJob, group: FrameGroup, settings: CalibrationSettings) -> bool:
+    """Whether ``job`` stacks ``group``'s temperature cluster: a group key shifts as frames
+    arrive, so the temperatures are compared (within tolerance, or both unknown)."""
+    return within(job.temperature_c, group.temperature_c, settings.temperature_tolerance_c)
 
 
 def minimum_frames(settings: CalibrationSettings, force: bool) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -137,6 +138,28 @@ class FrameRepository:
         """Frames claimed by ``master_id`` become unclaimed again."""
         await self.collection.update_many({"master_id": master_id}, {"$set": {"master_id": None}})
 
+    async def hold(self, reasons: dict[str, str]) -> None:
+        """Hold individual frames (by id), each with its reason: they stop being stacked."""
+        for frame_id, reason in reasons.items():
+            await self.collection.update_one(
+                {"_id": frame_id, "is_master": False},
+                {"$set": {"held": True, "held_reason": reason}},
+            )
+
+    async def hold_claimed(self, master_id: str, reason: str) -> None:
+        """The frames claimed by ``master_id`` become unclaimed and held with ``reason``."""
+        await self.collection.update_many(
+            {"master_id": master_id, "is_master": False},
+            {"$set": {"master_id": None, "held": True, "held_reason": reason}},
+        )
+
+    async def unhold(self, frame_ids: Sequence[str]) -> None:
+        """Release held frames: they can be stacked again."""
+        await self.collection.update_many(
+            {"_id": {"$in": list(frame_ids)}, "is_master": False},
+            {"$set": {"held": False, "held_reason": None}},
+        )
+
     async def update(self, frame_id: str, changes: dict[str, Any]) -> None:
         await self.collection.update_one({"_id": frame_id}, {"$set": changes})
 
@@ -144,11 +167,22 @@ class FrameRepository:
         return await self.many(master.components or [])
 
     async def library_page(
-        self, observatory_id: str, filters: dict[str, Any], *, skip: int, limit: int
+        self,
+        observatory_id: str,
+        filters: dict[str, Any],
+        *,
+        contains: dict[str, str] | None = None,
+        skip: int,
+        limit: int,
     ) -> tuple[list[Frame], int]:
         """One page of an observatory's library, newest first, and the total. ``filters``
-        are equality conditions on plain values (the API never passes operators)."""
+        are equality conditions on plain values (the API never passes operators); records
+        from before curation have no ``held`` field and count as not held."""
         query = {"observatory_id": observatory_id, **filters}
+        if query.get("held") is False:
+            query["held"] = {"$in": [False, None]}
+        for field, text in (contains or {}).items():
+            query[field] = {"$regex": re.escape(text), "$options": "i"}
         total = await self.collection.count_documents(query)
         cursor = self.collection.find(query).sort(
             [("registered_at", DESCENDING), ("_id", DESCENDING)]
@@ -448,7 +482,8 @@ class JobRepository:
 
 
 def _open_key(job: StackJob) -> str:
-    return f"{job.observatory_id}:{job.config_key}"
+    key = f"{job.observatory_id}:{job.config_key}"
+    return f"{key}#{job.cluster_slot}" if job.cluster_slot else key
 
 
 class SettingsRepository:

@@ -25,6 +25,7 @@ Q = TypeVar("Q", bound=msgspec.Struct)
 
 CALIBRATE_TIMEOUT_S = 300.0
 MAINTENANCE_TIMEOUT_S = 900.0
+PREVIEW_TIMEOUT_S = 60.0
 
 
 class ServiceUnavailableError(Exception):
@@ -56,6 +57,14 @@ class LifecycleClient:
             events.CalibrateRequest(frame_id=frame_id),
             events.CalibrateReply,
             timeout_s=CALIBRATE_TIMEOUT_S,
+        )
+
+    async def preview(self, frame_id: str) -> events.PreviewReply:
+        return await self._request(
+            events.LIFECYCLE_PREVIEW,
+            events.PreviewRequest(frame_id=frame_id),
+            events.PreviewReply,
+            timeout_s=PREVIEW_TIMEOUT_S,
         )
 
     async def maintenance(

@@ -66,6 +66,11 @@ class FitsImage:
                 file.close()
             raise
 
+    @property
+    def compressed(self) -> bool:
+        """Tile-compressed: reading rows decompresses the tiles that hold them."""
+        return self._layout.compressed
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

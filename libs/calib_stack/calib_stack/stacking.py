@@ -80,7 +80,7 @@ def stack_files(
     sigma: float = 3.0,
     maxiters: int = 5,
     memory_limit_mb: int = 1024,
-    subtract: str | os.PathLike | None = None,
+    subtract: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     dark_rate: str | os.PathLike | None = None,
     exposures: Sequence[float] | None = None,
     normalise: bool = False,
@@ -94,6 +94,8 @@ def stack_files(
     ``dark_rate`` master (CCD: a bias-subtracted rate per second), when given, is
     subtracted too, scaled by each frame's exposure (CCD flats). The
     frames are combined per pixel with ``method`` (see :mod:`calib_stack.kernels`).
+    ``subtract`` is one master for every frame, or one per frame (CMOS flats of several
+    exposures, each with the dark of its exposure); each master is read once per band.
     All files are opened and their sizes compared before any stacking.
     """
     if not paths:
@@ -112,12 +114,17 @@ def stack_files(
     if dark_rate is not None and exposures is None:
         raise ValueError("dark_rate needs the frames' exposures")
 
+    subtracted = _per_frame(subtract, len(paths))
     with ExitStack() as files:
         frames = [files.enter_context(FitsImage.open(path)) for path in paths]
         shape = _common_shape(frames)
-        master = files.enter_context(FitsImage.open(subtract)) if subtract is not None else None
+        masters = {
+            key: files.enter_context(FitsImage.open(key))
+            for key in dict.fromkeys(subtracted)
+            if key is not None
+        }
         rate = files.enter_context(FitsImage.open(dark_rate)) if dark_rate is not None else None
-        for calibration in (master, rate):
+        for calibration in (*masters.values(), rate):
             if calibration is not None and calibration.shape != shape:
                 raise ShapeMismatchError(
                     f"master {calibration.path} is {_size(calibration.shape)},"
@@ -127,7 +134,7 @@ def stack_files(
         dark_seconds = list(exposures) if rate is not None else None
 
         height, width = shape
-        band_rows = _band_rows(len(frames), height, width, memory_limit_mb)
+        band_rows = _band_rows(len(frames), height, width, memory_limit_mb, len(masters) + 1)
         bands = [(y0, min(height, y0 + band_rows)) for y0 in range(0, height, band_rows)]
         report = _Progress(len(bands) + (len(frames) if normalise else 0), progress)
         output = np.empty(shape, dtype=np.float32)
@@ -138,7 +145,12 @@ def stack_files(
             divisors = []
             for i, frame in enumerate(frames):
                 _preprocess_whole(
-                    frame, master, rate, dark_seconds[i] if dark_seconds else 0.0, bands, output
+                    frame,
+                    masters.get(subtracted[i]),
+                    rate,
+                    dark_seconds[i] if dark_seconds else 0.0,
+                    bands,
+                    output,
                 )
                 median = _finite_median(output)
                 if not median > 0:
@@ -155,14 +167,14 @@ def stack_files(
                 cube = cube_buffer[: len(frames) * (y1 - y0) * width].reshape(
                     len(frames), y1 - y0, width
                 )
-                master_band = master.read_rows(y0, y1) if master is not None else None
+                master_bands = {key: master.read_rows(y0, y1) for key, master in masters.items()}
                 rate_band = rate.read_rows(y0, y1) if rate is not None else None
                 for i, frame in enumerate(frames):
                     _preprocess(
                         frame,
                         y0,
                         y1,
-                        master_band,
+                        master_bands.get(subtracted[i]),
                         rate_band,
                         dark_seconds[i] if dark_seconds else 0.0,
                         divisors[i] if divisors else None,
@@ -184,6 +196,17 @@ def stack_files(
     )
 
 
+def _per_frame(
+    subtract: str | os.PathLike | Sequence[str | os.PathLike] | None, count: int
+) -> list[str | None]:
+    """The master subtracted from each frame (as text, the key of its open file)."""
+    if subtract is None or isinstance(subtract, str | os.PathLike):
+        return [None if subtract is None else os.fspath(subtract)] * count
+    if len(subtract) != count:
+        raise ValueError(f"{len(subtract)} masters to subtract given for {count} frames")
+    return [os.fspath(p) for p in subtract]
+
+
 def _common_shape(frames: Sequence[FitsImage]) -> tuple[int, int]:
     """The shape shared by all frames; ShapeMismatchError naming the odd ones."""
     counts = Counter(frame.shape for frame in frames)
@@ -203,12 +226,14 @@ def _size(shape: tuple[int, int]) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def _band_rows(n_frames: int, height: int, width: int, memory_limit_mb: int) -> int:
+def _band_rows(
+    n_frames: int, height: int, width: int, memory_limit_mb: int, n_masters: int = 2
+) -> int:
     """Rows per band so the band cube plus working copies fit beside the output."""
     budget = memory_limit_mb * _MIB - height * width * 4
     per_row = width * (
         4 * n_frames  # the float32 cube
-        + 2 * 4  # the master bands (subtracted master, dark rate)
+        + n_masters * 4  # the master bands (subtracted masters, dark rate)
         + 2 * 8  # one frame band being read: raw + float64 scaling (worst case)
     )
     return int(min(height, max(1, budget // per_row)))

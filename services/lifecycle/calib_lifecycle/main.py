@@ -5,7 +5,12 @@ bound to its use case over this process's adapters."""
 from __future__ import annotations
 
 from calib_app.calibration import FrameLibrary, LightCalibration, calibrate
-from calib_app.lifecycle import UploadedMasters, describe_uploaded_master, supersede
+from calib_app.lifecycle import (
+    UploadedMasters,
+    describe_uploaded_master,
+    frame_preview,
+    supersede,
+)
 from calib_app.maintenance import Maintenance, run_maintenance
 from calib_core import events, wiring
 from calib_core.lifecycle import MaintenanceTask
@@ -43,6 +48,12 @@ def subscribe(
         events.CalibrateRequest,
         lambda request: calibrate(calibration, request.frame_id),
         max_workers=CALIBRATION_WORKERS,
+    )
+    serve(
+        runtime,
+        events.LIFECYCLE_PREVIEW,
+        events.PreviewRequest,
+        lambda request: frame_preview(uploaded, request.frame_id),
     )
     serve(
         runtime,

@@ -54,6 +54,12 @@ class StackNumerics:
         except InvalidFitsError as error:
             raise InvalidImageError(str(error)) from error
 
+    async def preview(self, path: Path) -> bytes:
+        try:
+            return await asyncio.to_thread(lambda: preview_png(read_image(path)))
+        except InvalidFitsError as error:
+            raise InvalidImageError(str(error)) from error
+
 
 def _describe(path: Path, frame_type: FrameType) -> MasterDescription:
     image = read_image(path)

@@ -14,8 +14,10 @@ import numpy as np
 
 from calib_app.ports import StackingError, WrittenMaster
 from calib_core.models import FrameType
+from calib_core.quality import FrameMeasurement
 from calib_core.stacking_rules import StackRecipe
 from calib_stack import imagestats
+from calib_stack.framestats import measure_frame
 from calib_stack.kernels import METHODS, combine
 from calib_stack.master import master_stats, write_master_fits
 from calib_stack.preview import preview_png
@@ -52,12 +54,18 @@ class ThreadedMasterBuilder:
     def __init__(self, memory_limit_mb: int):
         self.memory_limit_mb = memory_limit_mb
 
+    async def measure(self, sources: Sequence[Path]) -> list[FrameMeasurement]:
+        try:
+            return await asyncio.to_thread(lambda: [measure_frame(p) for p in sources])
+        except ValueError as error:  # unreadable files
+            raise StackingError(str(error)) from error
+
     async def stack(
         self,
         sources: Sequence[Path],
         recipe: StackRecipe,
         *,
-        subtract: Path | None,
+        subtract: Path | Sequence[Path] | None,
         dark_rate: Path | None,
         progress: Callable[[float], Awaitable[None]],
     ) -> StackResult:

@@ -475,6 +475,27 @@ class FakeFrameRepository:
             _bson({"master_id": master_id}), {"$set": {"master_id": None}}, many=True
         )
 
+    async def hold(self, reasons: dict[str, str]) -> None:
+        for frame_id, reason in reasons.items():
+            self.collection.update(
+                {"_id": frame_id, "is_master": False},
+                {"$set": {"held": True, "held_reason": reason}},
+            )
+
+    async def hold_claimed(self, master_id: str, reason: str) -> None:
+        self.collection.update(
+            {"master_id": master_id, "is_master": False},
+            {"$set": {"master_id": None, "held": True, "held_reason": reason}},
+            many=True,
+        )
+
+    async def unhold(self, frame_ids: Sequence[str]) -> None:
+        self.collection.update(
+            {"_id": {"$in": list(frame_ids)}, "is_master": False},
+            {"$set": {"held": False, "held_reason": None}},
+            many=True,
+        )
+
     async def update(self, frame_id: str, changes: dict[str, Any]) -> None:
         self.collection.update({"_id": frame_id}, {"$set": changes})
 
@@ -482,10 +503,25 @@ class FakeFrameRepository:
         return await self.many(master.components or [])
 
     async def library_page(
-        self, observatory_id: str, filters: dict[str, Any], *, skip: int, limit: int
+        self,
+        observatory_id: str,
+        filters: dict[str, Any],
+        *,
+        contains: dict[str, str] | None = None,
+        skip: int,
+        limit: int,
     ) -> tuple[list[Frame], int]:
         query = _bson({"observatory_id": observatory_id, **filters})
-        found = self.collection.find(query, [("registered_at", -1), ("_id", -1)])
+        if query.get("held") is False:
+            query["held"] = {"$in": [False, None]}
+        found = [
+            d
+            for d in self.collection.find(query, [("registered_at", -1), ("_id", -1)])
+            if all(
+                isinstance(d.get(field), str) and text.casefold() in d[field].casefold()
+                for field, text in (contains or {}).items()
+            )
+        ]
         return [_record(d, Frame) for d in _window(found, skip, limit)], len(found)
 
     async def recent_lights(self, observatory_id: str, since: datetime) -> list[Frame]:
@@ -580,7 +616,8 @@ class FakeFrameRepository:
 
 
 def _open_key(job: StackJob) -> str:
-    return f"{job.observatory_id}:{job.config_key}"
+    key = f"{job.observatory_id}:{job.config_key}"
+    return f"{key}#{job.cluster_slot}" if job.cluster_slot else key
 
 
 class FakeJobRepository:
@@ -1377,6 +1414,12 @@ class FakeMasterDescriber:
             stats={"median": float(len(data))}, preview_png=b"png of " + data[:16]
         )
 
+    async def preview(self, path: Path) -> bytes:
+        data = path.read_bytes()  # noqa: ASYNC240 - small test files
+        if data in self.unreadable:
+            raise InvalidImageError(f"{path}: not a FITS file")
+        return b"png of " + data[:16]
+
 
 # -- the lifecycle service -------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -1415,17 +1458,20 @@ class FakeMessageReplayer:
 
 class FakeLifecycleService:
     """The lifecycle service over request/reply, answered in-process by the use cases the
-    real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``); each
-    report goes through JSON as a reply does. Requests are kept in ``requests``; while
-    ``down`` is set each raises ``ServiceUnavailableError``, as when no replica answers."""
+    real service binds (``calibrate(frame_id)``, ``maintain(task, observatory_id)``,
+    ``preview(frame_id)`` when given); each report goes through JSON as a reply does.
+    Requests are kept in ``requests``; while ``down`` is set each raises
+    ``ServiceUnavailableError``, as when no replica answers."""
 
     def __init__(
         self,
         calibrate: Callable[[str], Awaitable[events.CalibrateReply]],
         maintain: Callable[[MaintenanceTask, str | None], Awaitable[msgspec.Struct]],
+        preview: Callable[[str], Awaitable[events.PreviewReply]] | None = None,
     ):
         self._calibrate = calibrate
         self._maintain = maintain
+        self._preview = preview
         self.requests: list[LifecycleRequest] = []
         self.down = False
 
@@ -1437,6 +1483,11 @@ class FakeLifecycleService:
     async def calibrate(self, frame_id: str) -> events.CalibrateReply:
         self._ask(events.LIFECYCLE_CALIBRATE, events.CalibrateRequest(frame_id=frame_id))
         return await self._calibrate(frame_id)
+
+    async def preview(self, frame_id: str) -> events.PreviewReply:
+        self._ask(events.LIFECYCLE_PREVIEW, events.PreviewRequest(frame_id=frame_id))
+        assert self._preview is not None, "this fake answers no previews"
+        return await self._preview(frame_id)
 
     async def maintenance(
         self, task: MaintenanceTask, observatory_id: str | None, report_type: type[R]

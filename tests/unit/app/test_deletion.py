@@ -69,7 +69,7 @@ async def test_a_deleted_source_frame_leaves_its_master_which_stays(world):
     )
 
 
-async def test_a_deleted_master_frees_its_frames_and_its_lights_calibrated_files(world):
+async def test_a_deleted_master_holds_its_frames_and_drops_its_lights_calibrated_files(world):
     await observatory(world)
     master, sources = await _master_of_three(world)
     light = await stored(world, make.frame(FrameType.LIGHT))
@@ -80,7 +80,10 @@ async def test_a_deleted_master_frees_its_frames_and_its_lights_calibrated_files
 
     assert await world.frames.get(master.id) is None
     assert master.storage_key not in world.store and master.preview_key not in world.store
-    assert [f.master_id for f in await world.frames.many([f.id for f in sources])] == [None] * 3
+    assert [
+        (f.master_id, f.held, f.held_reason)
+        for f in await world.frames.many([f.id for f in sources])
+    ] == [(None, True, f"source of deleted master {master.id}")] * 3
     assert await world.cache.get(light.id) is None and entry.storage_key not in world.store
     assert (await with_calibration(library, light)).calibration_status == (
         CalibrationStatus.NO_MASTERS

@@ -3,6 +3,8 @@ failed job retried as a new request, a failed job deleted."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from calib_app.errors import ConflictError, NotFoundError, RefusedError
@@ -39,9 +41,11 @@ async def test_a_group_is_stacked_now_only_with_enough_frames(world):
     with pytest.raises(NotFoundError, match="no frames match that configuration"):
         await now(world, force=True)
     await darks(world, 2)
-    with pytest.raises(RefusedError, match=r"^the group has 2 frames; 5 needed \(use force"):
+    with pytest.raises(
+        RefusedError, match=r"^the group has 2 frames to stack; 5 needed \(use force"
+    ):
         await now(world)
-    with pytest.raises(RefusedError, match=r"^the group has 2 frames; 3 needed$"):
+    with pytest.raises(RefusedError, match=r"^the group has 2 frames to stack; 3 needed$"):
         await now(world, force=True)
     assert world.events.published == []
 
@@ -58,6 +62,38 @@ async def test_asking_again_answers_the_open_job(world):
     first = await now(world)
     assert await now(world) == first
     assert len(world.events.published) == 1
+
+
+async def test_frames_past_their_max_age_or_held_do_not_count(world):
+    await darks(world, 3)
+    for _ in range(2):
+        old = make.frame(
+            FrameType.DARK, exposure_s=30.0, captured_at=world.now() - timedelta(days=31)
+        )
+        await stored(world, old)
+    held = await stored(world, make.frame(FrameType.DARK, exposure_s=30.0))
+    await world.frames.hold({held.id: "dark level gate: ..."})
+    with pytest.raises(RefusedError) as refused:
+        await now(world)
+    assert str(refused.value) == (
+        "the group has 3 frames to stack (2 older than the dark max age of 30 days, 1 held"
+        " not counted); 5 needed (use force to stack fewer)"
+    )
+    job = await now(world, force=True)
+    assert len(job.frame_ids) == 3 and held.id not in job.frame_ids
+
+
+async def test_another_temperature_cluster_gets_a_job_of_its_own(world):
+    await darks(world, 5)  # at -10 °C
+    for _ in range(3):
+        await stored(world, make.frame(FrameType.DARK, exposure_s=30.0, temperature_c=5.0))
+    cold = await now(world)
+    warm = await now(world, force=True, request={**DARKS_30S, "temperature_c": 5.0})
+    assert warm.id != cold.id and warm.cluster_slot and cold.cluster_slot is None
+    assert abs(warm.temperature_c - 5.0) < 1e-9 and len(warm.frame_ids) == 3
+    again = await now(world, force=True, request={**DARKS_30S, "temperature_c": 5.0})
+    assert again.id == warm.id  # the cluster's own slot answers its open job
+    assert await now(world, request={**DARKS_30S, "temperature_c": -10.0}) == cold
 
 
 async def test_a_request_naming_another_configuration_finds_nothing(world):

@@ -367,7 +367,7 @@ DARK_WITHOUT_BIAS = "Dark auto-stacking deferred: no matching master bias availa
 @pytest.mark.parametrize(
     ("frame_type", "settings", "reason"),
     [
-        ("flat", CalibrationSettings(), FLAT_WITHOUT_DARK),
+        ("flat", CalibrationSettings(), f"{FLAT_WITHOUT_DARK} (flat exposure 60 s)"),
         ("flat", CalibrationSettings(camera_type="CCD"), FLAT_WITHOUT_DARK),
         ("dark", CalibrationSettings(camera_type="CCD"), DARK_WITHOUT_BIAS),
     ],
@@ -414,14 +414,14 @@ async def test_a_ccd_flat_with_a_dark_but_no_bias_is_deferred_for_the_bias():
 # -- jobs that end without a master -------------------------------------------------------
 
 
-async def test_frames_of_unequal_size_fail_the_job_naming_the_odd_frame():
+async def test_without_gates_frames_of_unequal_size_fail_the_job_naming_the_odd_frame():
     world = FakeWorld()
     small = synthetic.Camera(name=CAMERA.name, width=32, height=24)
     frames = await store_darks(world, [60.0] * 4)
     odd = await store_frame(
         world, dark_data(9, exposure_s=60.0, temperature_c=-10.0, camera=small), "dark"
     )
-    job = await queue(world, [*frames, odd])
+    job = await queue(world, [*frames, odd], CalibrationSettings(quality_gates_enabled=False))
     await run_job(stacking_of(world), job.id)
 
     failed = await world.jobs.get(job.id)
@@ -476,7 +476,7 @@ async def test_a_job_whose_frames_are_all_gone_fails():
     await run_job(stacking_of(world), job.id)
     failed = await world.jobs.get(job.id)
     assert failed.status == JobStatus.FAILED
-    assert failed.error == "none of the job's frames exist any more"
+    assert failed.error == "none of the job's frames exist any more (or all are held)"
     assert [outcome for outcome, _ in world.metrics.jobs] == ["failed"]
 
 
@@ -564,7 +564,7 @@ async def test_a_master_recorded_meanwhile_by_another_attempt_is_kept_and_matche
     )
 
     class RecordedMeanwhile:
-        stack = builder.stack
+        measure, stack = builder.measure, builder.stack
 
         async def write(self, *args):
             await world.frames.insert(rival)
@@ -585,7 +585,7 @@ async def test_the_claim_is_renewed_while_the_job_runs():
     renewed_at = world.now() + timedelta(seconds=7)
 
     class Slow:
-        write = builder.write
+        measure, write = builder.measure, builder.write
 
         async def stack(self, *args, **kwargs):
             world.clock.set(renewed_at)

@@ -145,6 +145,24 @@ def test_a_deferred_flat_job_asks_for_its_dark_even_without_lights():
     ]
 
 
+def test_a_deferred_flat_job_of_two_exposures_asks_only_for_the_missing_dark():
+    flats = frames(5, FrameType.FLAT, filter="Ha", exposure_s=5.0)
+    flats += frames(5, FrameType.FLAT, filter="Ha", exposure_s=9.0)
+    dark_5 = master(FrameType.DARK, exposure_s=5.0)
+    deferred = job(
+        FrameType.FLAT,
+        status=JobStatus.DEFERRED,
+        frame_ids=[f.id for f in flats],
+        deferred_reason=(
+            "Flat auto-stacking deferred: no matching master dark available (flat exposure 9 s)"
+        ),
+    )
+    items = plan(flats, masters=[dark_5], jobs=[deferred])
+    assert [(i.frame_type.value, i.exposure_s, i.reason) for i in items] == [
+        ("dark", 9.0, "prerequisite")
+    ]
+
+
 def test_ccd_lights_need_a_bias_and_a_dark_of_any_exposure():
     items = plan([light()], settings=CCD)
     assert [(i.frame_type.value, i.exposure_s) for i in items] == [

@@ -30,6 +30,11 @@ SPEC_DEFAULTS = {
     "master_retention_days": 180,
     "rotation_matching": "ignore",
     "rotation_tolerance_deg": 1.0,
+    "quality_gates_enabled": True,
+    "gate_sigma": 5.0,
+    "flat_median_min_fraction": 0.02,
+    "flat_median_max_fraction": 0.9,
+    "flat_saturated_max_fraction": 0.001,
 }
 
 # name -> (kind, low, high, just below low, just above high, range text in the message)
@@ -44,7 +49,13 @@ RANGES = {
     "individual_frame_retention_days": (int, 1, 3650, 0, 3651, "from 1 to 3650"),
     "master_retention_days": (int, 1, 3650, 0, 3651, "from 1 to 3650"),
     "rotation_tolerance_deg": (float, 0.0, 180.0, -0.01, 180.01, "from 0.0 to 180.0"),
+    "gate_sigma": (float, 1.0, 1000.0, 0.99, 1000.01, "from 1.0 to 1000.0"),
+    "flat_median_min_fraction": (float, 0.0, 0.45, -0.01, 0.46, "from 0.0 to 0.45"),
+    "flat_median_max_fraction": (float, 0.5, 1.0, 0.49, 1.01, "from 0.5 to 1.0"),
+    "flat_saturated_max_fraction": (float, 0.0, 1.0, -0.01, 1.01, "from 0.0 to 1.0"),
 }
+
+FLAGS = ("quality_gates_enabled",)
 
 CHOICES = {
     "camera_type": ("CMOS", "CCD"),
@@ -64,7 +75,17 @@ def test_defaults_are_the_spec_defaults():
 
 def test_rules_cover_exactly_the_settings():
     assert set(RULES) == set(SPEC_DEFAULTS) == set(CalibrationSettings.__struct_fields__)
-    assert set(RANGES) | set(CHOICES) == set(SPEC_DEFAULTS)
+    assert set(RANGES) | set(CHOICES) | set(FLAGS) == set(SPEC_DEFAULTS)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "true", None])
+def test_flags_take_only_true_or_false(bad):
+    assert apply_changes(CalibrationSettings(), {"quality_gates_enabled": False}) == (
+        CalibrationSettings(quality_gates_enabled=False)
+    )
+    with pytest.raises(SettingsError) as caught:
+        apply_changes(CalibrationSettings(), {"quality_gates_enabled": bad})
+    assert "quality_gates_enabled must be true or false" in str(caught.value)
 
 
 @pytest.mark.parametrize("name", sorted(RANGES))

@@ -23,6 +23,7 @@ def api(running: Api) -> Iterator[Api]:
     yield running
     running.world.clock.set(DEFAULT_NOW)
     running.lifecycle.down = False
+    running.lifecycle.requests.clear()
     running.probes.down.clear()
     running.feed.connected = True
     running.feed.extra.clear()

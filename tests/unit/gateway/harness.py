@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from calib_app import access as admin
 from calib_app.access import Access
 from calib_app.calibration import calibrate
+from calib_app.lifecycle import frame_preview
 from calib_app.maintenance import run_maintenance
 from calib_app.needs import Inventory
 from calib_app.presigned import PresignedUploads
@@ -30,6 +31,7 @@ from tests.unit.app.fakes import (
     FakeEventPublisher,
     FakeLifecycleService,
     FakeLightCalibrator,
+    FakeMasterDescriber,
     FakeWorld,
 )
 from tests.unit.app.library_world import (
@@ -39,6 +41,7 @@ from tests.unit.app.library_world import (
     library_of,
     maintenance_of,
     observatory,
+    uploaded_masters_of,
 )
 
 API = "/api/v1/calibration"
@@ -242,7 +245,10 @@ async def running_api() -> AsyncIterator[Api]:
     async def maintain(task, observatory_id):
         return await run_maintenance(maintenance_of(world), task, observatory_id)
 
-    lifecycle = FakeLifecycleService(calibrate_light, maintain)
+    async def preview(frame_id: str) -> events.PreviewReply:
+        return await frame_preview(uploaded_masters_of(world, FakeMasterDescriber()), frame_id)
+
+    lifecycle = FakeLifecycleService(calibrate_light, maintain, preview)
     feed, probes = FakeJobFeed(world.events), FakeSystemProbes()
     gateway = gateway_over(world, lifecycle, feed, probes)
     for observatory_id in (OWN, OTHER):

@@ -53,17 +53,21 @@ async def test_manual_creation_at_the_thresholds(api):
     observatory_id = await api.observatory(min_frames_for_master=5)  # force needs 3
     response = await create(api, observatory_id, force=True)
     assert response.status_code == 404
-    assert response.json()["detail"] == "no frames match that configuration"
+    assert response.json()["detail"] == (
+        "no frames match that configuration (held frames do not count)"
+    )
 
     await darks(api, observatory_id, 2)
     response = await create(api, observatory_id)
     assert response.status_code == 422
     assert response.json() == {
         "error": "unprocessable",
-        "detail": "the group has 2 frames; 5 needed (use force to stack fewer)",
+        "detail": "the group has 2 frames to stack; 5 needed (use force to stack fewer)",
     }
     response = await create(api, observatory_id, force=True)
-    assert response.status_code == 422 and "2 frames; 3 needed" in response.json()["detail"]
+    assert (
+        response.status_code == 422 and "2 frames to stack; 3 needed" in response.json()["detail"]
+    )
 
     await darks(api, observatory_id, 1)
     response = await create(api, observatory_id, force=True)

@@ -153,9 +153,30 @@ async def test_previews(api):
     await api.world.store.delete(master.preview_key)
     missing = await api.get(f"{API}/frames/{master.id}/preview.png")
     assert missing.status_code == 404 and "preview" in missing.json()["detail"]
-    dark = await stored(api.world, frame_in(observatory_id))
-    response = await api.get(f"{API}/frames/{dark.id}/preview.png")
-    assert response.json()["detail"] == f"frame '{dark.id}' has no preview"
+    master.preview_key = None
+    await api.world.frames.update(master.id, {"preview_key": None})
+    response = await api.get(f"{API}/frames/{master.id}/preview.png")
+    assert response.json()["detail"] == f"frame '{master.id}' has no preview"
+
+
+async def test_an_individual_frame_gets_its_preview_on_first_request(api):
+    observatory_id = await api.observatory()
+    dark = await stored(api.world, frame_in(observatory_id), data=b"SIMPLE dark pixels")
+    preview = await api.get(f"{API}/frames/{dark.id}/preview.png")
+    assert preview.status_code == 200 and preview.content == b"png of SIMPLE dark pixe"
+    key = f"previews/{observatory_id}/{dark.id}.png"
+    assert (await api.world.frames.get(dark.id)).preview_key == key and key in api.world.store
+    again = await api.get(f"{API}/frames/{dark.id}/preview.png")
+    assert again.content == preview.content
+    assert [r.subject for r in api.lifecycle.requests] == ["lifecycle.preview"]  # made once
+
+    assert (await api.delete(f"{API}/frames/{dark.id}")).status_code == 204
+    assert key not in api.world.store  # the preview goes with its frame
+
+    gone = await stored(api.world, frame_in(observatory_id))
+    await api.world.store.delete(gone.storage_key)
+    response = await api.get(f"{API}/frames/{gone.id}/preview.png")
+    assert response.status_code == 404 and "has no preview: " in response.json()["detail"]
 
 
 async def test_a_calibrated_light_is_computed_once_then_served_from_the_cache(api):
@@ -230,3 +251,56 @@ async def test_members_may_look_but_only_managers_delete(api):
     assert (await api.get(f"{API}/frames/{dark.id}", role="plugin")).status_code == 403
     assert (await api.delete(f"{API}/frames/{dark.id}", role="viewer")).status_code == 403
     assert (await api.delete(f"{API}/frames/{dark.id}", role="obs_admin")).status_code == 204
+
+
+async def test_camera_and_filter_match_parts_of_names_ignoring_case(api):
+    observatory_id = await stocked(api)
+    assert (await page(api, observatory_id, camera_name="asi294"))["total"] == 6
+    assert (await page(api, observatory_id, camera_name="qhy"))["total"] == 1
+    assert (await page(api, observatory_id, filter="r"))["total"] == 3  # 2 flats, 1 light
+    assert (await page(api, observatory_id, camera_name=".*"))["total"] == 0  # text, not a pattern
+
+
+async def test_individual_frames_carry_their_group_and_its_progress(api):
+    observatory_id = await api.observatory(min_frames_for_master=3)
+    darks = [await stored(api.world, frame_in(observatory_id)) for _ in range(2)]
+    items = (await page(api, observatory_id))["items"]
+    assert {i["group_key"] for i in items} == {items[0]["group_key"]} and items[0]["group_key"]
+    assert items[0]["config_key"].startswith("binning=1x1|camera_name=")
+    assert items[0]["group"] == {"unclaimed": 2, "retained": 2, "threshold": 3, "complete": False}
+    await stored(api.world, frame_in(observatory_id))
+    items = (await page(api, observatory_id))["items"]
+    assert all(i["group"]["complete"] for i in items) and len(items) == len(darks) + 1
+
+
+async def test_held_frames_are_listed_and_released_singly_or_in_bulk(api):
+    observatory_id = await api.observatory(min_frames_for_master=3)
+    darks = [await stored(api.world, frame_in(observatory_id)) for _ in range(3)]
+    await api.world.frames.hold({d.id: "source of deleted master m1" for d in darks})
+    held = (await page(api, observatory_id, held="true"))["items"]
+    assert sorted(f["id"] for f in held) == sorted(d.id for d in darks)
+    assert {(f["held"], f["held_reason"], f["group"]) for f in held} == {
+        (True, "source of deleted master m1", None)
+    }
+    assert (await page(api, observatory_id, held="false"))["total"] == 0
+
+    one = await api.ok("POST", f"{API}/frames/{darks[0].id}/release")
+    assert one == {"released": [darks[0].id], "jobs": []}  # one frame is below the threshold
+    again = await api.ok("POST", f"{API}/frames/{darks[0].id}/release")
+    assert again == {"released": [], "jobs": []}
+
+    missing = await api.post(f"{API}/frames/release", json={"frame_ids": [darks[1].id, "nope"]})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    assert (await api.world.frames.get(darks[1].id)).held  # all or nothing
+    bulk = await api.ok("POST", f"{API}/frames/release", json={"frame_ids": [d.id for d in darks]})
+    assert sorted(bulk["released"]) == sorted(d.id for d in darks[1:])
+    [job] = bulk["jobs"]  # released frames count at once: the group reached its threshold
+    assert sorted(job["frame_ids"]) == sorted(d.id for d in darks) and job["status"] == "queued"
+    assert (await page(api, observatory_id, held="true"))["total"] == 0
+
+
+@pytest.mark.parametrize("body", [{}, {"frame_ids": []}, {"frame_ids": ["a"] * 501}, {"x": 1}])
+async def test_a_bad_release_body_is_a_400(api, body):
+    await api.observatory()
+    response = await api.post(f"{API}/frames/release", json=body)
+    assert response.status_code == 400, response.text

@@ -89,6 +89,7 @@ class Seeded:
             "json": {
                 "json:settings": {"min_frames_for_master": 10},
                 "json:create": {"observatory_id": OWN, "frame_type": "bias", "force": True},
+                "json:release": {"frame_ids": [self.frame]},
                 "json:upload": {"observatory_id": OWN, "filename": f"dark-{n}.fits"},
                 "json:observatory": {"id": f"perm-{n}", "name": "permissions"},
                 "json:user": {"name": f"user {n}"},

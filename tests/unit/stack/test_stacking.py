@@ -234,3 +234,13 @@ def test_invalid_arguments_are_refused(frame_writer, noisy_frames, kwargs, messa
 def test_empty_frame_list_is_refused():
     with pytest.raises(ValueError, match="no frames"):
         stack_files([], method="mean")
+
+
+def test_a_master_per_frame_is_subtracted_from_its_own_frame(frame_writer):
+    frames = [np.full((4, 6), 100.0 * (i + 1)) for i in range(3)]
+    paths = write_all(frame_writer, frames)
+    darks = write_all(frame_writer, [np.full((4, 6), 10.0), np.full((4, 6), 40.0)], prefix="d")
+    result = stack_files(paths, method="mean", subtract=[darks[0], darks[1], darks[0]])
+    np.testing.assert_array_equal(result.image, np.full((4, 6), (90 + 160 + 290) / 3, np.float32))
+    with pytest.raises(ValueError, match="2 masters to subtract given for 3 frames"):
+        stack_files(paths, method="mean", subtract=darks)

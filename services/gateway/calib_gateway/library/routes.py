@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get
+from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from calib_app import deletion
 from calib_app.calibrated_lights import calibrated_file
 from calib_app.calibration import FrameLibrary, with_calibration, with_calibrations
+from calib_app.curation import release_frames, with_groups
 from calib_app.ports import FrameRepository, LifecycleService, ObjectMissingError, ObjectStore
+from calib_app.queueing import JobQueue
 from calib_core.access import Capability, Principal
 from calib_core.models import Frame
 from calib_gateway.dependencies import Injected
-from calib_gateway.guards import can_view, ensure
-from calib_gateway.library.schemas import Components, LibraryPage
+from calib_gateway.guards import can_manage_somewhere, can_view, ensure
+from calib_gateway.library.schemas import Components, LibraryPage, Released, ReleaseIn
 from calib_gateway.openapi import content
 
 CACHE_HEADER = "X-Calibration-Cache"
@@ -51,6 +53,7 @@ class LibraryController(Controller):
     async def library(
         self,
         library: Injected[FrameLibrary],
+        queue: Injected[JobQueue],
         observatory_id: FromPath[str],
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
@@ -64,28 +67,33 @@ class LibraryController(Controller):
         status: Annotated[
             str | None, QueryParameter(pattern="^(active|expired|superseded)$")
         ] = None,
+        held: FromQuery[bool | None] = None,
     ) -> LibraryPage:
         """Frames and masters of an observatory, newest first; lights with their calibration
-        status, masters and warnings, as on `GET /frames/{id}`."""
+        status, masters and warnings, as on `GET /frames/{id}`; individual calibration
+        frames with the configuration (`config_key`) and group (`group_key`) the server
+        puts them in and that group's progress (`group`). `camera_name` and `filter`
+        match any part of the name, ignoring case; `held` filters held frames."""
         filters: dict[str, Any] = {}
         if is_master is not None:
             filters["is_master"] = is_master
         if exclude_mastered:
             filters["master_id"] = None
-        for field, value in (
-            ("frame_type", frame_type),
-            ("camera_name", camera_name),
-            ("filter", filter_name),
-            ("status", status),
-        ):
+        if held is not None:
+            filters["held"] = held
+        for field, value in (("frame_type", frame_type), ("status", status)):
             if value is not None:
                 filters[field] = value
+        contains = {
+            field: value
+            for field, value in (("camera_name", camera_name), ("filter", filter_name))
+            if value
+        }
         items, total = await library.frames.library_page(
-            observatory_id, filters, skip=(page - 1) * limit, limit=limit
+            observatory_id, filters, contains=contains, skip=(page - 1) * limit, limit=limit
         )
-        return LibraryPage(
-            items=await with_calibrations(library, items), page=page, limit=limit, total=total
-        )
+        items = await with_groups(queue, await with_calibrations(library, items))
+        return LibraryPage(items=items, page=page, limit=limit, total=total)
 
     @get("/frames/{frame_id:str}")
     async def frame(
@@ -126,14 +134,24 @@ class LibraryController(Controller):
     async def preview(
         self,
         library: Injected[FrameLibrary],
+        lifecycle: Injected[LifecycleService],
         caller: Injected[Principal],
         frame_id: FromPath[str],
     ) -> Response[bytes]:
+        """A stretched PNG of a master, or of an individual frame (made on first request)."""
         frame = await frame_for(library.frames, caller, frame_id, Capability.VIEW)
-        if not frame.preview_key:
+        preview_key = frame.preview_key
+        if not preview_key and not frame.is_master:
+            made = await lifecycle.preview(frame.id)
+            if made.status != "ready":
+                raise NotFoundException(
+                    f"frame '{frame_id}' has no preview: {made.error or made.status}"
+                )
+            preview_key = made.preview_key
+        if not preview_key:
             raise NotFoundException(f"frame '{frame_id}' has no preview")
         try:
-            data = await library.store.read_range(frame.preview_key, 0, 0)
+            data = await library.store.read_range(preview_key, 0, 0)
         except ObjectMissingError as error:
             raise NotFoundException(f"the preview of frame '{frame_id}' is missing") from error
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
@@ -160,6 +178,38 @@ class LibraryController(Controller):
         response.headers[CACHE_HEADER] = "hit" if calibrated.from_cache else "miss"
         return response
 
+    @post("/frames/{frame_id:str}/release", status_code=200)
+    async def release_frame(
+        self,
+        queue: Injected[JobQueue],
+        caller: Injected[Principal],
+        frame_id: FromPath[str],
+    ) -> Released:
+        """Release a held frame: it can be stacked again at once (the registration trigger
+        runs for it; `jobs` are the jobs this release queued, none when a sweep was first).
+        Releasing a frame that is not held changes nothing."""
+        frame = await frame_for(queue.frames, caller, frame_id, Capability.MANAGE)
+        released, jobs = await release_frames(queue, [frame])
+        return Released(released=released, jobs=jobs)
+
+    @post("/frames/release", status_code=200, guards=[can_manage_somewhere])
+    async def release_many(
+        self,
+        queue: Injected[JobQueue],
+        caller: Injected[Principal],
+        data: JSONBody[ReleaseIn],
+    ) -> Released:
+        """Release held frames (`{"frame_ids": [...]}`, at most 500): all of them or, when
+        one does not exist or may not be managed by the caller, none."""
+        found = {f.id: f for f in await queue.frames.many(data.frame_ids)}
+        missing = [i for i in data.frame_ids if i not in found]
+        if missing:
+            raise NotFoundException(f"frames not found: {', '.join(missing[:10])}")
+        for frame in found.values():
+            ensure(caller, Capability.MANAGE, frame.observatory_id)
+        released, jobs = await release_frames(queue, list(found.values()))
+        return Released(released=released, jobs=jobs)
+
     @delete("/frames/{frame_id:str}", status_code=204)
     async def delete_frame(
         self,
@@ -168,6 +218,7 @@ class LibraryController(Controller):
         frame_id: FromPath[str],
     ) -> None:
         """Delete a frame or master: its record, file and preview. A deleted source frame
-        leaves its master's components; a deleted master's frames are unclaimed again."""
+        leaves its master's components; a deleted master's frames are held (see
+        `POST /frames/{id}/release`)."""
         frame = await frame_for(library.frames, caller, frame_id, Capability.MANAGE)
         await deletion.delete_frame(library, frame)

@@ -1,55 +1,36 @@
-// Individual frames not yet part of a master, grouped, with progress toward the
-// threshold and manual master creation (with force below the threshold).
+// Individual frames not yet part of a master, in the server's groups, with progress toward
+// the threshold and manual master creation (with force below the threshold); held frames
+// with their reasons; per-frame preview, download, delete and release.
 
 import { CALIBRATION } from "../api.js";
 import { dateTime, describeConfiguration, formatBytes, formatNumber, formatTemperature, h, replace } from "../dom.js";
+import { deleteFrames, frameActions, releaseFrames } from "../frameactions.js";
 import { confirmDialog, errorText, progressBar, statusLine } from "../ui.js";
 
 const PAGE_SIZE = 500;
 const MAX_FRAMES = 5000;
 const CONFIG_FIELDS = ["frame_type", "camera_name", "gain", "offset", "binning", "readout_mode", "exposure_s", "filter"];
 
-/**
- * Split one configuration's frames into temperature clusters as SPEC §4 defines them:
- * sorted by temperature, a new cluster whenever a frame is more than the tolerance above
- * the cluster's first; frames without a temperature form a cluster of their own.
- */
-export function clusterByTemperature(frames, tolerance) {
-  const known = frames.filter((f) => f.temperature_c !== null && f.temperature_c !== undefined)
-    .sort((a, b) => a.temperature_c - b.temperature_c);
-  const clusters = [];
-  let start = null;
-  for (const frame of known) {
-    if (start === null || frame.temperature_c - start > tolerance + 1e-9) {
-      clusters.push([]);
-      start = frame.temperature_c;
-    }
-    clusters[clusters.length - 1].push(frame);
-  }
-  const unknown = frames.filter((f) => f.temperature_c === null || f.temperature_c === undefined);
-  if (unknown.length) clusters.push(unknown);
-  return clusters;
-}
-
 function mean(values) {
   const present = values.filter((v) => v !== null && v !== undefined);
   return present.length ? present.reduce((a, b) => a + b, 0) / present.length : null;
 }
 
-function groupsOf(frames, settings) {
-  const byConfig = new Map();
+/**
+ * Frames in the groups the server stacks (its `group_key`, with the group's progress in
+ * `group`); lights, which are never stacked, by their displayed configuration.
+ */
+function groupsOf(frames) {
+  const byKey = new Map();
   for (const frame of frames) {
-    const key = frame.config_key || `${frame.frame_type}|${describeConfiguration(frame)}`;
-    if (!byConfig.has(key)) byConfig.set(key, []);
-    byConfig.get(key).push(frame);
+    const key = frame.group_key || `${frame.frame_type}|${describeConfiguration(frame)}`;
+    if (!byKey.has(key)) byKey.set(key, []);
+    byKey.get(key).push(frame);
   }
-  const groups = [];
-  for (const [key, members] of [...byConfig].sort(([a], [b]) => a.localeCompare(b))) {
-    for (const cluster of clusterByTemperature(members, settings.temperature_tolerance_c)) {
-      groups.push({ key, frames: cluster, sample: cluster[0], temperature: mean(cluster.map((f) => f.temperature_c)) });
-    }
-  }
-  return groups;
+  return [...byKey].sort(([a], [b]) => a.localeCompare(b)).map(([key, members]) => ({
+    key, frames: members, sample: members[0], progress: members[0].group,
+    temperature: mean(members.map((f) => f.temperature_c)),
+  }));
 }
 
 function temperatureSpan(frames) {
@@ -76,21 +57,23 @@ export function framesTab(ctx) {
     ["dark", "flat", "bias", "light"].map((t) => h("option", { value: t }, t[0].toUpperCase() + t.slice(1))));
   const status = statusLine();
   const list = h("div", { class: "groups" });
+  const heldView = h("section", { class: "held card", "aria-labelledby": "held-title" });
   let observatory = "";
 
   const panel = h("section", { class: "tab-panel" },
     h("h2", {}, "Individual frames"),
-    h("p", { class: "hint" }, "Frames not yet stacked into a current master, grouped by configuration and temperature."),
+    h("p", { class: "hint" }, "Frames not yet stacked into a current master, in the groups the server stacks " +
+      "(configuration and temperature). Held frames are kept out of masters until released."),
     h("div", { class: "filters" }, h("div", { class: "field" }, h("label", { for: "frames-type" }, "Type"), typeSelect)),
-    status.element, list);
+    status.element, heldView, list);
   typeSelect.addEventListener("change", () => load());
 
-  async function fetchUnclaimed() {
+  async function fetchAll(query) {
     const frames = [];
     let total = 0;
     for (let page = 1; frames.length < MAX_FRAMES; page += 1) {
       const result = await ctx.api.get(`${CALIBRATION}/library/${encodeURIComponent(observatory)}`, {
-        is_master: "false", exclude_mastered: "true", frame_type: typeSelect.value, page, limit: PAGE_SIZE,
+        is_master: "false", frame_type: typeSelect.value, page, limit: PAGE_SIZE, ...query,
       });
       frames.push(...result.items);
       total = result.total;
@@ -102,9 +85,11 @@ export function framesTab(ctx) {
   async function load() {
     status.show("busy", "Loading frames…");
     try {
-      const [settings, { frames, total }] = await Promise.all([
-        ctx.api.get(`${CALIBRATION}/settings/${encodeURIComponent(observatory)}`), fetchUnclaimed()]);
-      const groups = groupsOf(frames, settings);
+      const [settings, { frames, total }, held] = await Promise.all([
+        ctx.api.get(`${CALIBRATION}/settings/${encodeURIComponent(observatory)}`),
+        fetchAll({ exclude_mastered: "true", held: "false" }), fetchAll({ held: "true" })]);
+      renderHeld(held.frames);
+      const groups = groupsOf(frames);
       replace(list, groups.length ? groups.map((g) => groupCard(g, settings))
         : h("p", { class: "empty" }, "No unclaimed frames."));
       if (total > frames.length && frames.length >= MAX_FRAMES) {
@@ -118,11 +103,78 @@ export function framesTab(ctx) {
     }
   }
 
+  function renderHeld(frames) {
+    if (!frames.length) {
+      heldView.hidden = true;
+      replace(heldView);
+      return;
+    }
+    heldView.hidden = false;
+    const canManage = ctx.identity.canManage(observatory);
+    const result = statusLine();
+    const boxes = new Map();
+    const selected = () => frames.filter((f) => boxes.get(f.id).checked);
+    async function bulk(busy, action) {
+      const chosen = selected();
+      if (!chosen.length) {
+        result.show("error", "Select frames first.");
+        return;
+      }
+      result.show("busy", busy);
+      try {
+        const text = await action(chosen);
+        if (text === null) {
+          result.clear();
+          return;
+        }
+        await load();
+        status.show("ok", text);
+      } catch (error) {
+        result.show("error", errorText(error));
+      }
+    }
+    const all = h("input", { type: "checkbox", id: "held-all", "aria-label": "Select all held frames",
+      onchange: () => { for (const box of boxes.values()) box.checked = all.checked; } });
+    replace(heldView,
+      h("h3", { id: "held-title" }, `Held frames (${frames.length})`),
+      h("p", { class: "hint" }, "Not stacked by any trigger, sweep or manual creation until released."),
+      canManage && h("div", { class: "actions" },
+        h("button", { class: "primary", onclick: () => bulk("Releasing…", async (chosen) => {
+          const answer = await releaseFrames(ctx.api, chosen);
+          return `${answer.released.length} frame${answer.released.length === 1 ? "" : "s"} released` +
+            (answer.jobs.length ? `; ${answer.jobs.length} stacking job${answer.jobs.length === 1 ? "" : "s"} queued.` : ".");
+        }) }, "Release selected"),
+        h("button", { class: "danger", onclick: () => bulk("Deleting…", async (chosen) => {
+          const deleted = await deleteFrames(ctx.api, chosen);
+          return deleted ? `${deleted} frame${deleted === 1 ? "" : "s"} deleted.` : null;
+        }) }, "Delete selected"),
+        result.element),
+      h("div", { class: "table-wrap" }, h("table", { class: "held-frames" },
+        h("thead", {}, h("tr", {},
+          canManage && h("th", { scope: "col" }, all),
+          h("th", { scope: "col" }, "Frame"), h("th", { scope: "col", class: "wide-only" }, "Type"),
+          h("th", { scope: "col" }, "Configuration"), h("th", { scope: "col", class: "wide-only" }, "Captured (UTC)"),
+          h("th", { scope: "col" }, "Reason"), h("th", { scope: "col" }, "Actions"))),
+        h("tbody", {}, frames.map((frame) => {
+          const box = h("input", { type: "checkbox", "aria-label": `Select frame ${frame.id}` });
+          boxes.set(frame.id, box);
+          return h("tr", { class: "held-frame", dataset: { frameId: frame.id } },
+            canManage && h("td", {}, box),
+            h("td", { class: "mono" }, frame.id),
+            h("td", { class: "wide-only" }, frame.frame_type),
+            h("td", {}, describeConfiguration(frame)),
+            h("td", { class: "date wide-only" }, dateTime(frame.captured_at || frame.registered_at)),
+            h("td", { class: "reason" }, frame.held_reason || "—"),
+            h("td", { class: "actions" }, frameActions(ctx, frame, { observatory, status: result, changed: load })));
+        })))));
+  }
+
   function groupCard(group, settings) {
-    const { sample, frames } = group;
+    const { sample, frames, progress } = group;
     const calibration = sample.frame_type !== "light";
-    const threshold = settings.min_frames_for_master;
-    const below = frames.length < threshold;
+    const threshold = progress ? progress.threshold : settings.min_frames_for_master;
+    const counted = progress ? progress.unclaimed : frames.length;
+    const below = progress ? !progress.complete : frames.length < threshold;
     const title = `${sample.frame_type} · ${describeConfiguration(sample)}`;
     const result = statusLine();
     const create = calibration && ctx.identity.canManage(observatory) &&
@@ -133,29 +185,30 @@ export function framesTab(ctx) {
         h("h3", {}, title),
         h("span", { class: "temperature" }, temperatureSpan(frames))),
       calibration && progressBar({
-        value: frames.length, max: threshold, label: `Frames toward a master: ${title}`,
-        text: `${frames.length} / ${threshold} frames`,
+        value: counted, max: threshold, label: `Frames toward a master: ${title}`,
+        text: `${counted} / ${threshold} frames`,
       }),
       h("div", { class: "actions" }, create, result.element),
       h("details", {},
         h("summary", {}, `${frames.length} frame${frames.length === 1 ? "" : "s"}`),
         h("div", { class: "table-wrap" }, h("table", {},
           h("thead", {}, h("tr", {}, ["Frame", "Captured (UTC)", "Exposure", "Temperature", "Size",
-            !calibration && "Calibration"].filter(Boolean).map((text) => h("th", { scope: "col" }, text)))),
-          h("tbody", {}, frames.map((frame) => h("tr", {},
+            !calibration && "Calibration", "Actions"].filter(Boolean).map((text) => h("th", { scope: "col" }, text)))),
+          h("tbody", {}, frames.map((frame) => h("tr", { dataset: { frameId: frame.id } },
             h("td", { class: "mono" }, frame.id),
             h("td", { class: "date" }, dateTime(frame.captured_at || frame.registered_at)),
             h("td", {}, `${formatNumber(frame.exposure_s)} s`),
             h("td", {}, formatTemperature(frame.temperature_c)),
             h("td", {}, formatBytes(frame.size_bytes)),
-            !calibration && lightStatus(frame))))))));
+            !calibration && lightStatus(frame),
+            h("td", { class: "actions" }, frameActions(ctx, frame, { observatory, status: result, changed: load })))))))));
   }
 
   async function createMaster(group, force, result) {
     if (force) {
       const confirmed = await confirmDialog({
         title: "Create a master below the threshold?",
-        message: `This group has ${group.frames.length} frames, fewer than the threshold. A master stacked from ` +
+        message: `This group has ${group.frames.length} frames to stack, fewer than the threshold. A master stacked from ` +
           "fewer frames is noisier. Create it anyway?",
         confirmLabel: "Create master",
       });

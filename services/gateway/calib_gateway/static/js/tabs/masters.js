@@ -2,6 +2,7 @@
 
 import { CALIBRATION } from "../api.js";
 import { dateTime, describeConfiguration, formatBytes, formatNumber, formatTemperature, h, replace } from "../dom.js";
+import { frameActions } from "../frameactions.js";
 import { authImage, confirmDialog, errorText, releaseImages, saveBlob, statusBadge, statusLine } from "../ui.js";
 
 const PAGE_SIZE = 50;
@@ -22,8 +23,8 @@ export function mastersTab(ctx) {
   const form = h("form", { class: "filters", "aria-label": "Filter masters" },
     selectField("masters-type", "Type", "frame_type",
       [["", "All types"], ["dark", "Dark"], ["flat", "Flat"], ["bias", "Bias"]]),
-    textField("masters-camera", "Camera", "camera_name", "any camera"),
-    textField("masters-filter", "Filter", "filter", "any filter"),
+    textField("masters-camera", "Camera", "camera_name", "any part of the name"),
+    textField("masters-filter", "Filter", "filter", "any part of the name"),
     selectField("masters-status", "Status", "status",
       [["", "Any status"], ["active", "Active"], ["expired", "Expired"], ["superseded", "Superseded"]]));
   const status = statusLine();
@@ -139,13 +140,15 @@ export function mastersTab(ctx) {
     return h("table", { class: "components", "aria-label": `Source frames of master ${master.id}` },
       h("caption", {}, `${frames.length} source frame${frames.length === 1 ? "" : "s"}`),
       h("thead", {}, h("tr", {},
-        ["Frame", "Captured (UTC)", "Exposure", "Temperature", "Size"].map((text) => h("th", { scope: "col" }, text)))),
-      h("tbody", {}, frames.map((frame) => h("tr", { class: "component" },
+        ["Frame", "Captured (UTC)", "Exposure", "Temperature", "Size", "Actions"].map((text) =>
+          h("th", { scope: "col" }, text)))),
+      h("tbody", {}, frames.map((frame) => h("tr", { class: "component", dataset: { frameId: frame.id } },
         h("td", { class: "mono" }, frame.id),
         h("td", { class: "date" }, dateTime(frame.captured_at)),
         h("td", {}, `${formatNumber(frame.exposure_s)} s`),
         h("td", {}, formatTemperature(frame.temperature_c)),
-        h("td", {}, formatBytes(frame.size_bytes))))));
+        h("td", {}, formatBytes(frame.size_bytes)),
+        h("td", { class: "actions" }, frameActions(ctx, frame, { observatory, status, changed: load }))))));
   }
 
   async function download(master) {

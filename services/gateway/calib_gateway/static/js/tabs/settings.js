@@ -5,7 +5,7 @@ import { CALIBRATION } from "../api.js";
 import { h, replace } from "../dom.js";
 import { errorText, statusLine } from "../ui.js";
 
-// [name, label, kind, allowed, default, description]; kind "int" | "float" | choices array
+// [name, label, kind, allowed, default, description]; kind "int" | "float" | "bool" | choices array
 const SECTIONS = [
   ["Frame thresholds", [
     ["min_frames_for_master", "Min frames for master", "int", [3, 100], 10,
@@ -39,12 +39,28 @@ const SECTIONS = [
     ["rotation_tolerance_deg", "Rotation tolerance (°)", "float", [0.0, 180.0], 1.0,
       "Acceptable rotation angle difference."],
   ]],
+  ["Quality gates", [
+    ["quality_gates_enabled", "Quality gates", "bool", null, "on",
+      "Hold frames that fail a gate out of masters (they stay in the library until released)."],
+    ["gate_sigma", "Dark/bias level limit (robust sigmas)", "float", [1.0, 1000.0], 5.0,
+      "A dark or bias whose median is further from its group's is held (light leak, offset jump)."],
+    ["flat_median_min_fraction", "Flat median, lowest (fraction of full scale)", "float", [0.0, 0.45], 0.02,
+      "A dimmer flat is held."],
+    ["flat_median_max_fraction", "Flat median, highest (fraction of full scale)", "float", [0.5, 1.0], 0.9,
+      "A brighter flat is held (past the linear range)."],
+    ["flat_saturated_max_fraction", "Flat saturated pixels, most (fraction)", "float", [0.0, 1.0], 0.001,
+      "A flat with more pixels at full scale is held."],
+  ]],
 ];
 
+const ON_OFF = [["true", "on"], ["false", "off"]];
+
 function allowedText(kind, range) {
+  if (kind === "bool") return "On or off";
   if (Array.isArray(kind)) return `One of ${kind.join(", ")}`;
   const [low, high] = range;
-  return kind === "int" ? `Integer ${low}–${high}` : `${low.toFixed(1)}–${high.toFixed(1)}`;
+  const decimal = (v) => (Number.isInteger(v) ? v.toFixed(1) : String(v));
+  return kind === "int" ? `Integer ${low}–${high}` : `${decimal(low)}–${decimal(high)}`;
 }
 
 export function settingsTab(ctx) {
@@ -58,7 +74,9 @@ export function settingsTab(ctx) {
 
   function field([name, label, kind, range, fallback, description]) {
     const id = `setting-${name}`;
-    const input = Array.isArray(kind)
+    const input = kind === "bool"
+      ? h("select", { id, name }, ON_OFF.map(([value, text]) => h("option", { value }, text)))
+      : Array.isArray(kind)
       ? h("select", { id, name }, kind.map((option) => h("option", { value: option }, option)))
       : h("input", { id, name, type: "number", inputmode: kind === "int" ? "numeric" : "decimal",
         step: kind === "int" ? "1" : "any", min: String(range[0]), max: String(range[1]) });
@@ -74,14 +92,15 @@ export function settingsTab(ctx) {
   function values() {
     const changes = {};
     for (const [name, { input, kind }] of fields) {
-      if (Array.isArray(kind)) changes[name] = input.value;
+      if (kind === "bool") changes[name] = input.value === "true";
+      else if (Array.isArray(kind)) changes[name] = input.value;
       else changes[name] = input.value.trim() === "" ? null : Number(input.value);
     }
     return changes;
   }
 
   function fill(settings) {
-    for (const [name, { input }] of fields) input.value = settings[name];
+    for (const [name, { input }] of fields) input.value = String(settings[name]);
   }
 
   function clearErrors() {
