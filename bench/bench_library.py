@@ -6,7 +6,8 @@ frames in one observatory, against the same query run directly on the database.
 
 The records are bulk-inserted straight into MongoDB (registering 100,000 FITS files
 through the pipeline would measure the registry, not the library). The servers are the
-embedded ones of ``make run``; the gateway runs as its own process, as in production.
+embedded ones of ``make run`` (``calib init-db``'s schema, bus authentication); the gateway
+runs as its own process, as in production.
 
 ``run()`` returns entries ``{"name", "value", "unit", "reference", "ratio", "note"}``.
 """
@@ -26,13 +27,21 @@ from pathlib import Path
 import httpx
 import pymongo
 
-from calib_infra.devstack import EmbeddedServers, ServerPorts, free_port, spawn, wait_until
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.system import (  # noqa: E402
+    ADMIN_TOKEN,
+    Services,
+    service_config,
+    start_servers,
+)
 
 QUICK = os.environ.get("CALIB_BENCH_QUICK") == "1"
 FRAMES = 10_000 if QUICK else 100_000
 REQUESTS = 60 if QUICK else 200
 OBSERVATORY = "bench"
-TOKEN = "calib_bench_admin_token"
 CAMERAS = ["ZWO ASI2600MM Pro", "ZWO ASI6200MM Pro", "QHY 268M"]
 FILTERS = ["L", "R", "G", "B", "Ha", "OIII", "SII"]
 TYPES = ["light"] * 6 + ["dark"] * 2 + ["flat"] * 2 + ["bias"]
@@ -139,41 +148,18 @@ def _measure(api, direct) -> tuple[list[float], list[float]]:
 def run() -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="calib-bench-library-") as tmp:
         data = Path(tmp)
-        servers = EmbeddedServers(
-            data_dir=data,
-            ports=ServerPorts(nats=free_port(), s3=free_port(), mongodb=free_port()),
-            s3_access_key="bench",
-            s3_secret_key="bench-secret",
-        )
-        servers.start()
-        gateway = None
+        servers = start_servers(data / "servers")
+        services = None
         try:
-            uri = f"mongodb://127.0.0.1:{servers.ports.mongodb}/?retryWrites=false"
-            port = free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CALIB_")}
-            env.update(
-                CALIB_NATS_URL=f"nats://127.0.0.1:{servers.ports.nats}",
-                CALIB_MONGODB_URI=uri,
-                CALIB_MONGODB_DB="bench",
-                CALIB_S3_ENDPOINT=f"127.0.0.1:{servers.ports.s3}",
-                CALIB_S3_ACCESS_KEY="bench",
-                CALIB_S3_SECRET_KEY="bench-secret",
-                CALIB_S3_BUCKET="bench",
-                CALIB_BOOTSTRAP_ADMIN_TOKEN=TOKEN,
-                CALIB_GATEWAY_PORT=str(port),
-                CALIB_LOG_LEVEL="WARNING",
-            )
-            gateway = spawn(
-                "gateway", [sys.executable, "-m", "calib_gateway.main"], data / "logs", env=env
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_until(
-                lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, 60, "gateway"
-            )
+            config = service_config(servers.endpoints, "bench", log_level="WARNING")
+            services = Services(config=config, bus=servers.endpoints.bus, log_dir=data / "logs")
+            services.create_schema()
+            services.start("gateway")
+            services.wait_ready()
 
             now = datetime.now(UTC)
-            with pymongo.MongoClient(uri, tz_aware=True) as mongo:
-                db = mongo["bench"]
+            with pymongo.MongoClient(config.mongodb_uri, tz_aware=True) as mongo:
+                db = mongo[config.mongodb_db]
                 db["observatories"].insert_one(
                     {"_id": OBSERVATORY, "name": "Bench", "created_at": now}
                 )
@@ -191,7 +177,9 @@ def run() -> list[dict]:
                     list(cursor.skip((page - 1) * LIMIT).limit(LIMIT))
 
                 with httpx.Client(
-                    base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+                    base_url=services.base_url,
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                    timeout=60,
                 ) as client:
 
                     def api(params: dict[str, str], page: int) -> None:
@@ -205,8 +193,8 @@ def run() -> list[dict]:
                     direct(QUERIES[0], 1)
                     api_ms, direct_ms = _measure(api, direct)
         finally:
-            if gateway is not None:
-                gateway.stop()
+            if services is not None:
+                services.stop()
             servers.stop()
     value, reference = _p95(api_ms), _p95(direct_ms)
     return [
