@@ -1,4 +1,4 @@
-"""Memory-bounded stacking of FITS frames into a master, band of rows by band.
+"""Memory-bounded stacking of FITS or XISF frames into a master, band of rows by band.
 
 Only one band of every frame is in memory at a time (plus the output image),
 so the memory use depends on ``memory_limit_mb``, not on the number of frames.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib_stack.fitsio import FitsImage, InvalidFitsError
+from calib_stack.fitsio import FrameImage, InvalidFitsError, open_image
 from calib_stack.kernels import METHODS, combine_into
 
 _MIB = 1024 * 1024
@@ -86,7 +86,7 @@ def stack_files(
     normalise: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> StackResult:
-    """Stack FITS frames into a master image.
+    """Stack FITS or XISF frames into a master image.
 
     Each frame is preprocessed as ``(frame - subtract) / exposure`` (CCD dark:
     a rate per second) or ``(frame - subtract) / median(frame - subtract)``
@@ -113,10 +113,10 @@ def stack_files(
         raise ValueError("dark_rate needs the frames' exposures")
 
     with ExitStack() as files:
-        frames = [files.enter_context(FitsImage.open(path)) for path in paths]
+        frames = [files.enter_context(open_image(path)) for path in paths]
         shape = _common_shape(frames)
-        master = files.enter_context(FitsImage.open(subtract)) if subtract is not None else None
-        rate = files.enter_context(FitsImage.open(dark_rate)) if dark_rate is not None else None
+        master = files.enter_context(open_image(subtract)) if subtract is not None else None
+        rate = files.enter_context(open_image(dark_rate)) if dark_rate is not None else None
         for calibration in (master, rate):
             if calibration is not None and calibration.shape != shape:
                 raise ShapeMismatchError(
@@ -184,7 +184,7 @@ def stack_files(
     )
 
 
-def _common_shape(frames: Sequence[FitsImage]) -> tuple[int, int]:
+def _common_shape(frames: Sequence[FrameImage]) -> tuple[int, int]:
     """The shape shared by all frames; ShapeMismatchError naming the odd ones."""
     counts = Counter(frame.shape for frame in frames)
     shape = counts.most_common(1)[0][0]
@@ -215,7 +215,7 @@ def _band_rows(n_frames: int, height: int, width: int, memory_limit_mb: int) -> 
 
 
 def _preprocess(
-    frame: FitsImage,
+    frame: FrameImage,
     y0: int,
     y1: int,
     master_band: np.ndarray | None,
@@ -235,9 +235,9 @@ def _preprocess(
 
 
 def _preprocess_whole(
-    frame: FitsImage,
-    master: FitsImage | None,
-    rate: FitsImage | None,
+    frame: FrameImage,
+    master: FrameImage | None,
+    rate: FrameImage | None,
     dark_seconds: float,
     bands: Sequence[tuple[int, int]],
     out: np.ndarray,
