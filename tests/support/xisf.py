@@ -14,6 +14,7 @@ from xml.sax.saxutils import quoteattr
 import lz4.block
 import numpy as np
 import zstandard
+from astropy.io import fits
 
 from tests.support.dialects import DARK, FLAT, LIGHT, at
 
@@ -121,6 +122,14 @@ def _property(name: str, kind: str, value: object) -> str:
 def fits_keywords(cards: Sequence[tuple[str, str]]) -> list[Keyword]:
     """A FITS header's cards (tests/support/dialects.py) as ``FITSKeyword`` elements."""
     return [(name, value, "") for name, value in cards]
+
+
+def keywords_of(header: fits.Header) -> list[Keyword]:
+    """An astropy header's cards as ``FITSKeyword`` elements, values as FITS writes them."""
+    return [
+        (card.keyword, fits.Card(card.keyword, card.value).image[10:].strip(), card.comment)
+        for card in header.cards
+    ]
 
 
 #: N.I.N.A. 3.x's XISF: its FITS keywords, and the XISF properties it also writes
