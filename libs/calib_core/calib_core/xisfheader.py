@@ -82,6 +82,8 @@ PROPERTY_KEYWORDS: dict[str, tuple[str, str]] = {
 }
 
 _KEYWORD_NAME = re.compile(r"[A-Z0-9_-]{1,70}")
+#: A size or offset in the header: decimal digits, fewer than any file could need more of.
+_NUMBER = re.compile(r"[0-9]{1,18}")
 _INTEGER_TYPES = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64"}
 _REAL_TYPES = {"Float32", "Float64", "Float128"}
 
@@ -172,7 +174,7 @@ def _parse_xml(text: bytes) -> ElementTree.Element:
         )
     except defusedxml.DefusedXmlException as error:
         raise InvalidXisfError(f"XISF header refused: {error}") from error
-    except ElementTree.ParseError as error:
+    except (ElementTree.ParseError, LookupError, ValueError) as error:  # or an unknown encoding
         raise InvalidXisfError(f"malformed XISF header (XML: {error})") from error
     if root.tag != f"{_NAMESPACE}xisf":
         raise InvalidXisfError(f"malformed XISF header: its root element is {root.tag!r}")
@@ -222,7 +224,7 @@ def _geometry(text: str, limits: ImageLimits | None) -> tuple[int, int, int]:
     """Width, height and channels of ``geometry`` (``'4144:2822:1'``), judged against the
     limits before anything else."""
     parts = text.split(":")
-    if len(parts) < 2 or not all(part.isdecimal() for part in parts):
+    if len(parts) < 2 or not all(_NUMBER.fullmatch(part) for part in parts):
         raise InvalidXisfError(f"malformed XISF image geometry {text!r}")
     sizes = [int(part) for part in parts]
     if limits is not None and len(sizes) > limits.max_axes:
@@ -258,7 +260,7 @@ def _attachment(location: str, header_end: int) -> tuple[int, int]:
             f"XISF image data location {location!r} is not read (only attached data blocks)"
         )
     parts = rest.split(":")
-    if len(parts) != 2 or not all(part.isdecimal() for part in parts):
+    if len(parts) != 2 or not all(_NUMBER.fullmatch(part) for part in parts):
         raise InvalidXisfError(f"malformed XISF data block location {location!r}")
     offset, size = int(parts[0]), int(parts[1])
     if offset < header_end or size < 1:
@@ -285,7 +287,7 @@ def _compression(
             f"XISF compression codec {parts[0]!r} is not read (only zlib, lz4, lz4hc, zstd, "
             "each maybe with byte shuffling '+sh')"
         )
-    if len(parts) not in (2, 3) or not all(part.isdecimal() for part in parts[1:]):
+    if len(parts) not in (2, 3) or not all(_NUMBER.fullmatch(part) for part in parts[1:]):
         raise InvalidXisfError(f"malformed XISF compression {text!r}")
     if int(parts[1]) != pixel_bytes:
         raise InvalidXisfError(
