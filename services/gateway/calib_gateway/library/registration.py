@@ -54,7 +54,8 @@ class FrameRegistrationController(Controller):
         uploads: Injected[Uploads],
         image_limits: Injected[ImageLimits],
     ) -> Accepted:
-        """Upload one frame (multipart field ``file`` plus optional §2 fields) and register it."""
+        """Upload one frame (a FITS or XISF file in multipart field ``file``, plus optional
+        §2 fields) and register it."""
         async with receiver.receive(
             request, caller, Capability.REGISTER, default_observatory=caller.plugin_observatory
         ) as upload:
