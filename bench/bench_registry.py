@@ -182,10 +182,13 @@ ROUNDS = 2
 def best_of_alternated(
     kinds: Sequence[str], measure: Callable[[str, int], float]
 ) -> dict[str, float]:
-    """``measure(kind, round)`` for each kind, ``ROUNDS`` times alternated (the servers
-    warm up over the first run, whichever it is); the best of each kind."""
+    """``measure(kind, round)`` for each kind, ``ROUNDS`` times alternated, every other
+    round in reverse order (A B B A...: the servers warm up over the first run, and a
+    machine that speeds up or slows down over the runs favours no kind); the best of each
+    kind."""
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for round_, kind in enumerate(list(kinds) * ROUNDS):
+    order = [kind for round_ in range(ROUNDS) for kind in kinds[:: 1 if round_ % 2 == 0 else -1]]
+    for round_, kind in enumerate(order):
         rates[kind].append(measure(kind, round_))
     return {kind: max(found) for kind, found in rates.items()}
 

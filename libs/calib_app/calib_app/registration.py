@@ -33,13 +33,9 @@ from calib_app.ports import (
 )
 from calib_app.queueing import JobQueue, check_triggers
 from calib_core import events
-from calib_core.fitsheader import (
-    HeaderIncompleteError,
-    ImageLimitError,
-    InvalidFitsError,
-    image_layout,
-)
+from calib_core.fitsheader import HeaderIncompleteError, ImageLimitError, InvalidFitsError
 from calib_core.headers import fields_from_header
+from calib_core.imagefile import image_layout, kind_of
 from calib_core.limits import ImageLimits
 from calib_core.models import Frame, JobTrigger, Rejection
 from calib_core.registration import (
@@ -94,11 +90,13 @@ class Registration:
 
 async def read_header(
     store: ObjectStore, storage_key: str, limits: ImageLimits = DEFAULT_LIMITS
-) -> tuple[Mapping[str, Any], int, bytes | None]:
-    """The object's FITS header (its image's) and the bytes its image needs, from
-    ranged reads of its first bytes (a large object is not fetched to be judged, and no
-    more than ``limits.max_header_bytes`` of it is read to find a header); also the whole
-    object when it was that small. Raises :class:`Rejected`."""
+) -> tuple[Mapping[str, Any], int, bytes | None, str]:
+    """The object's header (its image's: a FITS file's, or an XISF file's cards, told
+    by its signature) and the bytes its image needs, from ranged reads of its first bytes
+    (a large object is not fetched to be judged, and no more than
+    ``limits.max_header_bytes`` of it is read to find a header); also the whole object
+    when it was that small, and its kind (``'FITS'`` or ``'XISF'``). Raises
+    :class:`Rejected`."""
     length = HEAD_BYTES
     longest = max(HEAD_BYTES, limits.max_header_bytes)
     while True:
@@ -108,12 +106,12 @@ async def read_header(
             raise missing_object(storage_key) from error
         if not head:
             raise not_fits(storage_key, "it is empty")
-        whole = len(head) < length
+        whole, kind = len(head) < length, kind_of(head)
         try:
             layout = image_layout(head, limits)
         except HeaderIncompleteError as error:
             if whole:
-                raise not_fits(storage_key, "it ends inside its header") from error
+                raise not_fits(storage_key, "it ends inside its header", kind) from error
             if length >= longest:  # image_layout refuses that first; never read more
                 raise beyond_limits(storage_key, "header too long") from error
             length = min(max(error.needed, length * 4), longest)
@@ -121,15 +119,15 @@ async def read_header(
         except ImageLimitError as error:
             raise beyond_limits(storage_key, error) from error
         except InvalidFitsError as error:
-            raise not_fits(storage_key, error) from error
-        return layout.header, layout.needed, head if whole else None
+            raise not_fits(storage_key, error, kind) from error
+        return layout.header, layout.needed, head if whole else None, kind
 
 
 async def read_frame(registration: Registration, event: events.FrameRegistered) -> Frame:
     """The frame an event announces: metadata from the event and the header, size and
     sha256 from the object (streamed, for objects larger than the first read). Raises
     :class:`Rejected`, also for a master made elsewhere."""
-    header, needed, whole = await read_header(
+    header, needed, whole, kind = await read_header(
         registration.store, event.storage_key, registration.limits
     )
     refuse_a_master(event, header)
@@ -146,6 +144,7 @@ async def read_frame(registration: Registration, event: events.FrameRegistered) 
         event,
         metadata,
         needed=needed,
+        kind=kind,
         size=size,
         sha256=sha256,
         frame_id=uuid.uuid4().hex,

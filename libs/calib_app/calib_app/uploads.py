@@ -20,8 +20,10 @@ from calib_app.ports import (
     SettingsRepository,
 )
 from calib_core import events
+from calib_core.imagefile import kind_of
 from calib_core.masters import uploaded_master
 from calib_core.models import Frame, FrameMetadata, FrameType
+from calib_core.xisfheader import SIGNATURE
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,14 @@ async def register_upload(
     header lacks or gets wrong; a value of the wrong type raises msgspec.ValidationError
     before anything is stored."""
     event_id = uuid.uuid4().hex
+    suffix = kind_of(file.read(len(SIGNATURE))).lower()  # the object is named as it is
+    file.seek(0)
     registration = msgspec.convert(
         {
             **metadata,
             "event_id": event_id,
             "observatory_id": observatory_id,
-            "storage_key": f"frames/{observatory_id}/{event_id}.fits",
+            "storage_key": f"frames/{observatory_id}/{event_id}.{suffix}",
         },
         events.FrameRegistered,
         strict=False,

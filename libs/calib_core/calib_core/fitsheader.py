@@ -282,6 +282,13 @@ def _cards(text: str) -> Iterator[Card]:
         yield Card(keyword, value, comment)
 
 
+def card_value(keyword: str, field: str) -> tuple[Any, str]:
+    """The value and comment of a card's value field (the text after ``= ``) as a header
+    card's are read; XISF ``FITSKeyword`` elements hold their values so."""
+    value, comment, _ = _value(keyword, field)
+    return value, comment
+
+
 def _without_ampersand(part: str) -> str:
     return part[:-1] if part.endswith("&") else part
 

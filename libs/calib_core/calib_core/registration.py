@@ -52,8 +52,9 @@ def missing_object(storage_key: str) -> Rejected:
     return Rejected(f"object '{storage_key}' is missing from the bucket")
 
 
-def not_fits(storage_key: str, why: object) -> Rejected:
-    return Rejected(f"object '{storage_key}' is not a valid FITS image: {why}")
+def not_fits(storage_key: str, why: object, kind: str = "FITS") -> Rejected:
+    """The object is not a readable image of its ``kind`` (``'FITS'`` or ``'XISF'``)."""
+    return Rejected(f"object '{storage_key}' is not a valid {kind} image: {why}")
 
 
 def beyond_limits(storage_key: str, why: object) -> Rejected:
@@ -176,18 +177,20 @@ def new_frame(
     metadata: FrameMetadata,
     *,
     needed: int,
+    kind: str = "FITS",
     size: int,
     sha256: str,
     frame_id: str,
     now: datetime,
 ) -> Frame:
     """The frame an event announces, its object being ``size`` bytes with ``sha256``
-    while its image needs ``needed``. Raises :class:`Rejected` for a truncated object
-    or one whose sha256 is not the event's."""
+    while its image (of ``kind``, FITS or XISF) needs ``needed``. Raises
+    :class:`Rejected` for a truncated object or one whose sha256 is not the event's."""
     if size < needed:
         raise not_fits(
             event.storage_key,
             f"truncated, its image needs {needed} bytes, the object has {size}",
+            kind,
         )
     if event.sha256 and event.sha256.lower() != sha256:
         raise Rejected(f"sha256 mismatch: event says {event.sha256}, object is {sha256}")

@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from calib_core.fitsheader import COMMENTARY_KEYWORDS, Header, is_structural
-from calib_stack.fitsio import FitsImage, InvalidFitsError
+from calib_stack.fitsio import FrameImage, InvalidFitsError, open_image
 
 _MIB = 1024 * 1024
 
@@ -41,8 +41,8 @@ def calibrate_light(
     cards: Sequence[tuple[str, object, str]] = (),
     memory_limit_mb: float = 32,
 ) -> tuple[int, int]:
-    """Write the calibrated light to ``output`` (float32 FITS: the light's header
-    keywords, then ``cards``) and return its shape (height, width).
+    """Write the calibrated light (FITS or XISF) to ``output`` (float32 FITS: the light's
+    header keywords, then ``cards``) and return its shape (height, width).
 
     The file is written next to ``output`` and renamed into place, so a reader never
     sees a partial file. Raises :class:`CalibrationInputError` when a master's size
@@ -52,9 +52,9 @@ def calibrate_light(
         raise ValueError(f"invalid scales: dark {dark_scale}, flat {flat_scale}")
     output = Path(output)
     with ExitStack() as files:
-        image = files.enter_context(FitsImage.open(light))
+        image = files.enter_context(open_image(light))
         masters = {
-            name: files.enter_context(FitsImage.open(path))
+            name: files.enter_context(open_image(path))
             for name, path in (("bias", bias), ("dark", dark), ("flat", flat))
             if path is not None
         }
@@ -86,8 +86,8 @@ def calibrate_light(
 
 
 def _calibrated_band(
-    image: FitsImage,
-    masters: dict[str, FitsImage],
+    image: FrameImage,
+    masters: dict[str, FrameImage],
     y0: int,
     y1: int,
     dark_scale: float,
@@ -127,10 +127,13 @@ def _output_header(
     header["NAXIS1"] = width
     header["NAXIS2"] = height
     for card in light.cards:
-        if card.keyword in COMMENTARY_KEYWORDS:
-            header.append(card)
-        elif not is_structural(card.keyword):
-            header[card.keyword] = (card.value, card.comment)
+        try:
+            if card.keyword in COMMENTARY_KEYWORDS:
+                header.append(card)
+            elif not is_structural(card.keyword):
+                header[card.keyword] = (card.value, card.comment)
+        except ValueError:
+            continue  # not writable in FITS (an XISF value of non-ASCII text): left out
     for keyword, value, comment in cards:
         if keyword in COMMENTARY_KEYWORDS:
             header.append((keyword, value))

@@ -1,4 +1,5 @@
-"""Pixel data of FITS frames, read a band of rows at a time.
+"""Pixel data of FITS frames, read a band of rows at a time; :func:`open_image` opens a
+FITS or an XISF frame (:mod:`calib_stack.xisfio`), told by its signature.
 
 Where the image is and what its header says comes from :mod:`calib_core.fitsheader`
 (the primary HDU, the first image extension, or a tile-compressed image); pixel data is
@@ -16,8 +17,10 @@ import numpy as np
 from astropy.io import fits
 
 from calib_core.fitsheader import ImageLayout, InvalidFitsError, read_image_layout
+from calib_core.imagefile import kind_of
+from calib_stack.xisfio import XisfImage
 
-__all__ = ["FitsImage", "InvalidFitsError", "read_image"]
+__all__ = ["FitsImage", "FrameImage", "InvalidFitsError", "XisfImage", "open_image", "read_image"]
 
 
 class FitsImage:
@@ -152,7 +155,28 @@ def _logical_dtype(bitpix: int, bscale: float, bzero: float) -> np.dtype:
     )
 
 
+FrameImage = FitsImage | XisfImage
+
+
+def open_image(path: str | os.PathLike) -> FrameImage:
+    """The FITS or XISF frame at ``path``, told by its first bytes (not its name)."""
+    path = Path(path)
+    try:
+        file = path.open("rb")
+    except OSError as exc:
+        raise InvalidFitsError(f"cannot open: {exc.strerror or exc}", path) from exc
+    try:
+        kind = kind_of(file.read(4))
+    except BaseException:
+        file.close()
+        raise
+    if kind == "XISF":
+        return XisfImage.open(path, file)
+    file.close()
+    return FitsImage.open(path)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The whole image as float32 (see :meth:`FitsImage.read_rows`)."""
-    with FitsImage.open(path) as image:
+    """The whole image (FITS or XISF) as float32 (see :meth:`FitsImage.read_rows`)."""
+    with open_image(path) as image:
         return image.read_rows(0, image.shape[0])

@@ -14,7 +14,7 @@ import numpy as np
 
 from calib_core.quality import ROBUST_SIGMA_PER_MAD, FrameMeasurement
 from calib_stack import imagestats
-from calib_stack.fitsio import FitsImage
+from calib_stack.fitsio import FitsImage, FrameImage, open_image
 
 SAMPLE_PIXELS = 1 << 18
 #: A pixel at or above this fraction of full scale counts as saturated (cameras of 12
@@ -22,16 +22,18 @@ SAMPLE_PIXELS = 1 << 18
 SATURATION_FRACTION = 0.999
 
 
-def full_scale(image: FitsImage) -> float:
+def full_scale(image: FrameImage) -> float:
     """The ceiling of a camera's values in this file: 255 for 8-bit data, else 65535 (16-bit
     cameras; wider integer and float files hold 16-bit camera data too)."""
     return 255.0 if image.dtype.itemsize == 1 else 65535.0
 
 
-def _sample_rows(image: FitsImage) -> np.ndarray:
+def _sample_rows(image: FrameImage) -> np.ndarray:
     height, width = image.shape
     step = max(1, height // max(1, SAMPLE_PIXELS // max(width, 1)))
-    if image.compressed or step == 1:
+    # a tile-compressed FITS decompresses its tiles per read: read it once (a compressed
+    # XISF block is decompressed once, on its first read, so its rows read like any file's)
+    if (isinstance(image, FitsImage) and image.compressed) or step == 1:
         return image.read_rows(0, height)[::step]
     rows = range(0, height, step)
     sample = np.empty((len(rows), width), dtype=np.float32)
@@ -43,7 +45,7 @@ def _sample_rows(image: FitsImage) -> np.ndarray:
 def measure_frame(path: str | os.PathLike) -> FrameMeasurement:
     """Median, noise (1.4826 × MAD) and saturated fraction of a frame's sampled finite
     pixels; NaN statistics for a frame without any."""
-    with FitsImage.open(path) as image:
+    with open_image(path) as image:
         height, width = image.shape
         scale = full_scale(image)
         sample = _sample_rows(image)

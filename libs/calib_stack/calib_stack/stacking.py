@@ -1,4 +1,4 @@
-"""Memory-bounded stacking of FITS frames into a master, band of rows by band.
+"""Memory-bounded stacking of FITS or XISF frames into a master, band of rows by band.
 
 Only one band of every frame is in memory at a time (plus the output image),
 so the memory use depends on ``memory_limit_mb``, not on the number of frames.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib_stack.fitsio import FitsImage, InvalidFitsError
+from calib_stack.fitsio import FrameImage, InvalidFitsError, open_image
 from calib_stack.kernels import METHODS, combine_into
 
 _MIB = 1024 * 1024
@@ -86,7 +86,7 @@ def stack_files(
     normalise: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> StackResult:
-    """Stack FITS frames into a master image.
+    """Stack FITS or XISF frames into a master image.
 
     Each frame is preprocessed as ``(frame - subtract) / exposure`` (CCD dark:
     a rate per second) or ``(frame - subtract) / median(frame - subtract)``
@@ -116,14 +116,14 @@ def stack_files(
 
     subtracted = _per_frame(subtract, len(paths))
     with ExitStack() as files:
-        frames = [files.enter_context(FitsImage.open(path)) for path in paths]
+        frames = [files.enter_context(open_image(path)) for path in paths]
         shape = _common_shape(frames)
         masters = {
-            key: files.enter_context(FitsImage.open(key))
+            key: files.enter_context(open_image(key))
             for key in dict.fromkeys(subtracted)
             if key is not None
         }
-        rate = files.enter_context(FitsImage.open(dark_rate)) if dark_rate is not None else None
+        rate = files.enter_context(open_image(dark_rate)) if dark_rate is not None else None
         for calibration in (*masters.values(), rate):
             if calibration is not None and calibration.shape != shape:
                 raise ShapeMismatchError(
@@ -207,7 +207,7 @@ def _per_frame(
     return [os.fspath(p) for p in subtract]
 
 
-def _common_shape(frames: Sequence[FitsImage]) -> tuple[int, int]:
+def _common_shape(frames: Sequence[FrameImage]) -> tuple[int, int]:
     """The shape shared by all frames; ShapeMismatchError naming the odd ones."""
     counts = Counter(frame.shape for frame in frames)
     shape = counts.most_common(1)[0][0]
@@ -240,7 +240,7 @@ def _band_rows(
 
 
 def _preprocess(
-    frame: FitsImage,
+    frame: FrameImage,
     y0: int,
     y1: int,
     master_band: np.ndarray | None,
@@ -260,9 +260,9 @@ def _preprocess(
 
 
 def _preprocess_whole(
-    frame: FitsImage,
-    master: FitsImage | None,
-    rate: FitsImage | None,
+    frame: FrameImage,
+    master: FrameImage | None,
+    rate: FrameImage | None,
     dark_seconds: float,
     bands: Sequence[tuple[int, int]],
     out: np.ndarray,

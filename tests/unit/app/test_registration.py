@@ -24,6 +24,7 @@ from calib_core.registration import Rejected, rejection_kind
 from calib_stack import synthetic
 from tests.integration.registry_helpers import CAMERA, frame_bytes
 from tests.support.hostile import compressed_header, declared_image, endless_header, with_card
+from tests.support.xisf import NINA_KEYWORDS, NINA_PROPERTIES, xisf_bytes
 from tests.unit.app.fakes import FakeWorld
 from tests.unit.app.library_world import observatory
 from tests.unit.core.factories import OBS
@@ -406,6 +407,29 @@ async def test_a_large_object_is_judged_from_its_first_bytes(world, obs):
     assert calls_made == [("range", 0, HEAD_BYTES), ("scan",)]
     needed = image_layout(good).needed
     assert f"truncated, its image needs {needed} bytes, the object has {len(good) // 2}" in outcome
+
+
+async def test_xisf_frames_register_by_their_signature_and_bad_ones_are_named(world, obs):
+    """N.I.N.A.'s XISF dark registers with its header's fields (the object's name says
+    .fits: the signature decides); an XISF file with a large header is read from a longer
+    range, and one whose header goes past the limit or is damaged is refused as XISF."""
+    dark = xisf_bytes(
+        np.zeros((48, 64), dtype=np.uint16), keywords=NINA_KEYWORDS, properties=NINA_PROPERTIES
+    )
+    many = [(f"NOTE{index}", f"'{'x' * 60}'", "") for index in range(HEAD_BYTES // 60)]
+    long_header = xisf_bytes(np.ones((48, 64), np.uint16), keywords=NINA_KEYWORDS + many)
+    assert len(long_header) > HEAD_BYTES
+    too_long = b"XISF0100" + (4 * 1024 * 1024).to_bytes(4, "little") + bytes(HEAD_BYTES)
+    rgb = xisf_bytes(np.zeros((4, 4), np.uint16), image_attributes={"geometry": "2:4:2"})
+    await announce(world, [dark, long_header, too_long, rgb[:-1]])
+
+    frames = await stored(world)
+    assert [(f.frame_type, f.exposure_s, f.camera_name) for f in frames] == [
+        (FrameType.DARK, 60.0, "ZWO ASI2600MM Pro")
+    ] * 2
+    reasons = sorted(r.reason.split("' ", 1)[1] for r in await world.rejections.list(obs))
+    assert reasons[0].startswith("exceeds a limit: header longer than 1048576 bytes")
+    assert reasons[1].startswith("is not a valid XISF image: the XISF image has 2 channels")
 
 
 async def test_a_header_is_never_read_past_the_header_limit(world, obs):

@@ -59,6 +59,13 @@ async def test_an_uploaded_frame_is_stored_then_registered(world):
     assert message.body == registered and (registered.gain, registered.filter) == (120.0, "L")
 
 
+async def test_an_uploaded_xisf_frame_is_stored_whole_under_an_xisf_name(world):
+    data = b"XISF0100" + bytes(100)
+    registered = await register_upload(uploads_of(world), OBS, {}, io.BytesIO(data))
+    assert registered.storage_key == f"frames/{OBS}/{registered.event_id}.xisf"
+    assert world.store.data(registered.storage_key) == data
+
+
 async def test_a_form_value_of_the_wrong_type_stores_nothing(world):
     with pytest.raises(msgspec.ValidationError):
         await register_upload(uploads_of(world), OBS, {"width": "wide"}, io.BytesIO(b"x"))

@@ -5,18 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from calib_cli.watch import Seen, WatchState, candidates, whole
-from calib_core.fitsheader import image_layout
+from calib_core.imagefile import image_layout
 from tests.support.hostile import declared_image
+from tests.support.xisf import xisf_bytes
 from tests.unit.stack.conftest import write_frame
 
 
-def test_a_fits_file_is_whole_once_it_holds_what_its_header_declares(tmp_path):
-    data = write_frame(tmp_path / "source.fits", np.ones((48, 64))).read_bytes()
-    path = tmp_path / "dark.fits"
-    needed = image_layout(data).needed  # the image's last byte (the padding may follow)
-    for length, expected in ((100, False), (2880, False), (needed - 1, False), (needed, True)):
-        path.write_bytes(data[:length])
-        assert whole(path, length) is expected, length
+def test_a_fits_or_xisf_file_is_whole_once_it_holds_what_its_header_declares(tmp_path):
+    fits_data = write_frame(tmp_path / "source.fits", np.ones((48, 64))).read_bytes()
+    xisf_data = xisf_bytes(np.ones((48, 64), np.uint16), codec="zlib")
+    for data, path in ((fits_data, tmp_path / "dark.fits"), (xisf_data, tmp_path / "dark.xisf")):
+        needed = image_layout(data).needed  # the image's last byte (the padding may follow)
+        for length, expected in ((100, False), (needed - 1, False), (needed, True)):
+            path.write_bytes(data[:length])
+            assert whole(path, length) is expected, (path.name, length)
 
 
 def test_what_no_waiting_would_mend_is_sent_for_the_gateway_to_refuse(tmp_path):
@@ -25,7 +27,7 @@ def test_what_no_waiting_would_mend_is_sent_for_the_gateway_to_refuse(tmp_path):
     text = tmp_path / "text.fits"
     text.write_bytes(b"not a FITS file at all")
     xisf = tmp_path / "light.xisf"
-    xisf.write_bytes(b"XISF0100")
+    xisf.write_bytes(xisf_bytes(np.ones((4, 4), np.uint16), header="<not xml"))
     for path in (giant, text, xisf):
         assert whole(path, path.stat().st_size), path.name
 

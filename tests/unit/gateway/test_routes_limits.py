@@ -18,6 +18,7 @@ import pytest
 from calib_stack import synthetic
 from tests.integration.api_helpers import frame_bytes, master_bytes
 from tests.support.hostile import compressed_header, declared_image
+from tests.support.xisf import xisf_bytes
 from tests.unit.gateway.harness import API, OTHER, OWN, UPLOAD_LIMIT_BYTES, Api
 
 MIB = 1024 * 1024
@@ -321,6 +322,20 @@ async def test_a_file_declaring_more_than_the_image_limits_is_a_422_and_not_stor
     assert response.json()["detail"].startswith(detail)
     assert stored_keys(api, f"frames/{OWN}/") == stored_keys(api, f"masters/{OWN}/") == []
     assert await api.world.frames.masters(OWN) == []
+
+
+async def test_an_xisf_frame_is_held_to_the_image_limits_too(api):
+    tiny = np.ones((48, 64), np.uint16)
+    giant = xisf_bytes(tiny, image_attributes={"geometry": "60000:60000:1"})
+    response = await upload(api, f"{API}/frames", giant)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(
+        "file: image too large: its geometry '60000:60000:1' declares 3600000000 samples"
+    )
+    assert stored_keys(api, f"frames/{OWN}/") == []
+    response = await upload(api, f"{API}/frames", xisf_bytes(tiny))
+    assert response.status_code == 202, response.text
+    assert response.json()["storage_key"].endswith(".xisf")
 
 
 async def test_a_frame_within_the_limits_still_uploads_and_registers(api):

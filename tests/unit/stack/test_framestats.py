@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from calib_stack import framestats, synthetic
+from tests.support.xisf import xisf_bytes
 
 
 def write(tmp_path, image: np.ndarray):
@@ -33,3 +34,13 @@ def test_a_small_frame_is_measured_whole(tmp_path):
     image = np.full((8, 8), 30000.0)
     measured = framestats.measure_frame(write(tmp_path, image))
     assert (measured.median, measured.noise, measured.saturated_fraction) == (30000.0, 0.0, 0.0)
+
+
+def test_an_xisf_frame_is_measured_like_its_fits_twin(tmp_path):
+    """The gates read N.I.N.A.'s XISF frames too (told by signature), compressed or not."""
+    rng = np.random.default_rng(4)
+    image = rng.normal(1000.0, 20.0, (40, 64)).round().astype(np.uint16)
+    fits_measured = framestats.measure_frame(write(tmp_path, image))
+    xisf = tmp_path / "frame.xisf"
+    xisf.write_bytes(xisf_bytes(image, codec="zlib", shuffle=True))
+    assert framestats.measure_frame(xisf) == fits_measured

@@ -1,7 +1,7 @@
 """``calib watch DIR``: a capture program's folder as an observatory's plugin (SPEC §11).
 
 Every FITS or XISF file that appears under the folder is uploaded once it is complete —
-its size unchanged for a few seconds and, for FITS, as long as its header says — through
+its size unchanged for a few seconds and as long as its header says — through
 ``POST /api/v1/calibration/frames`` with the observatory's plugin token. What was sent is
 kept in a state file beside the files, written after each upload, so a restart sends
 nothing twice. A server error or an unreachable gateway is retried with backoff; a
@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from calib_core.fitsheader import HeaderIncompleteError, InvalidFitsError, image_layout
+from calib_core.fitsheader import HeaderIncompleteError, InvalidFitsError
+from calib_core.imagefile import image_layout
 from calib_core.limits import DEFAULT_MAX_HEADER_BYTES, ImageLimits
 
 SUFFIXES = {".fits", ".fit", ".fts", ".xisf"}
@@ -88,10 +89,8 @@ def candidates(folder: Path) -> Iterator[Path]:
 
 
 def whole(path: Path, size: int) -> bool:
-    """A FITS file holds all its header declares (an XISF file, or anything not FITS, is
-    judged by its size settling alone)."""
-    if path.suffix.lower() == ".xisf":
-        return True
+    """A FITS or XISF file holds all its header declares (anything else is judged by its
+    size settling alone)."""
     try:
         with path.open("rb") as file:
             head = file.read(HEAD_BYTES)

@@ -14,7 +14,8 @@ from litestar.exceptions import ValidationException
 from calib_app.errors import RefusedError
 from calib_app.uploads import Uploads, register_upload
 from calib_core.access import Capability, Principal
-from calib_core.fitsheader import ImageLimitError, InvalidFitsError, read_image_layout
+from calib_core.fitsheader import ImageLimitError, InvalidFitsError
+from calib_core.imagefile import read_image_layout
 from calib_core.limits import ImageLimits
 from calib_gateway.dependencies import Injected
 from calib_gateway.guards import can_register_somewhere
@@ -23,8 +24,9 @@ from calib_gateway.uploads.receiver import UploadReceiver, form_metadata
 
 
 def within_limits(file: IO[bytes], limits: ImageLimits) -> None:
-    """Refuse (422) a file whose header declares more than ``limits``, judged from its
-    first bytes; anything else wrong with it is for the registry to record."""
+    """Refuse (422) a file (FITS or XISF) whose header declares more than ``limits``,
+    judged from its first bytes; anything else wrong with it is for the registry to
+    record."""
     try:
         read_image_layout(file, limits=limits)
     except ImageLimitError as error:
@@ -52,7 +54,8 @@ class FrameRegistrationController(Controller):
         uploads: Injected[Uploads],
         image_limits: Injected[ImageLimits],
     ) -> Accepted:
-        """Upload one frame (multipart field ``file`` plus optional §2 fields) and register it."""
+        """Upload one frame (a FITS or XISF file in multipart field ``file``, plus optional
+        §2 fields) and register it."""
         async with receiver.receive(
             request, caller, Capability.REGISTER, default_observatory=caller.plugin_observatory
         ) as upload:
