@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from calib_infra.repositories import library_query  # noqa: E402
 from tests.support.system import (  # noqa: E402
     ADMIN_TOKEN,
     Services,
@@ -119,16 +120,20 @@ def _p95(samples: list[float]) -> float:
 
 
 def _filters(params: dict[str, str]) -> dict:
-    """The database query the API builds for ``params`` (see FrameRepository.library_page)."""
-    query: dict = {"observatory_id": OBSERVATORY}
+    """The database query the API builds for ``params``: its filters, then
+    :func:`calib_infra.repositories.library_query` (camera and filter as substrings)."""
+    filters: dict = {}
+    contains: dict = {}
     for name, value in params.items():
-        if name in ("is_master",):
-            query[name] = value == "true"
+        if name == "is_master":
+            filters[name] = value == "true"
         elif name == "exclude_mastered":
-            query["master_id"] = None
+            filters["master_id"] = None
+        elif name in ("camera_name", "filter"):
+            contains[name] = value
         else:
-            query[name] = value
-    return query
+            filters[name] = value
+    return library_query(OBSERVATORY, filters, contains)
 
 
 def _measure(api, direct) -> tuple[list[float], list[float]]:

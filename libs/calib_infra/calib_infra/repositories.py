@@ -32,6 +32,25 @@ from calib_infra.mongo import from_document, to_document
 DUPLICATE_KEY = 11000
 
 
+def library_query(
+    observatory_id: str, filters: dict[str, Any], contains: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The library's query: ``filters`` are equality conditions on plain values (the API
+    never passes operators), ``contains`` case-insensitive substrings (matched as text,
+    never as a pattern); records from before curation have no ``held`` field and count as
+    not held."""
+    query = {"observatory_id": observatory_id, **filters}
+    if query.get("held") is False:
+        query["held"] = {"$in": [False, None]}
+    for field, text in (contains or {}).items():
+        query[field] = {"$regex": re.escape(text), "$options": "i"}
+    return query
+
+
+#: Hardware fields ``same_hardware`` compares itself (see there).
+_UNINDEXED_HARDWARE = ("gain", "offset", "binning", "readout_mode")
+
+
 class FrameRepository:
     def __init__(self, db: AsyncDatabase):
         self.collection = db["frames"]
@@ -76,20 +95,26 @@ class FrameRepository:
         return [found[i] for i in frame_ids if i in found]
 
     async def same_hardware(self, frame: Frame) -> list[Frame]:
-        """Individual frames that can share a group with ``frame`` (settings-independent)."""
+        """Individual frames that can share a group with ``frame`` (settings-independent).
+
+        The query names only the fields of the ``library_by_hardware`` index: the
+        MongoDB-wire server of development and tests scans the whole collection for a
+        query with any field its index lacks. The other hardware fields are compared here,
+        on the documents, before any is decoded."""
         query: dict[str, Any] = {
             "observatory_id": frame.observatory_id,
             "is_master": False,
             "frame_type": frame.frame_type.value,
             "camera_name": frame.camera_name,
-            "gain": frame.gain,
-            "offset": frame.offset,
-            "binning": frame.binning,
-            "readout_mode": frame.readout_mode,
         }
         if frame.frame_type == FrameType.FLAT:
             query["filter"] = frame.filter
-        return [from_document(d, Frame) async for d in self.collection.find(query)]
+        wanted = {name: getattr(frame, name) for name in _UNINDEXED_HARDWARE}
+        return [
+            from_document(d, Frame)
+            async for d in self.collection.find(query)
+            if all(d.get(name) == value for name, value in wanted.items())
+        ]
 
     async def unclaimed_calibration_frames(self, observatory_id: str) -> list[Frame]:
         query = {
@@ -175,14 +200,9 @@ class FrameRepository:
         skip: int,
         limit: int,
     ) -> tuple[list[Frame], int]:
-        """One page of an observatory's library, newest first, and the total. ``filters``
-        are equality conditions on plain values (the API never passes operators); records
-        from before curation have no ``held`` field and count as not held."""
-        query = {"observatory_id": observatory_id, **filters}
-        if query.get("held") is False:
-            query["held"] = {"$in": [False, None]}
-        for field, text in (contains or {}).items():
-            query[field] = {"$regex": re.escape(text), "$options": "i"}
+        """One page of an observatory's library, newest first, and the total (the query:
+        :func:`library_query`)."""
+        query = library_query(observatory_id, filters, contains)
         total = await self.collection.count_documents(query)
         cursor = self.collection.find(query).sort(
             [("registered_at", DESCENDING), ("_id", DESCENDING)]
