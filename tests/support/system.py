@@ -122,16 +122,24 @@ class Services:
         asyncio.run(prepare_database(self.config))
 
     def start_all(
-        self, stackers: int = 2, *, numerics_ready: Callable[[], None] | None = None
+        self,
+        stackers: int = 2,
+        *,
+        numerics_ready: Callable[[], None] | None = None,
+        lifecycle: bool = True,
     ) -> None:
-        """Every service; those that load numba kernels (lifecycle, stackers) once
-        ``numerics_ready`` returns (the others start meanwhile)."""
+        """Every service (without ``lifecycle``, only those from frames to masters); those
+        that load numba kernels (lifecycle, stackers) once ``numerics_ready`` returns (the
+        others start meanwhile)."""
         self.create_schema()
         for name in ("gateway", "registry", "scheduler"):
             self.start(name)
         if numerics_ready is not None:
             numerics_ready()
-        for name in ("lifecycle", *(f"stacker-{i + 1}" for i in range(stackers))):
+        for name in (
+            *(["lifecycle"] if lifecycle else []),
+            *(f"stacker-{i + 1}" for i in range(stackers)),
+        ):
             self.start(name)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
