@@ -59,9 +59,9 @@ def announce_through_failover(plugin: Plugin, observatory: str, files: list[byte
 
 def stream_state(config, observatory: str) -> tuple[str, int, int]:
     """The stream's leader, its replicas, and its ``frame.registered`` messages of
-    ``observatory``."""
+    ``observatory``, once a leader answers (after a node's death, the others elect one)."""
 
-    async def look() -> tuple[str, int, int]:
+    async def look() -> tuple[str, int, int] | None:
         connection = await bus.connect(config)
         try:
             subject = events.subject(events.FRAME_REGISTERED, observatory)
@@ -70,10 +70,12 @@ def stream_state(config, observatory: str) -> tuple[str, int, int]:
             )
             held = (info.state.subjects or {}).get(subject, 0)
             return info.cluster.leader, info.config.num_replicas, held
+        except nats.errors.TimeoutError:
+            return None
         finally:
             await connection.close()
 
-    return asyncio.run(look())
+    return wait_for(lambda: asyncio.run(look()), what="the stream's leader")
 
 
 def admitted_on_every_node(cluster: EmbeddedNatsCluster, token: str, observatory: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import nats.errors
 
 from calib_core.busaccess import CLI_USER
 from calib_infra import bus
@@ -196,13 +197,16 @@ def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str
 
 
 def consumer_drained(config: Config, durable: str) -> bool:
-    """True when the durable consumer has nothing pending and nothing unacknowledged."""
+    """True when the durable consumer has nothing pending and nothing unacknowledged;
+    False while that is not known (on a cluster, the consumer may be electing a leader)."""
 
     async def check() -> bool:
         connection = await bus.connect(config)
         try:
             info = await connection.jetstream().consumer_info("CALIBRATION", durable)
             return info.num_pending == 0 and info.num_ack_pending == 0
+        except nats.errors.TimeoutError:
+            return False
         finally:
             await connection.close()
 
