@@ -151,7 +151,9 @@ async def publish_and_wait(
     (connect options; the tools' own bus user by default), wait until the registry has
     acknowledged the last (watched as the tools' user); returns the seconds taken."""
     watcher = await bus.connect(config)
-    connection = watcher if publisher is None else await nats.connect(config.nats_url, **publisher)
+    connection = (
+        watcher if publisher is None else await nats.connect(config.nats_servers, **publisher)
+    )
     js, watch = connection.jetstream(), watcher.jetstream()
     subject = events.subject(events.FRAME_REGISTERED, OBSERVATORY)
     try:

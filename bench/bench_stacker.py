@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from calib_core.models import Frame, FrameType, JobStatus, JobTrigger, StackJob 
 from calib_core.settings import CalibrationSettings  # noqa: E402
 from calib_infra import bus  # noqa: E402
 from calib_infra.config import Config  # noqa: E402
-from calib_infra.devstack import spawn  # noqa: E402
+from calib_infra.devstack import EmbeddedNatsCluster, spawn  # noqa: E402
 from calib_infra.mongo import create_schema, mongo_client  # noqa: E402
 from calib_infra.repositories import FrameRepository, JobRepository  # noqa: E402
 from calib_infra.store import ObjectStore  # noqa: E402
@@ -91,6 +92,16 @@ class Rig:
         asyncio.run(self._database(create_schema))
         self.started = 0  # stacker processes, for their names
         self.runs = 0  # start_stackers calls, for their cache folders
+        self.nats_cluster: EmbeddedNatsCluster | None = None
+
+    def start_nats_cluster(self) -> Config:
+        """A 3-node NATS cluster beside the single server, with its bus secrets; returns
+        the configuration of stackers on it (the stream replicated on the 3 nodes)."""
+        self.nats_cluster = EmbeddedNatsCluster(self.workdir / "nats-cluster", bus=self.servers.bus)
+        self.nats_cluster.start()
+        return msgspec.structs.replace(
+            self.config, nats_url=self.nats_cluster.nats_url, stream_replicas=3
+        )
 
     async def _database(self, action):
         client = mongo_client(self.config)
@@ -102,6 +113,8 @@ class Rig:
     def stop(self) -> None:
         self.services.stop()
         self.servers.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
 
     # -- stackers --------------------------------------------------------------------
     def start_stackers(self, count: int, **environ: str) -> None:
@@ -131,7 +144,10 @@ class Rig:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far by each server and by the stackers (together)."""
         used: dict[str, float] = {}
-        for name, managed in [*self.servers.processes.items(), *self.services.processes.items()]:
+        processes = [*self.servers.processes.items(), *self.services.processes.items()]
+        if self.nats_cluster is not None:
+            processes += [("nats cluster", p) for p in self.nats_cluster.processes.values()]
+        for name, managed in processes:
             process = psutil.Process(managed.process.pid)
             seconds = sum(
                 sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)]
@@ -338,45 +354,78 @@ def master_end_to_end(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
     }
 
 
-def scaling(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
-    frames = [frame for frame, _ in added]
+@dataclass(frozen=True)
+class Runs:
+    #: the best seconds of each setup
+    seconds: dict[str, float]
+    #: CPU seconds per job of each server and of the stackers, over every run
+    cpu: dict[str, float]
+    quiet_note: str
+
+
+def alternated_runs(rig: Rig, frames: list[Frame], setups: dict[str, tuple[int, Config]]) -> Runs:
+    """The best seconds of ``SCALING_JOBS`` jobs of ``frames`` queued at once, for each
+    setup (stacker replicas, their configuration), each replica with one numba thread and
+    a new shared file cache; the setups alternated ``REPEATS`` times (a change in the
+    machine's load hits each), each run on a quiet machine."""
     quiet = Quiet()
-    seconds = {1: float("inf"), 2: float("inf")}
-    cpu: dict[str, float] = {}  # CPU seconds per job, over every run
-    for _ in range(REPEATS):  # alternated, so a change in the machine's load hits both
-        for replicas in (1, 2):
-            rig.start_stackers(replicas, NUMBA_NUM_THREADS="1")
-            try:
-                quiet.wait()
-                before = rig.cpu_seconds()
-                seconds[replicas] = min(seconds[replicas], rig.stack([frames] * SCALING_JOBS))
-                for name, used in rig.cpu_seconds().items():
-                    cpu[name] = cpu.get(name, 0.0) + (used - before[name]) / (
-                        SCALING_JOBS * 2 * REPEATS
-                    )
-            finally:
-                rig.stop_stackers()
-    one, two = SCALING_JOBS / seconds[1], SCALING_JOBS / seconds[2]
-    # with every CPU busy, the machine completes at most cpu_count / (CPU seconds per job) jobs/s
-    ceiling = min(2.0, os.cpu_count() / sum(cpu.values()) / one)
-    spent = ", ".join(
+    seconds = dict.fromkeys(setups, float("inf"))
+    cpu: dict[str, float] = {}
+    runs = len(setups) * REPEATS
+    single = rig.config
+    try:
+        for _ in range(REPEATS):
+            for name, (replicas, config) in setups.items():
+                rig.config = config
+                rig.start_stackers(replicas, NUMBA_NUM_THREADS="1")
+                try:
+                    quiet.wait()
+                    before = rig.cpu_seconds()
+                    seconds[name] = min(seconds[name], rig.stack([frames] * SCALING_JOBS))
+                    for process, used in rig.cpu_seconds().items():
+                        spent = (used - before.get(process, 0.0)) / (SCALING_JOBS * runs)
+                        cpu[process] = cpu.get(process, 0.0) + spent
+                finally:
+                    rig.stop_stackers()
+    finally:
+        rig.config = single
+    return Runs(seconds, cpu, quiet.note())
+
+
+def cpu_note(cpu: dict[str, float]) -> str:
+    return ", ".join(
         f"{name} {used:.2f} s" for name, used in sorted(cpu.items(), key=lambda i: -i[1])
     )
+
+
+def jobs_note(frames: list[Frame]) -> str:
+    return (
+        f"{SCALING_JOBS} jobs of the same {len(frames)} uint16 darks"
+        f" {frames[0].width}x{frames[0].height} (sigma_clip, master + preview upload, record;"
+        " the frames downloaded from S3 by the first jobs into the replicas' shared, initially"
+        " empty file cache) queued at once"
+    )
+
+
+def scaling(rig: Rig, added: list[tuple[Frame, Path]]) -> dict:
+    frames = [frame for frame, _ in added]
+    runs = alternated_runs(rig, frames, {"1": (1, rig.config), "2": (2, rig.config)})
+    seconds, cpu = runs.seconds, runs.cpu
+    one, two = SCALING_JOBS / seconds["1"], SCALING_JOBS / seconds["2"]
+    # with every CPU busy, the machine completes at most cpu_count / (CPU seconds per job) jobs/s
+    ceiling = min(2.0, os.cpu_count() / sum(cpu.values()) / one)
     return {
         "name": "stacker_scaling_2_vs_1",
         "value": round(two, 3),
         "unit": "jobs/s",
         "reference": round(one, 3),
         "ratio": round(two / one, 2),
-        "note": f"{SCALING_JOBS} jobs of the same {len(frames)} uint16 darks "
-        f"{frames[0].width}x{frames[0].height}"
-        f" (sigma_clip, master + preview upload, record; the frames downloaded from S3 by the"
-        f" first jobs into the replicas' shared, initially empty file cache) queued at once:"
-        f" {seconds[2]:.1f} s with 2"
-        f" stacker replicas vs {seconds[1]:.1f} s with 1, each NUMBA_NUM_THREADS=1, on"
+        "note": f"{jobs_note(frames)}: {seconds['2']:.1f} s with 2"
+        f" stacker replicas vs {seconds['1']:.1f} s with 1, each NUMBA_NUM_THREADS=1, on"
         f" {os.cpu_count()} CPUs shared with the servers; best of {REPEATS} alternated runs each;"
-        f" {quiet.note()}. CPU per job: {spent}; so this machine allows a ratio of at most"
-        f" {ceiling:.2f} (2 replicas reached {two / one / ceiling:.0%} of it); goal >= 1.6",
+        f" {runs.quiet_note}. CPU per job: {cpu_note(cpu)}; so this machine allows a ratio of"
+        f" at most {ceiling:.2f} (2 replicas reached {two / one / ceiling:.0%} of it);"
+        " goal >= 1.6",
     }
 
 

@@ -62,7 +62,10 @@ async def announce(
     """Step 3: ``frame.registered.<observatory>`` for each uploaded file, acknowledged by
     the stream."""
     connection = await nats.connect(
-        nats_url, token=token, inbox_prefix=f"_INBOX_{observatory_id}", connect_timeout=5
+        nats_url.split(","),  # a cluster's URLs: any of them will do
+        token=token,
+        inbox_prefix=f"_INBOX_{observatory_id}",
+        connect_timeout=5,
     )
     try:
         jetstream = connection.jetstream()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import nats.errors
 from prometheus_client.parser import text_string_to_metric_families
 
 from calib_core.busaccess import CLI_USER
@@ -124,16 +125,24 @@ class Services:
         asyncio.run(prepare_database(self.config))
 
     def start_all(
-        self, stackers: int = 2, *, numerics_ready: Callable[[], None] | None = None
+        self,
+        stackers: int = 2,
+        *,
+        numerics_ready: Callable[[], None] | None = None,
+        lifecycle: bool = True,
     ) -> None:
-        """Every service; those that load numba kernels (lifecycle, stackers) once
-        ``numerics_ready`` returns (the others start meanwhile)."""
+        """Every service (without ``lifecycle``, only those from frames to masters); those
+        that load numba kernels (lifecycle, stackers) once ``numerics_ready`` returns (the
+        others start meanwhile)."""
         self.create_schema()
         for name in ("gateway", "registry", "scheduler"):
             self.start(name)
         if numerics_ready is not None:
             numerics_ready()
-        for name in ("lifecycle", *(f"stacker-{i + 1}" for i in range(stackers))):
+        for name in (
+            *(["lifecycle"] if lifecycle else []),
+            *(f"stacker-{i + 1}" for i in range(stackers)),
+        ):
             self.start(name)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -190,13 +199,16 @@ def wait_for(check, timeout_s: float = 60.0, interval_s: float = 0.25, what: str
 
 
 def consumer_drained(config: Config, durable: str) -> bool:
-    """True when the durable consumer has nothing pending and nothing unacknowledged."""
+    """True when the durable consumer has nothing pending and nothing unacknowledged;
+    False while that is not known (on a cluster, the consumer may be electing a leader)."""
 
     async def check() -> bool:
         connection = await bus.connect(config)
         try:
             info = await connection.jetstream().consumer_info("CALIBRATION", durable)
             return info.num_pending == 0 and info.num_ack_pending == 0
+        except nats.errors.TimeoutError:
+            return False
         finally:
             await connection.close()
 

@@ -35,15 +35,21 @@ def stream_bounds(config: Config | None) -> dict[str, Any]:
     }
 
 
+def stream_settings(config: Config | None) -> dict[str, Any]:
+    """Everything a service sets on the stream: its bounds (:func:`stream_bounds`) and
+    its replicas (``CALIB_STREAM_REPLICAS``; the durable consumers inherit them)."""
+    return {**stream_bounds(config), "num_replicas": config.stream_replicas if config else 1}
+
+
 def calibration_stream(config: Config) -> JStream:
     """The stream as a FastStream subscriber declares it (on start, updating the stream
-    if it differs: the same bounds as :func:`ensure_stream`'s)."""
+    if it differs: the same settings as :func:`ensure_stream`'s)."""
     return JStream(
         name=wiring.STREAM.name,
         subjects=list(wiring.STREAM.subjects),
         storage=StorageType.FILE,
         declare=True,
-        **stream_bounds(config),
+        **stream_settings(config),
     )
 
 
@@ -69,7 +75,7 @@ def make_broker(config: Config) -> NatsBroker:
     elif config.nats_user:
         identity["security"] = SASLPlaintext(config.nats_user, config.nats_password)
     return NatsBroker(
-        config.nats_url,
+        config.nats_servers,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         connect_timeout=2,
@@ -79,8 +85,8 @@ def make_broker(config: Config) -> NatsBroker:
 
 
 async def connect(config: Config, **options: Any) -> nats.aio.client.Client:
-    """A plain NATS connection as this process's bus user."""
-    return await nats.connect(config.nats_url, **credentials(config), **options)
+    """A plain NATS connection as this process's bus user (to any server of the list)."""
+    return await nats.connect(config.nats_servers, **credentials(config), **options)
 
 
 #: A durable consumer's own bound on deliveries: none. The consumer counts a message's
@@ -149,13 +155,13 @@ class BusPublisher:
 
 async def ensure_stream(broker: NatsBroker, config: Config | None = None) -> None:
     """Create (or update) the CALIBRATION stream: file storage, a day of de-duplication,
-    bounded in age and size by ``config`` (:func:`stream_bounds`). Without ``config`` (a
-    tool, not a service) an existing stream is left as it is."""
+    bounded in age and size and replicated as ``config`` says (:func:`stream_settings`).
+    Without ``config`` (a tool, not a service) an existing stream is left as it is."""
     stream = StreamConfig(
         name=wiring.STREAM.name,
         subjects=list(wiring.STREAM.subjects),
         storage=StorageType.FILE,
-        **stream_bounds(config),
+        **stream_settings(config),
     )
     js = broker.connection.jetstream()
     try:

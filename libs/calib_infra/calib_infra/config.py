@@ -19,9 +19,31 @@ PREFIX = "CALIB_"
 DEV_S3_SECRET_KEY = "calib-dev-secret"
 
 
+#: JetStream keeps a stream on 1 to 5 servers
+MAX_STREAM_REPLICAS = 5
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def nats_servers(urls: str) -> list[str]:
+    """The servers of ``CALIB_NATS_URL``: one URL, or several separated by commas (the
+    nodes of a cluster; a client connects to any and fails over to the others)."""
+    servers = [url.strip() for url in urls.split(",")]
+    for url in servers:
+        scheme, separator, address = url.partition("://")
+        if not (separator and scheme in NATS_SCHEMES and address):
+            raise ValueError(
+                f"CALIB_NATS_URL: {url!r} is not a NATS URL (nats://host:port, or tls://,"
+                " ws://, wss://; several separated by commas)"
+            )
+    return servers
+
+
 class Config(msgspec.Struct, kw_only=True, frozen=True):
     # "production" refuses to start with a known default secret or no bus credentials
     mode: Literal["development", "production"] = "development"
+    # one server's URL or a cluster's, separated by commas (see nats_servers)
     nats_url: str = "nats://127.0.0.1:4222"
     # this process's own bus identity (SPEC §12): a service's user and password, or a
     # plugin's token
@@ -56,6 +78,9 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     # the stream's bounds: messages older or beyond the size go first (0 = no bound)
     stream_max_age_days: Annotated[float, msgspec.Meta(ge=0)] = wiring.STREAM.max_age_days
     stream_max_gb: Annotated[float, msgspec.Meta(ge=0)] = wiring.STREAM.max_gb
+    # on how many servers of a NATS cluster the stream (and its consumers) are kept: 1 on a
+    # single server, 3 on a 3-node cluster (it survives one node down)
+    stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=MAX_STREAM_REPLICAS)] = 1
     # local copies of stored files the stacker and lifecycle read (see calib_infra.filecache)
     file_cache_dir: str = ""  # "" = <system temp dir>/calib-file-cache
     file_cache_mb: Annotated[int, msgspec.Meta(ge=0)] = 4096  # 0 = no cache
@@ -80,6 +105,13 @@ class Config(msgspec.Struct, kw_only=True, frozen=True):
     health_host: str = "127.0.0.1"
     # set by `calib run`: where its supervisor reports restarts (shown by /health)
     supervisor_state_file: str = ""
+
+    def __post_init__(self) -> None:
+        nats_servers(self.nats_url)  # a malformed list fails at start-up, naming the URL
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return nats_servers(self.nats_url)
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -1,11 +1,13 @@
-"""Real servers on loopback for development and tests: NATS JetStream (nats-server),
-S3 (SeaweedFS ``weed mini``) and a MongoDB-wire server (SecantusDB)."""
+"""Real servers on loopback for development and tests: NATS JetStream (nats-server, one
+or a cluster of several), S3 (SeaweedFS ``weed mini``) and a MongoDB-wire server
+(SecantusDB)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calib_infra.natsauth import BusSecrets, server_config
+from calib_infra.natsauth import BusSecrets, ClusterNode, server_config
 
 
 def free_port() -> int:
@@ -139,6 +141,46 @@ def spawn(
     return ManagedProcess(name, process, log_path)
 
 
+def spawn_nats_server(
+    name: str,
+    data_dir: Path,
+    bus: BusSecrets,
+    *,
+    port: int,
+    monitor_port: int,
+    log_name: str,
+    cluster: ClusterNode | None = None,
+) -> ManagedProcess:
+    """nats-server with JetStream and authentication on (``natsauth.server_config``), its
+    store in ``data_dir/name``, its configuration in ``data_dir/name.conf`` and its log in
+    ``data_dir/logs/log_name.log``; a node of ``cluster`` if given."""
+    store = data_dir / name
+    store.mkdir(parents=True, exist_ok=True)
+    config_file = data_dir / f"{name}.conf"
+    config_file.touch(mode=0o600)  # it holds the passwords
+    config_file.write_text(
+        server_config(
+            bus.passwords,
+            bus.issuer_public_key,
+            listen=f"127.0.0.1:{port}",
+            monitor=f"127.0.0.1:{monitor_port}",
+            store_dir=str(store),
+            cluster=cluster,
+        )
+    )
+    command = [binary("nats-server"), "-c", str(config_file)]
+    return spawn(log_name, command, data_dir / "logs")
+
+
+def nats_healthy(monitor_port: int, timeout_s: float, *, jetstream_only: bool) -> bool:
+    """The server's health check answers OK in time: with ``jetstream_only``, JetStream is
+    on; else also, in a cluster, the node is in contact with the meta leader and its
+    streams and consumers are current (caught up after a restart)."""
+    query = "?js-enabled-only=true" if jetstream_only else ""
+    url = f"http://127.0.0.1:{monitor_port}/healthz{query}"
+    return _answers(lambda: urllib.request.urlopen(url, timeout=timeout_s).status == 200)
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where a set of servers answers, whoever runs them (embedded here, or containers)."""
@@ -151,8 +193,8 @@ class Endpoints:
     #: the bus's passwords and issuer key (its server accepts no anonymous connection)
     bus: BusSecrets
 
-    def with_nats_of(self, other: Endpoints) -> Endpoints:
-        """These servers, but the NATS server (and its secrets) of ``other``."""
+    def with_nats_of(self, other: Endpoints | EmbeddedNatsCluster) -> Endpoints:
+        """These servers, but the NATS server or cluster (and its secrets) of ``other``."""
         return dataclasses.replace(self, nats_url=other.nats_url, bus=other.bus)
 
 
@@ -192,27 +234,19 @@ class EmbeddedServers:
         )
 
     def spawn_nats(self) -> ManagedProcess:
-        """nats-server with JetStream and authentication on (``natsauth.server_config``)."""
-        store = self.data_dir / "nats"
-        store.mkdir(parents=True, exist_ok=True)
-        config_file = self.data_dir / "nats.conf"
-        config_file.touch(mode=0o600)  # it holds the passwords
-        config_file.write_text(
-            server_config(
-                self.bus.passwords,
-                self.bus.issuer_public_key,
-                listen=f"127.0.0.1:{self.ports.nats}",
-                monitor=f"127.0.0.1:{self.ports.nats_monitor}",
-                store_dir=str(store),
-            )
+        process = spawn_nats_server(
+            "nats",
+            self.data_dir,
+            self.bus,
+            port=self.ports.nats,
+            monitor_port=self.ports.nats_monitor,
+            log_name="nats-server",
         )
-        command = [binary("nats-server"), "-c", str(config_file)]
-        return self._keep("nats", spawn("nats-server", command, self.log_dir))
+        return self._keep("nats", process)
 
     def nats_alive(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """JetStream answers its health check in time (a frozen server does not)."""
-        url = f"http://127.0.0.1:{self.ports.nats_monitor}/healthz?js-enabled-only=true"
-        return _answers(lambda: urllib.request.urlopen(url, timeout=timeout_s).status == 200)
+        return nats_healthy(self.ports.nats_monitor, timeout_s, jetstream_only=True)
 
     def spawn_s3(self) -> ManagedProcess:
         store = self.data_dir / "s3"
@@ -297,6 +331,93 @@ class EmbeddedServers:
     def _keep(self, name: str, process: ManagedProcess) -> ManagedProcess:
         self.processes[name] = process
         return process
+
+    def stop(self) -> None:
+        stop_all(list(self.processes.values()))
+        self.processes.clear()
+
+
+@dataclass(frozen=True)
+class NatsNodePorts:
+    client: int = field(default_factory=free_port)
+    monitor: int = field(default_factory=free_port)
+    routes: int = field(default_factory=free_port)
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    """A NATS JetStream cluster of ``size`` nats-server nodes on loopback, named
+    ``nats-1``..: routes between them log in with the cluster's own password; each node
+    keeps its own JetStream store, with the accounts, users and auth callout of a lone
+    server (:class:`EmbeddedServers`)."""
+
+    data_dir: Path
+    size: int = 3
+    bus: BusSecrets = field(default_factory=BusSecrets.generate)
+    route_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    name: str = "calib"
+    ports: dict[str, NatsNodePorts] = field(init=False)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ports = {f"nats-{index + 1}": NatsNodePorts() for index in range(self.size)}
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.ports)
+
+    def url(self, node: str) -> str:
+        return f"nats://127.0.0.1:{self.ports[node].client}"
+
+    @property
+    def nats_url(self) -> str:
+        """Every node's URL, as ``CALIB_NATS_URL`` takes them."""
+        return ",".join(self.url(node) for node in self.nodes)
+
+    def spawn_node(self, node: str) -> ManagedProcess:
+        ports = self.ports[node]
+        membership = ClusterNode(
+            cluster_name=self.name,
+            server_name=node,
+            listen=f"127.0.0.1:{ports.routes}",
+            routes=tuple(f"127.0.0.1:{other.routes}" for other in self.ports.values()),
+            password=self.route_password,
+        )
+        self.processes[node] = spawn_nats_server(
+            node,
+            self.data_dir,
+            self.bus,
+            port=ports.client,
+            monitor_port=ports.monitor,
+            log_name=node,
+            cluster=membership,
+        )
+        return self.processes[node]
+
+    def node_ready(self, node: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """The node is in the cluster with its JetStream state current."""
+        return nats_healthy(self.ports[node].monitor, timeout_s, jetstream_only=False)
+
+    def start(self) -> None:
+        """Every node, waiting until each is ready (a meta leader is elected once most
+        nodes are up, so they are all started first); all stopped if one fails."""
+        try:
+            for node in self.nodes:
+                self.spawn_node(node)
+            for node in self.nodes:
+                wait_until(lambda node=node: self.node_ready(node), 60, node)
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill(self, node: str) -> None:
+        """SIGKILL one node (a crash)."""
+        self.processes[node].kill()
+
+    def restart(self, node: str) -> None:
+        """Start a stopped node again on its store; returns once it has caught up."""
+        self.spawn_node(node)
+        wait_until(lambda: self.node_ready(node), 60, f"{node} to catch up")
 
     def stop(self) -> None:
         stop_all(list(self.processes.values()))

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,41 @@ def _value(text: str) -> str:
     return text if text.startswith("$") else json.dumps(text)
 
 
+#: the user routes between the nodes of a cluster log in as (with the cluster's password)
+ROUTE_USER = "route"
+
+
+class ClusterNode(msgspec.Struct, frozen=True, kw_only=True):
+    """A server's place in a NATS cluster: its name (JetStream's raft groups know it by
+    it), where it listens for routes, every node's route address (its own included: a
+    server ignores a route to itself), and the password routes log in with."""
+
+    cluster_name: str
+    server_name: str
+    listen: str
+    routes: tuple[str, ...]
+    password: str
+
+    def config(self) -> str:
+        credentials = f"{ROUTE_USER}:{urllib.parse.quote(self.password, safe='')}"
+        routes = "\n".join(
+            f"    {json.dumps(f'nats-route://{credentials}@{route}')}" for route in self.routes
+        )
+        return f"""server_name: {json.dumps(self.server_name)}
+cluster {{
+  name: {json.dumps(self.cluster_name)}
+  listen: {self.listen}
+  authorization {{
+    user: {json.dumps(ROUTE_USER)}
+    password: {json.dumps(self.password)}
+  }}
+  routes: [
+{routes}
+  ]
+}}
+"""
+
+
 def server_config(
     passwords: dict[str, str],
     issuer_public_key: str,
@@ -143,8 +179,11 @@ def server_config(
     monitor: str,
     store_dir: str,
     max_payload_bytes: int = 1 << 20,
+    cluster: ClusterNode | None = None,
 ) -> str:
-    """The nats-server configuration: authentication on, nothing anonymous."""
+    """The nats-server configuration: authentication on, nothing anonymous. A node of a
+    cluster has the same accounts, users and auth callout as a lone server, and its own
+    JetStream store: a plugin is admitted whichever node it (and the gateway) reach."""
     return f"""# Calib's NATS server: no anonymous connection; see calib_infra/natsauth.py
 listen: {listen}
 http: {monitor}
@@ -152,7 +191,7 @@ max_payload: {max_payload_bytes}
 jetstream {{
   store_dir: {json.dumps(store_dir)}
 }}
-{auth_config(passwords, issuer_public_key)}"""
+{auth_config(passwords, issuer_public_key)}""" + (cluster.config() if cluster else "")
 
 
 def auth_config(passwords: dict[str, str], issuer_public_key: str) -> str:

@@ -63,7 +63,7 @@ async def admit_plugins(runtime: Runtime, gateway: Gateway, background: list[asy
     background.append(
         asyncio.create_task(
             natsauth.close_revoked_forever(
-                config.nats_url, config.nats_system_password, accounts, runtime.log
+                config.nats_servers, config.nats_system_password, accounts, runtime.log
             )
         )
     )

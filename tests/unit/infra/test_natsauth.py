@@ -14,7 +14,9 @@ from calib_core.busaccess import PASSWORD_USERS, plugin_permissions
 from calib_infra import natsjwt
 from calib_infra.config import Config
 from calib_infra.natsauth import (
+    ROUTE_USER,
     BusSecrets,
+    ClusterNode,
     deployment_environment,
     issuer,
     load_or_create_secrets,
@@ -81,6 +83,26 @@ def test_the_server_configuration_has_a_password_for_every_user_and_no_anonymous
     assert f'issuer: "{secrets.issuer_public_key}"' in text
     assert "no_auth_user" not in text
     assert text.count('deny: ["$SYS.>"]') == len(PASSWORD_USERS) - 2  # not gateway, system
+
+
+def test_a_cluster_node_has_the_lone_servers_accounts_and_routes_that_log_in():
+    secrets = BusSecrets.generate()
+    options = dict(listen="a:1", monitor="a:2", store_dir="/d")
+    lone = server_config(secrets.passwords, secrets.issuer_public_key, **options)
+    node = ClusterNode(
+        cluster_name="calib",
+        server_name="nats-2",
+        listen="b:6222",
+        routes=("a:6222", "b:6222", "c:6222"),
+        password="p/w",
+    )
+    text = server_config(secrets.passwords, secrets.issuer_public_key, **options, cluster=node)
+    assert text.startswith(lone)  # the same accounts, users and auth callout on every node
+    added = text.removeprefix(lone)
+    assert 'server_name: "nats-2"' in added
+    assert f'user: "{ROUTE_USER}"\n    password: "p/w"' in added
+    for host in "abc":
+        assert f'"nats-route://{ROUTE_USER}:p%2Fw@{host}:6222"' in added
 
 
 def test_only_the_gateway_holds_the_issuer_key_and_the_system_password():

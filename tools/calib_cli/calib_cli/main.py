@@ -185,7 +185,11 @@ def parser() -> argparse.ArgumentParser:
         help="the observatory's plugin token",
     )
     sim.add_argument("--url", default=gateway_url, help="the gateway's base URL")
-    sim.add_argument("--nats", default=load_config().nats_url, help="the NATS server's URL")
+    sim.add_argument(
+        "--nats",
+        default=load_config().nats_url,
+        help="the NATS server's URL (a cluster's: several, separated by commas)",
+    )
 
     watch = commands.add_parser(
         "watch", help="upload every complete FITS/XISF file under a folder, as a plugin"

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NatsConnection
 
 from calib_core import events
 from calib_core.busaccess import inbox_prefix
+from calib_infra.config import nats_servers
 
 API = "/api/v1/calibration"
 
@@ -35,7 +36,7 @@ class PluginClient:
         )
         self._storage = httpx.AsyncClient(timeout=timeout)
         self._bus = await nats.connect(
-            self.nats_url,
+            nats_servers(self.nats_url),
             token=self.token,
             inbox_prefix=inbox_prefix(self.observatory_id),
             connect_timeout=5,
