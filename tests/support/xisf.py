@@ -16,7 +16,7 @@ import numpy as np
 import zstandard
 from astropy.io import fits
 
-from tests.support.dialects import DARK, FLAT, LIGHT, at
+from tests.support.dialects import DARK, DIALECTS, FLAT, LIGHT, at
 
 SAMPLE_FORMATS = {
     np.dtype(np.uint8): "UInt8",
@@ -160,17 +160,11 @@ NINA_PROPERTIES: list[Property] = [
     ("Instrument:Sensor:TargetTemperature", "Float32", -10.0),
     ("Observation:Time:Start", "TimePoint", "2024-05-01T22:15:30.123Z"),
 ]
+#: what the same dark as N.I.N.A. 3.x's FITS gives, but its rotator (not in this sample)
 NINA_FIELDS = {
-    "frame_type": DARK,
-    "exposure_s": 60.0,
-    "captured_at": at("2024-05-01T22:15:30.123"),
-    "binning": "1x1",
-    "gain": 100.0,
-    "offset": 50.0,
-    "camera_name": "ZWO ASI2600MM Pro",
-    "set_temperature_c": -10.0,
-    "temperature_c": -9.8,
-    "readout_mode": "High Gain",
+    name: value
+    for name, value in next(f for p, _, f in DIALECTS if p == "N.I.N.A. 3.x").items()
+    if name != "rotation_deg"
 }
 
 # program -> FITS keywords, properties, codec and shuffling -> the §2 fields read (besides

@@ -18,12 +18,13 @@ from astropy.io import fits
 
 from calib_core.fitsheader import ImageLayout, InvalidFitsError, read_image_layout
 from calib_core.imagefile import kind_of
+from calib_stack.rowimage import RowImage
 from calib_stack.xisfio import XisfImage
 
 __all__ = ["FitsImage", "FrameImage", "InvalidFitsError", "XisfImage", "open_image", "read_image"]
 
 
-class FitsImage:
+class FitsImage(RowImage):
     """An open FITS frame whose pixels are read a band of rows at a time.
 
     Use ``with FitsImage.open(path) as image: image.read_rows(y0, y1)``.
@@ -79,20 +80,9 @@ class FitsImage:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> FitsImage:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def read_rows(self, y0: int, y1: int) -> np.ndarray:
-        """Rows ``y0`` to ``y1`` (exclusive) as float32, scaled (BZERO/BSCALE), BLANK -> NaN."""
-        out = np.empty((max(y1 - y0, 0), self.shape[1]), dtype=np.float32)
-        self.read_rows_into(y0, y1, out)
-        return out
-
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray) -> None:
-        """:meth:`read_rows` written into ``out`` (float32, rows x width), in one pass
+        """Rows ``y0`` to ``y1`` (exclusive), scaled (BZERO/BSCALE), BLANK -> NaN, written
+        into ``out`` (float32, rows x width), in one pass
         without a float copy when the stored values are exact in float32 (integer
         frames, float32 masters): a stack reads every frame band this way."""
         height, width = self.shape

@@ -23,11 +23,12 @@ import zstandard
 from calib_core.fitsheader import InvalidFitsError
 from calib_core.imagefile import read_image_layout
 from calib_core.xisfheader import InvalidXisfError, XisfLayout
+from calib_stack.rowimage import RowImage
 
 _CHUNK = 4 * 1024 * 1024
 
 
-class XisfImage:
+class XisfImage(RowImage):
     """An open XISF frame whose pixels are read a band of rows at a time (the interface
     of :class:`calib_stack.fitsio.FitsImage`)."""
 
@@ -64,19 +65,8 @@ class XisfImage:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> XisfImage:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def read_rows(self, y0: int, y1: int) -> np.ndarray:
-        """Rows ``y0`` to ``y1`` (exclusive) as float32 (the samples' values, unscaled)."""
-        out = np.empty((max(y1 - y0, 0), self.shape[1]), dtype=np.float32)
-        self.read_rows_into(y0, y1, out)
-        return out
-
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray) -> None:
+        """Rows ``y0`` to ``y1`` (exclusive), the samples' values unscaled, into ``out``."""
         height, width = self.shape
         if not 0 <= y0 <= y1 <= height:
             raise ValueError(f"row range [{y0}, {y1}) outside image of height {height}")
