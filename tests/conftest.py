@@ -21,15 +21,6 @@ from tests.support.system import (
 TEN_YEARS_S = 10 * 365 * 86400.0
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under xdist (``-n 2 --dist loadgroup``, as ``make test`` runs): every test of the shared
-    running system goes to one worker, which starts it once; each other module goes whole to
-    whichever worker is free, with its module fixtures."""
-    for item in items:
-        group = "system" if "system" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     servers = session_servers(tmp_path_factory.mktemp("servers"))
