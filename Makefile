@@ -15,10 +15,10 @@ setup: | $(UV)
 run: setup
 	$(UV) run --frozen calib run
 
-# two workers sharing out the tests, each starting the shared running system when it first
-# needs it; a hung run fails after 30 minutes instead of holding CI, and every server and
-# service it started dies with it
-PYTEST_WORKERS := -n 2
+# two workers sharing out the tests (an idle one takes queued tests from the other), each
+# starting the shared running system when it first needs it; a hung run fails after 30
+# minutes instead of holding CI, and every server and service it started dies with it
+PYTEST_WORKERS := -n 2 --dist worksteal
 test: setup system-deps
 	timeout --kill-after=30s 30m $(UV) run --frozen pytest -q -p no:cacheprovider $(PYTEST_WORKERS) --durations=25 tests
 
