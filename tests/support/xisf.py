@@ -133,22 +133,9 @@ def keywords_of(header: fits.Header) -> list[Keyword]:
 
 
 #: N.I.N.A. 3.x's XISF: its FITS keywords, and the XISF properties it also writes
+_NINA_FITS = next(d for d in DIALECTS if d[0] == "N.I.N.A. 3.x")
 NINA_KEYWORDS = fits_keywords(
-    [
-        ("IMAGETYP", "'DARK'"),
-        ("EXPOSURE", "60.0"),
-        ("EXPTIME", "60.0"),
-        ("DATE-OBS", "'2024-05-01T22:15:30.123'"),
-        ("XBINNING", "1"),
-        ("YBINNING", "1"),
-        ("GAIN", "100"),
-        ("OFFSET", "50"),
-        ("EGAIN", "0.21"),
-        ("INSTRUME", "'ZWO ASI2600MM Pro'"),
-        ("SET-TEMP", "-10.0"),
-        ("CCD-TEMP", "-9.8"),
-        ("READOUTM", "'High Gain'"),
-    ]
+    [card for card in _NINA_FITS[1] if card[0] not in ("ROTATOR", "ROTATANG")] + [("EGAIN", "0.21")]
 )
 NINA_PROPERTIES: list[Property] = [
     ("Instrument:Camera:Name", "String", "ZWO ASI2600MM Pro"),
@@ -161,11 +148,7 @@ NINA_PROPERTIES: list[Property] = [
     ("Observation:Time:Start", "TimePoint", "2024-05-01T22:15:30.123Z"),
 ]
 #: what the same dark as N.I.N.A. 3.x's FITS gives, but its rotator (not in this sample)
-NINA_FIELDS = {
-    name: value
-    for name, value in next(f for p, _, f in DIALECTS if p == "N.I.N.A. 3.x").items()
-    if name != "rotation_deg"
-}
+NINA_FIELDS = {name: value for name, value in _NINA_FITS[2].items() if name != "rotation_deg"}
 
 # program -> FITS keywords, properties, codec and shuffling -> the §2 fields read (besides
 # width 64 and height 48)
