@@ -86,6 +86,8 @@ class Runtime:
         self.datastores_ready = asyncio.Event()
         self.bus_ready = asyncio.Event()
         self._handling: set[asyncio.Task] = set()
+        #: set by :meth:`hand_back`: a message fetched from now on goes straight back
+        self.stopping = False
 
     def now(self) -> datetime:
         """UTC now (moved by the test clock when ``CALIB_CLOCK_OFFSET_FILE`` is set)."""
@@ -225,6 +227,11 @@ class Runtime:
             **durable_consumer(consumer.durable, self.config, ack_wait_s=ack_wait_s),
         )
         async def on_message(msg: NatsMessage) -> None:
+            if self.stopping:
+                # fetched after a hand-back (its own message redelivered, say): another
+                # replica takes it, never this one that is about to close
+                await msg.nack()
+                return
             message = received(consumer.durable, msg.raw_message)
             subject = message.subject
             try:
@@ -285,7 +292,9 @@ class Runtime:
         await msg.reject()
 
     async def hand_back(self) -> None:
-        """Cancel the messages being handled; each is given back to the stream at once."""
+        """Cancel the messages being handled; each is given back to the stream at once, and
+        any fetched until the connection closes follows it back unhandled."""
+        self.stopping = True
         handling = list(self._handling)
         for task in handling:
             task.cancel()

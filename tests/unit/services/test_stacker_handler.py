@@ -57,10 +57,18 @@ def settlements(monkeypatch) -> Settlements:
 
 
 @pytest.fixture
-async def stacker() -> AsyncIterator[tuple[FakeWorld, TestNatsBroker]]:
+def world() -> FakeWorld:
+    return FakeWorld()
+
+
+@pytest.fixture
+def runtime() -> Runtime:
+    return Runtime("stacker", Config(service_instance="stacker-test"))
+
+
+@pytest.fixture
+async def stacker(world, runtime) -> AsyncIterator[tuple[FakeWorld, TestNatsBroker]]:
     """The stacker's subscriber bound to the stacking use case over the fakes."""
-    world = FakeWorld()
-    runtime = Runtime("stacker", Config(service_instance="stacker-test"))
     runtime.log = FakeLog(world.log.records)  # the runtime's own log lines, kept
     runtime.dead_letter_office = dead_letter_office_of(world, MAX_DELIVERIES)
     subscribe(runtime, stacking_of(world))
@@ -93,6 +101,20 @@ async def test_a_request_for_a_job_another_replica_holds_is_handed_back(stacker,
     assert settlements.acks == 0 and settlements.naks == [pytest.approx(30.5)]
     assert world.log.find("message handed back")[0].fields["subject"] == SUBJECT
     assert (await world.jobs.get(job.id)).worker == "other-replica"
+
+
+async def test_a_request_fetched_once_the_replica_is_stopping_is_handed_back_unhandled(
+    stacker, runtime, settlements
+):
+    """A stopping replica's own hand-back can be redelivered to it before its connection
+    closes: it must go back again at once, never be claimed by the replica going away."""
+    world, broker = stacker
+    job = await queue(world, await store_darks(world, [60.0] * 3))
+    await runtime.hand_back()
+    await broker.publish(request(job.id), SUBJECT)
+    assert (settlements.acks, settlements.naks, settlements.terms) == (0, [None], 0)
+    untouched = await world.jobs.get(job.id)
+    assert untouched.status == JobStatus.QUEUED and untouched.attempts == job.attempts
 
 
 async def test_an_undecodable_request_is_recorded_and_terminated(stacker, settlements):
