@@ -166,12 +166,27 @@ class Services:
         stop_all(list(self.processes.values()))
 
 
+#: Loads one part of the kernels holding a lock of its own: the test workers, each starting a
+#: system, then compile a cold cache once between them instead of each compiling it all.
+_COMPILE_ONE_PART = """
+import fcntl, sys
+from calib_stacker.numerics import load_kernels
+with open(sys.argv[1], "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    load_kernels([sys.argv[2]])
+"""
+
+
 def compile_kernels() -> Callable[[], None]:
     """Start filling numba's disk cache, each part of the kernels in a process of its own
     (a cold cache takes a minute on one core); returns the wait for it to be done."""
-    code = "from calib_stacker.numerics import load_kernels; load_kernels([{!r}])"
+    locks = Path(tempfile.gettempdir()) / f"calib-kernels-{os.getuid()}"
+    locks.mkdir(exist_ok=True)
     compiling = [
-        subprocess.Popen([sys.executable, "-c", code.format(part)]) for part in KERNEL_PARTS
+        subprocess.Popen(
+            [sys.executable, "-c", _COMPILE_ONE_PART, str(locks / f"{part}.lock"), part]
+        )
+        for part in KERNEL_PARTS
     ]
 
     def wait() -> None:
