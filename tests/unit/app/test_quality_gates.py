@@ -4,14 +4,17 @@ numerics): a failing frame is held with its reason and the master is made of the
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from calib_app.stacking import run_job
 from calib_core.models import JobStatus, JobTrigger
 from calib_core.settings import CalibrationSettings
 from calib_stack import synthetic
+from calib_stacker.numerics import ThreadedMasterBuilder
 from tests.unit.app.fakes import FakeWorld
 from tests.unit.app.test_stacking import (
     CAMERA,
+    LEASE_S,
     MIN_FRAMES,
     dark_data,
     queue,
@@ -47,6 +50,44 @@ async def test_a_light_leak_dark_is_held_and_the_master_is_made_of_the_others():
     assert held.held_reason.startswith("dark level gate: median ")
     assert "robust sigmas from the group's" in held.held_reason and "limit 5" in held.held_reason
     assert not any(f.held for f in await world.frames.many([f.id for f in good]))
+
+
+class ProcessDied(Exception):
+    """The replica's process ends here (the test stands in for a SIGKILL)."""
+
+
+class DyingBuilder(ThreadedMasterBuilder):
+    """Measures the frames (so the gates hold), then dies before stacking."""
+
+    async def stack(self, *args, **kwargs):
+        raise ProcessDied
+
+
+async def test_a_replica_that_died_after_holding_a_frame_leaves_the_rest_to_the_next_attempt():
+    """Holding is idempotent and durable: the redelivered job, taken over once the dead
+    replica's claim runs out, skips the held frame and makes the master of the others."""
+    world = FakeWorld()
+    good = await store_darks(world, [60.0] * MIN_FRAMES)
+    leak = await store_frame(
+        world, light_leak_dark(0, 3000.0), "dark", exposure_s=60.0, temperature_c=-10.0
+    )
+    job = await queue(world, [*good, leak])
+    dying = stacking_of(world, builder=DyingBuilder(memory_limit_mb=64), worker="dead-replica")
+    with pytest.raises(ProcessDied):
+        await run_job(dying, job.id)
+    reason = (await world.frames.get(leak.id)).held_reason
+    assert reason.startswith("dark level gate: ")
+    assert (await world.jobs.get(job.id)).status == JobStatus.RUNNING
+    assert await world.frames.masters(job.observatory_id) == []
+
+    world.clock.advance(seconds=LEASE_S + 1)  # the dead replica's claim has run out
+    await run_job(stacking_of(world), job.id)
+    done = await world.jobs.get(job.id)
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 2
+    master = await world.frames.get(done.master_id)
+    assert sorted(master.components) == sorted(f.id for f in good)
+    still_held = await world.frames.get(leak.id)
+    assert still_held.held and still_held.held_reason == reason and still_held.master_id is None
 
 
 async def test_gates_off_stack_the_light_leak_dark_too():
