@@ -18,7 +18,9 @@ What is read: the first ``Image`` element, of one channel (a mono frame or the r
 colour-filter-array frame N.I.N.A. writes; a debayered colour image is not a
 calibration frame and is refused), samples ``UInt8``/``UInt16``/``UInt32``/``Float32``/
 ``Float64`` of either byte order, in one attached data block, uncompressed or compressed
-with zlib, LZ4, LZ4HC or Zstandard, with or without byte shuffling. Refused with a
+with zlib, LZ4, LZ4HC or Zstandard, with or without byte shuffling; float samples are
+read from their ``bounds`` to ADU, so a PixInsight re-save (0..1) stacks with the frames
+its capture program wrote (0..65535). Refused with a
 message naming what is wrong: distributed XISF (data in other files or at a URL), inline
 or embedded data, compressed sub-blocks, other codecs and sample formats, and XML with a
 DTD or entities (parsed with :mod:`defusedxml`: no entity is ever expanded).
@@ -28,6 +30,7 @@ Pure: bytes in, cards and layout out.
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -64,6 +67,9 @@ SAMPLE_FORMATS = {
     "Float64": ("f", 8),
 }
 CODECS = frozenset({"zlib", "lz4", "lz4hc", "zstd"})
+#: What a float image's upper bound stands for: a 16-bit camera's full scale, as PixInsight
+#: reads 16-bit data into 0..1 (a 12- or 14-bit camera's data is scaled to 16 bits first).
+FULL_SCALE_ADU = 65535.0
 
 #: XISF image properties (XISF 1.0 §11.5, as N.I.N.A. and PixInsight write them) and the
 #: FITS keyword each stands for, with the §2 field it gives. ``Instrument:Camera:Gain`` is
@@ -118,6 +124,9 @@ class XisfLayout:
     """``zlib``, ``lz4``, ``lz4hc``, ``zstd``, or None for uncompressed data."""
     shuffled: bool
     """Bytes shuffled before compression: every sample's first byte, then every second..."""
+    bounds: tuple[float, float] | None
+    """The range a float image's samples span (its ``bounds``; PixInsight writes ``0:1``),
+    read as 0 to :data:`FULL_SCALE_ADU`; None for integer samples, kept as stored."""
 
     @property
     def needed(self) -> int:
@@ -217,7 +226,25 @@ def _layout(image: ElementTree.Element, header_end: int, limits: ImageLimits | N
         big_endian=byte_order == "big",
         codec=codec,
         shuffled=shuffled,
+        bounds=_bounds(image.get("bounds")) if kind == "f" else None,
     )
+
+
+def _bounds(text: str | None) -> tuple[float, float] | None:
+    """The ``bounds`` of a float image (``'0:1'``); XISF requires them, so an image
+    without them is read as stored."""
+    if text is None:
+        return None
+    low, separator, high = text.partition(":")
+    try:
+        bounds = float(low), float(high)
+    except ValueError:
+        bounds = (math.nan, math.nan)
+    if not separator or not all(map(math.isfinite, bounds)) or bounds[0] >= bounds[1]:
+        raise InvalidXisfError(
+            f"malformed XISF image bounds {text!r}: a float image's samples span low:high"
+        )
+    return bounds
 
 
 def _geometry(text: str, limits: ImageLimits | None) -> tuple[int, int, int]:

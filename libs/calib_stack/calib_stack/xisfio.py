@@ -22,7 +22,7 @@ import zstandard
 
 from calib_core.fitsheader import InvalidFitsError
 from calib_core.imagefile import read_image_layout
-from calib_core.xisfheader import InvalidXisfError, XisfLayout
+from calib_core.xisfheader import FULL_SCALE_ADU, InvalidXisfError, XisfLayout
 from calib_stack.rowimage import RowImage
 
 _CHUNK = 4 * 1024 * 1024
@@ -66,7 +66,8 @@ class XisfImage(RowImage):
             self._file = None
 
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray) -> None:
-        """Rows ``y0`` to ``y1`` (exclusive), the samples' values unscaled, into ``out``."""
+        """Rows ``y0`` to ``y1`` (exclusive) into ``out``: integer samples as stored, float
+        samples from their bounds to ADU (PixInsight's 0..1 to 0..65535)."""
         height, width = self.shape
         if not 0 <= y0 <= y1 <= height:
             raise ValueError(f"row range [{y0}, {y1}) outside image of height {height}")
@@ -77,6 +78,10 @@ class XisfImage(RowImage):
         except (OSError, ValueError, RuntimeError, zlib.error, zstandard.ZstdError) as exc:
             raise InvalidXisfError(f"cannot read image rows {y0}-{y1}: {exc}", self.path) from exc
         out[...] = raw.reshape(y1 - y0, width)
+        if self._layout.bounds is not None:
+            low, high = self._layout.bounds
+            out -= np.float32(low)
+            out *= np.float32(FULL_SCALE_ADU / (high - low))
 
     def _read_band(self, first: int, end: int) -> np.ndarray:
         """Samples ``first`` to ``end`` (exclusive) in file order."""

@@ -173,6 +173,22 @@ def test_hostile_files_are_refused_naming_what_is_wrong(data, message):
     assert isinstance(refused.value, InvalidFitsError)  # every frame reader handles it
 
 
+FLOATS = PIXELS.astype(np.float32) / 65535
+
+
+@pytest.mark.parametrize("bounds", ["1:0", "0:0", "0", "a:b", "nan:1", "0:inf", "0:1:2"])
+def test_a_float_image_with_malformed_bounds_is_refused(bounds):
+    with pytest.raises(InvalidXisfError, match=f"malformed XISF image bounds '{bounds}'"):
+        xisf_layout(xisf_bytes(FLOATS, image_attributes={"bounds": bounds}), LIMITS)
+
+
+def test_only_a_float_image_has_bounds_to_read_from():
+    assert xisf_layout(xisf_bytes(FLOATS, image_attributes={"bounds": "0:1"})).bounds == (0, 1)
+    assert xisf_layout(xisf_bytes(FLOATS)).bounds is None  # XISF requires them: read as stored
+    integers = xisf_bytes(PIXELS, image_attributes={"bounds": "0:1"})
+    assert xisf_layout(integers).bounds is None
+
+
 @pytest.mark.parametrize(
     "attributes, message",
     [

@@ -42,6 +42,18 @@ def test_samples_are_read_as_stored(tmp_path, dtype, big_endian, codec, shuffle)
     np.testing.assert_array_equal(np.vstack(bands), image.astype(np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bounds", ["0:1", "-0.5:1.5"])
+def test_float_samples_are_read_from_their_bounds_to_adu(tmp_path, dtype, bounds):
+    """PixInsight saves 16-bit data as floats in 0..1: read back as 0..65535."""
+    low, high = map(float, bounds.split(":"))
+    adu = np.round(np.random.default_rng(4).uniform(0, 65535, SHAPE))
+    stored = (low + adu / 65535 * (high - low)).astype(dtype)
+    path = tmp_path / "resaved.xisf"
+    path.write_bytes(xisf_bytes(stored, codec="zstd", image_attributes={"bounds": bounds}))
+    np.testing.assert_allclose(read_image(path), adu, rtol=0, atol=0.02)
+
+
 def test_a_compressed_block_is_decompressed_once_beside_the_frame(tmp_path, monkeypatch):
     path = tmp_path / "frame.xisf"
     image = pixels(np.uint16)
@@ -85,6 +97,12 @@ def test_xisf_darks_stack_with_fits_ones_and_calibrate_an_xisf_light(tmp_path, f
             paths.append(path)
     master = stack_files(paths, method="mean").image
     np.testing.assert_allclose(master, np.mean(darks, axis=0), rtol=1e-6)
+    resaved = tmp_path / "dark0-pixinsight.xisf"  # the first dark as PixInsight re-saves it
+    resaved.write_bytes(
+        xisf_bytes(darks[0].astype(np.float32) / 65535, image_attributes={"bounds": "0:1"})
+    )
+    again = stack_files([resaved, *paths[1:]], method="mean").image
+    np.testing.assert_allclose(again, master, rtol=1e-5)
 
     fits.PrimaryHDU(master).writeto(tmp_path / "master.fits")
     light = np.round(rng.normal(1500, 30, SHAPE)).astype(np.uint16)
