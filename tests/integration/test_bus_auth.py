@@ -59,8 +59,10 @@ class PluginConnection:
             inbox_prefix=inbox_prefix(observatory),
             error_cb=error,
             disconnected_cb=disconnected,
-            reconnect_time_wait=0.5,
-            max_reconnect_attempts=-1,
+            # A cut-off connection stays cut (the server's refusal of a new one is tested on
+            # its own): nats-py can leave a reconnect task running past close() when the
+            # server refuses a reconnect, and the test's event loop then never ends.
+            allow_reconnect=False,
         )
         return self
 
