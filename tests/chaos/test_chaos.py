@@ -35,6 +35,7 @@ from pymongo import MongoClient
 from calib_core import events
 from calib_core.busaccess import inbox_prefix
 from tests.integration.registry_helpers import frame_bytes
+from tests.support.aio import run_bounded
 from tests.support.system import ADMIN_TOKEN, free_port, wait_for
 
 API = "/api/v1/calibration"
@@ -228,7 +229,7 @@ def test_calib_run_keeps_every_promise_while_processes_die(tmp_path):
         done = threading.Event()
         monkey = threading.Thread(target=chaos, args=(run, rng, done, faults))
         monkey.start()
-        asyncio.run(plugin.publish_all(frames))
+        run_bounded(plugin.publish_all(frames))
         monkey.join(timeout=300)
         assert done.is_set(), "the fault plan did not finish"
 

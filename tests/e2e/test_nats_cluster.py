@@ -22,6 +22,7 @@ from calib_infra import bus
 from calib_infra.devstack import EmbeddedNatsCluster
 from tests.e2e.test_delivery import big_dark
 from tests.integration.registry_helpers import jobs, masters, wait_registered
+from tests.support.aio import run_bounded
 from tests.support.plugin import Plugin
 from tests.support.system import (
     ADMIN_TOKEN,
@@ -75,7 +76,7 @@ def stream_state(config, observatory: str) -> tuple[str, int, int]:
         finally:
             await connection.close()
 
-    return wait_for(lambda: asyncio.run(look()), what="the stream's leader")
+    return wait_for(lambda: run_bounded(look()), what="the stream's leader")
 
 
 def admitted_on_every_node(cluster: EmbeddedNatsCluster, token: str, observatory: str) -> None:
