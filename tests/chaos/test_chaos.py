@@ -34,8 +34,8 @@ from pymongo import MongoClient
 
 from calib_core import events
 from calib_core.busaccess import inbox_prefix
+from calib_infra.eventloop import run_bounded
 from tests.integration.registry_helpers import frame_bytes
-from tests.support.aio import run_bounded
 from tests.support.system import ADMIN_TOKEN, free_port, wait_for
 
 API = "/api/v1/calibration"

@@ -20,9 +20,9 @@ from calib_core import events
 from calib_core.busaccess import inbox_prefix
 from calib_infra import bus
 from calib_infra.devstack import EmbeddedNatsCluster
+from calib_infra.eventloop import run_bounded
 from tests.e2e.test_delivery import big_dark
 from tests.integration.registry_helpers import jobs, masters, wait_registered
-from tests.support.aio import run_bounded
 from tests.support.plugin import Plugin
 from tests.support.system import (
     ADMIN_TOKEN,

@@ -25,6 +25,7 @@ from calib_infra.bus import BusPublisher, durable_consumer, make_broker, start_w
 from calib_infra.clock import Clock
 from calib_infra.config import Config, load_config
 from calib_infra.deliveries import received
+from calib_infra.eventloop import run_bounded
 from calib_infra.filecache import FileCache
 from calib_infra.logs import configure_logging
 from calib_infra.mongo import check_schema, mongo_client
@@ -356,4 +357,4 @@ def run_service(
         await runtime.hand_back()
         await runtime.close()
 
-    asyncio.run(main())
+    run_bounded(main(), grace_s=SHUTDOWN_GRACE_S)

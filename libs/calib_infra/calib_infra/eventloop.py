@@ -1,4 +1,4 @@
-"""Running a coroutine from a synchronous test when NATS clients may outlive it."""
+"""Running a coroutine to its end when client libraries may leave tasks behind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ T = TypeVar("T")
 def run_bounded(coro: Coroutine[Any, Any, T], grace_s: float = 5.0) -> T:
     """``asyncio.run``, except that tasks still pending at the end get ``grace_s`` to end
     once cancelled rather than for ever: nats-py's reconnect task can outlive ``close()``
-    (its cancellation lost while a server refuses the reconnect), and would otherwise
-    hold the test until its timeout."""
+    (its cancellation lost while a server refuses the reconnect), and would otherwise keep
+    a stopping service, or a test, from ever ending."""
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coro)
@@ -24,4 +24,5 @@ def run_bounded(coro: Coroutine[Any, Any, T], grace_s: float = 5.0) -> T:
         if pending:
             loop.run_until_complete(asyncio.wait(pending, timeout=grace_s))
         loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()

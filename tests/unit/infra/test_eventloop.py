@@ -1,11 +1,11 @@
-"""tests.support.aio.run_bounded: a straggling task cannot hold a test for ever."""
+"""calib_infra.eventloop.run_bounded: a straggling task cannot hold a process for ever."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from tests.support.aio import run_bounded
+from calib_infra.eventloop import run_bounded
 
 
 async def leaves_a_task_that_ignores_cancellation(cancelled: list[int]) -> str:
