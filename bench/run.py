@@ -17,6 +17,7 @@ def load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
+    sys.modules[path.stem] = module  # dataclasses look their module up while defining a class
     spec.loader.exec_module(module)
     return module
 
