@@ -113,7 +113,7 @@ def test_a_message_failing_past_the_bound_is_a_dead_letter_listed_and_replayed(o
         def given_up() -> list[dict]:
             return [d for d in dead_letters(admin, status="dead") if d["consumer"] == "registry"]
 
-        [letter] = wait_for(given_up, timeout_s=30, what="the registry's dead letter")
+        [letter] = wait_for(given_up, timeout_s=60, what="the registry's dead letter")
         assert letter["subject"] == f"{events.FRAME_REGISTERED}.{observatory}"
         assert msgspec.json.decode(letter["body"].encode(), type=events.FrameRegistered) == event
         assert (letter["attempts"], letter["status"], letter["permanent"]) == (3, "dead", False)

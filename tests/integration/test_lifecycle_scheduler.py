@@ -88,9 +88,10 @@ def test_the_scheduler_runs_the_daily_maintenance_once_a_day_has_passed(ports, t
     try:
         services.start("lifecycle")
         services.start("scheduler")
-        wait_for(
+        wait_for(  # the lifecycle loads its numba kernels first: compiles them if the cache
+            # is cold, on two cores that two test workers share (fresh clones took 22-33 s)
             lambda: {"lifecycle", "scheduler"} <= {h["service"] for h in db.heartbeats.find()},
-            timeout_s=30,
+            timeout_s=120,
             what="the services' heartbeats",
         )
         assert db.frames.find_one({"_id": master.id})["status"] == "active"
