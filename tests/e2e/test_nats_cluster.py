@@ -7,8 +7,6 @@ whichever node they reach (the auth callout crosses the routes to the gateway)."
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 
 import httpx
 import nats
@@ -38,15 +36,7 @@ from tests.support.system import (
 def announce_through_failover(plugin: Plugin, observatory: str, files: list[bytes]) -> None:
     """Upload and announce ``files``, publishing again with the same ``Nats-Msg-Id`` while
     the cluster elects a new leader (as a plugin retries; the stream drops the repeats)."""
-    registered = [
-        events.FrameRegistered(
-            event_id=uuid.uuid4().hex,
-            observatory_id=observatory,
-            storage_key=plugin.upload(observatory, data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-        for data in files
-    ]
+    registered = [plugin.uploaded(observatory, data) for data in files]
 
     def announced() -> bool:
         try:

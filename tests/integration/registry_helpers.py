@@ -4,7 +4,6 @@ frames, many-at-once registration, and API look-ups."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -78,15 +77,7 @@ def register_all(
     plugin: Plugin, observatory_id: str, files: list[bytes]
 ) -> list[events.FrameRegistered]:
     """Upload every file, then announce them all at once (the plugin after a sequence)."""
-    registered = [
-        events.FrameRegistered(
-            event_id=uuid.uuid4().hex,
-            observatory_id=observatory_id,
-            storage_key=plugin.upload(observatory_id, data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-        for data in files
-    ]
+    registered = [plugin.uploaded(observatory_id, data) for data in files]
     plugin.announce([(event, event.event_id) for event in registered])
     return registered
 

@@ -7,8 +7,6 @@ tests/unit/app (test_lifecycle, test_maintenance, test_deletion)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import uuid
 from datetime import datetime, timedelta
 
 import httpx
@@ -107,15 +105,7 @@ def light_file(
 
 def register(plugin: Plugin, observatory_id: str, files: list[bytes]) -> list[str]:
     """Upload and announce frames in one batch, like the capture plugin; returns their keys."""
-    batch = [
-        events.FrameRegistered(
-            event_id=uuid.uuid4().hex,
-            observatory_id=observatory_id,
-            storage_key=plugin.upload(observatory_id, data),
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-        for data in files
-    ]
+    batch = [plugin.uploaded(observatory_id, data) for data in files]
     plugin.announce([(event, event.event_id) for event in batch])
     return [event.storage_key for event in batch]
 

@@ -45,14 +45,18 @@ class Plugin:
 
         asyncio.run(send())
 
-    def register(self, observatory_id: str, data: bytes, **fields) -> events.FrameRegistered:
-        """Upload and announce one frame; returns the event."""
-        event = events.FrameRegistered(
+    def uploaded(self, observatory_id: str, data: bytes, **fields) -> events.FrameRegistered:
+        """Upload one frame; returns the event that would announce it (not yet published)."""
+        return events.FrameRegistered(
             event_id=uuid.uuid4().hex,
             observatory_id=observatory_id,
             storage_key=self.upload(observatory_id, data),
             sha256=hashlib.sha256(data).hexdigest(),
             **fields,
         )
+
+    def register(self, observatory_id: str, data: bytes, **fields) -> events.FrameRegistered:
+        """Upload and announce one frame; returns the event."""
+        event = self.uploaded(observatory_id, data, **fields)
         self.announce([(event, event.event_id)])
         return event
